@@ -1,0 +1,1 @@
+//! Statistical top-k (SPEC section 6).

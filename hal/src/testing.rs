@@ -1,0 +1,186 @@
+//! The differential test suite for kernel backends.
+//!
+//! [`kernel_suite!`](crate::kernel_suite) expands to a test module that checks one backend
+//! bit-exact against the [`Scalar`](crate::Scalar) oracle: proptest over shapes and values
+//! plus named edge cases (length 0, 1, 15, 16, 17, 13*16, rows of all -127 and all -128,
+//! max-length rows). A new ISA backend gets the whole suite with one line:
+//!
+//! ```ignore
+//! spark_hal::kernel_suite!(neon_suite, spark_hal::arm::neon::Neon);
+//! ```
+//!
+//! The calling crate needs `proptest` as a dev-dependency.
+
+/// Named lengths every kernel is checked at (tile = 16 bytes).
+pub const EDGE_LENGTHS: &[usize] = &[0, 1, 2, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 13 * 16, 13 * 16 + 5];
+
+/// A deterministic pseudo-random int8 vector (xorshift), for edge-case fixtures.
+pub fn pattern_i8(len: usize, seed: u32) -> impl Iterator<Item = i8> {
+    let mut s = seed.wrapping_mul(2654435761).wrapping_add(1) | 1;
+    (0..len).map(move |_| {
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        (s >> 24) as u8 as i8
+    })
+}
+
+/// Generate the bit-exact differential suite for backend `$backend` as module `$name`.
+#[macro_export]
+macro_rules! kernel_suite {
+    ($name:ident, $backend:ty) => {
+        #[cfg(test)]
+        mod $name {
+            #![allow(unused_imports)]
+            use proptest::prelude::*;
+            use $crate::testing::{pattern_i8, EDGE_LENGTHS};
+            use $crate::{Kernels, Scalar, MAX_ACC_TERMS};
+            type B = $backend;
+
+            fn vec_i8(len: usize, seed: u32) -> Vec<i8> {
+                pattern_i8(len, seed).collect()
+            }
+
+            fn check_dot(a: &[i8], b: &[i8]) {
+                assert_eq!(<B as Kernels>::dot_i8(a, b), Scalar::dot_i8(a, b), "dot_i8 len {}", a.len());
+            }
+
+            fn check_gemv(w: &[i8], cols: usize, x: &[i8], rows: usize) {
+                let mut y0 = vec![0i32; rows];
+                let mut y1 = vec![7i32; rows];
+                Scalar::gemv_i8(w, cols, x, &mut y0);
+                <B as Kernels>::gemv_i8(w, cols, x, &mut y1);
+                assert_eq!(y0, y1, "gemv_i8 rows {rows} cols {cols}");
+            }
+
+            fn check_gemv_rows(w: &[i8], cols: usize, idx: &[u32], x: &[i8]) {
+                let mut y0 = vec![0i32; idx.len()];
+                let mut y1 = vec![-3i32; idx.len()];
+                Scalar::gemv_rows_i8(w, cols, idx, x, &mut y0);
+                <B as Kernels>::gemv_rows_i8(w, cols, idx, x, &mut y1);
+                assert_eq!(y0, y1, "gemv_rows_i8 m {} cols {cols}", idx.len());
+            }
+
+            fn check_gemv_t_rows(w: &[i8], cols: usize, idx: &[u32], c: &[i8], init: i32) {
+                let mut y0 = vec![init; cols];
+                let mut y1 = vec![init; cols];
+                Scalar::gemv_t_rows_i8(w, cols, idx, c, &mut y0);
+                <B as Kernels>::gemv_t_rows_i8(w, cols, idx, c, &mut y1);
+                assert_eq!(y0, y1, "gemv_t_rows_i8 m {} cols {cols}", idx.len());
+            }
+
+            fn check_quant(x: &[f32]) {
+                let mut q0 = vec![0i8; x.len()];
+                let mut q1 = vec![1i8; x.len()];
+                let s0 = Scalar::quantize_sym_i8(x, &mut q0);
+                let s1 = <B as Kernels>::quantize_sym_i8(x, &mut q1);
+                assert_eq!(s0.to_bits(), s1.to_bits(), "quantize scale len {}", x.len());
+                assert_eq!(q0, q1, "quantize values len {}", x.len());
+            }
+
+            #[test]
+            fn edge_lengths_all_kernels() {
+                for (n, &len) in EDGE_LENGTHS.iter().enumerate() {
+                    let a = vec_i8(len, n as u32);
+                    let b = vec_i8(len, 1000 + n as u32);
+                    check_dot(&a, &b);
+                    let rows = 5;
+                    let w = vec_i8(rows * len, 2000 + n as u32);
+                    check_gemv(&w, len, &a, rows);
+                    check_gemv_rows(&w, len, &[4, 0, 2, 2], &a);
+                    check_gemv_rows(&w, len, &[], &a);
+                    let c = vec_i8(4, 3000 + n as u32);
+                    check_gemv_t_rows(&w, len, &[1, 3, 3, 0], &c, 11);
+                    check_gemv_t_rows(&w, len, &[], &[], 0);
+                    let xf: Vec<f32> = a.iter().map(|&v| v as f32 * 0.37 - 1.5).collect();
+                    check_quant(&xf);
+                }
+            }
+
+            #[test]
+            fn extreme_values() {
+                for &len in EDGE_LENGTHS {
+                    for &(va, vb) in &[(-127i8, -127i8), (-128, -128), (-128, 127), (127, 127)] {
+                        let a = vec![va; len];
+                        let b = vec![vb; len];
+                        check_dot(&a, &b);
+                        let w: Vec<i8> = [a.clone(), b.clone(), a.clone()].concat();
+                        check_gemv(&w, len, &b, 3);
+                        check_gemv_rows(&w, len, &[2, 1, 0], &a);
+                        check_gemv_t_rows(&w, len, &[0, 1, 2], &[vb, va, -128], 0);
+                    }
+                }
+            }
+
+            #[test]
+            fn max_length_rows() {
+                let len = MAX_ACC_TERMS;
+                let a = vec![-128i8; len];
+                check_dot(&a, &a);
+                assert_eq!(<B as Kernels>::dot_i8(&a, &a), (len as i32) * 16384);
+                let w = [vec![-128i8; len], vec_i8(len, 9)].concat();
+                check_gemv(&w, len, &a, 2);
+                check_gemv_rows(&w, len, &[1, 0], &a);
+                // gemv_t_rows with the maximum number of rows (all the same row).
+                let w1 = vec![-128i8; 8];
+                let idx = vec![0u32; len];
+                let c = vec![-128i8; len];
+                check_gemv_t_rows(&w1, 8, &idx, &c, 0);
+            }
+
+            #[test]
+            fn quantize_edge_cases() {
+                check_quant(&[]);
+                check_quant(&[0.0; 33]);
+                check_quant(&[f32::NAN, 1.0, -2.0, f32::INFINITY, 0.5]);
+                check_quant(&[f32::NEG_INFINITY; 17]);
+                check_quant(&[1e-40, -1e-40, 0.0]);
+                check_quant(&[0.5, -0.5, 1.5, -1.5, 2.5, 127.0, -127.0]);
+                let halves: Vec<f32> = (-300..300).map(|i| i as f32 * 0.5).collect();
+                check_quant(&halves);
+                check_quant(&[f32::MAX, -f32::MAX, 1.0]);
+            }
+
+            proptest! {
+                #![proptest_config(ProptestConfig::with_cases(256))]
+
+                #[test]
+                fn prop_dot(a in proptest::collection::vec(any::<i8>(), 0..600), seed in any::<u32>()) {
+                    let b = vec_i8(a.len(), seed);
+                    check_dot(&a, &b);
+                }
+
+                #[test]
+                fn prop_gemv(rows in 0usize..9, cols in 0usize..300, seed in any::<u32>()) {
+                    let w = vec_i8(rows * cols, seed);
+                    let x = vec_i8(cols, seed ^ 0x55);
+                    check_gemv(&w, cols, &x, rows);
+                }
+
+                #[test]
+                fn prop_gemv_rows(n_rows in 1usize..12, cols in 0usize..300,
+                                  idx in proptest::collection::vec(any::<u32>(), 0..20), seed in any::<u32>()) {
+                    let w = vec_i8(n_rows * cols, seed);
+                    let x = vec_i8(cols, seed ^ 0xAA);
+                    let idx: Vec<u32> = idx.iter().map(|&i| i % n_rows as u32).collect();
+                    check_gemv_rows(&w, cols, &idx, &x);
+                }
+
+                #[test]
+                fn prop_gemv_t_rows(n_rows in 1usize..12, cols in 0usize..300,
+                                    idx in proptest::collection::vec(any::<u32>(), 0..20),
+                                    init in -1000i32..1000, seed in any::<u32>()) {
+                    let w = vec_i8(n_rows * cols, seed);
+                    let idx: Vec<u32> = idx.iter().map(|&i| i % n_rows as u32).collect();
+                    let c = vec_i8(idx.len(), seed ^ 0x33);
+                    check_gemv_t_rows(&w, cols, &idx, &c, init);
+                }
+
+                #[test]
+                fn prop_quantize(x in proptest::collection::vec(-1e6f32..1e6, 0..300)) {
+                    check_quant(&x);
+                }
+            }
+        }
+    };
+}
