@@ -39,7 +39,7 @@ pub(crate) fn quantize_one(v: f32, inv_scale: f32) -> i8 {
 #[inline]
 pub(crate) fn round_half_away(v: f32) -> f32 {
     // |v| < 2^23 here in practice; larger values are already integers.
-    if !(v.abs() < 8_388_608.0) {
+    if v.is_nan() || v.abs() >= 8_388_608.0 {
         return v;
     }
     let t = (v as i32) as f32; // truncation toward zero, exact for |v| < 2^23

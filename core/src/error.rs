@@ -1,0 +1,224 @@
+//! The typed errors of `spark-core`: model loading ([`ModelError`]) and running
+//! ([`RunError`]). Every failure a user can cause is one of these, never a panic.
+
+use crate::tensor::{DType, TensorId};
+use core::fmt;
+
+/// Why a `.spark` file was rejected. The `Display` text says what is wrong and where.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// The file ends before a section it declares.
+    Truncated {
+        /// Which section was cut short.
+        what: &'static str,
+        /// Bytes that section needs (from the start of the file).
+        needed: u64,
+        /// Bytes actually present.
+        available: u64,
+    },
+    /// Bytes after the end of the data section.
+    TrailingBytes {
+        /// Expected file length.
+        expected: u64,
+        /// Actual file length.
+        found: u64,
+    },
+    /// The first four bytes are not `SPRK`.
+    BadMagic {
+        /// What was found.
+        found: [u8; 4],
+    },
+    /// A format version this runtime does not read.
+    UnsupportedVersion {
+        /// Version in the file.
+        found: u32,
+    },
+    /// The header is larger than [`crate::format::MAX_HEADER_BYTES`].
+    HeaderTooLarge {
+        /// Declared header length.
+        len: u32,
+    },
+    /// Header CRC32 mismatch.
+    HeaderCrc {
+        /// CRC stored in the preamble.
+        stored: u32,
+        /// CRC of the bytes present.
+        computed: u32,
+    },
+    /// The header bytes do not decode.
+    HeaderDecode {
+        /// The part that failed.
+        what: &'static str,
+    },
+    /// Data section CRC32 mismatch.
+    DataCrc {
+        /// CRC stored in the header.
+        stored: u32,
+        /// CRC of the bytes present.
+        computed: u32,
+    },
+    /// The data section does not start on a 64-byte boundary after the header.
+    BadDataOffset {
+        /// Declared data offset.
+        offset: u32,
+    },
+    /// A config field is out of range or inconsistent.
+    BadConfig {
+        /// Field name.
+        field: &'static str,
+        /// What is required of it.
+        reason: &'static str,
+    },
+    /// More table entries than any valid model has.
+    TooManyTensors {
+        /// Declared count.
+        count: u32,
+    },
+    /// A tensor this config has no use for (wrong kind or layer out of range).
+    UnexpectedTensor {
+        /// The tensor.
+        id: TensorId,
+    },
+    /// A tensor listed twice.
+    DuplicateTensor {
+        /// The tensor.
+        id: TensorId,
+    },
+    /// A tensor the config requires is absent.
+    MissingTensor {
+        /// The tensor.
+        id: TensorId,
+    },
+    /// A tensor has the wrong shape.
+    TensorShape {
+        /// The tensor.
+        id: TensorId,
+        /// Shape the config implies.
+        expected: [u32; 2],
+        /// Shape in the file.
+        found: [u32; 2],
+    },
+    /// A tensor has the wrong element type.
+    TensorDType {
+        /// The tensor.
+        id: TensorId,
+        /// Required dtype.
+        expected: DType,
+        /// Dtype in the file.
+        found: DType,
+    },
+    /// A tensor's byte length disagrees with its shape.
+    TensorLength {
+        /// The tensor.
+        id: TensorId,
+        /// `rows * cols * dtype size`.
+        expected: u64,
+        /// Length in the table.
+        found: u32,
+    },
+    /// A tensor lies (partly) outside the data section.
+    TensorOutOfBounds {
+        /// The tensor.
+        id: TensorId,
+        /// Its offset.
+        offset: u32,
+        /// Its length.
+        len: u32,
+    },
+    /// A tensor offset is not 64-byte aligned.
+    TensorMisaligned {
+        /// The tensor.
+        id: TensorId,
+        /// Its offset.
+        offset: u32,
+    },
+    /// Two tensors overlap, or the table is not in ascending offset order.
+    TensorOverlap {
+        /// The earlier table entry.
+        first: TensorId,
+        /// The entry that starts before `first` ends.
+        second: TensorId,
+    },
+    /// A scale or norm weight is NaN or infinite.
+    NonFiniteValue {
+        /// The tensor.
+        id: TensorId,
+        /// Element index.
+        index: u32,
+    },
+    /// The tokenizer tensors are inconsistent.
+    BadTokenizer {
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+impl fmt::Display for ModelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use ModelError::*;
+        match *self {
+            Truncated { what, needed, available } => {
+                write!(f, "file truncated in the {what}: needs {needed} bytes, has {available}")
+            }
+            TrailingBytes { expected, found } => {
+                write!(
+                    f,
+                    "file has {} unexpected bytes after the data section (expected {expected} bytes, found {found})",
+                    found - expected
+                )
+            }
+            BadMagic { found } => write!(f, "not a .spark model: magic is {found:02x?}, expected \"SPRK\""),
+            UnsupportedVersion { found } => {
+                write!(
+                    f,
+                    "unsupported .spark format version {found} (this runtime reads version {})",
+                    crate::format::VERSION
+                )
+            }
+            HeaderTooLarge { len } => {
+                write!(f, "header of {len} bytes exceeds the limit of {} bytes", crate::format::MAX_HEADER_BYTES)
+            }
+            HeaderCrc { stored, computed } => {
+                write!(f, "header CRC32 mismatch: stored {stored:#010x}, computed {computed:#010x} (file corrupted)")
+            }
+            HeaderDecode { what } => write!(f, "header does not decode: bad {what}"),
+            DataCrc { stored, computed } => {
+                write!(f, "data CRC32 mismatch: stored {stored:#010x}, computed {computed:#010x} (file corrupted)")
+            }
+            BadDataOffset { offset } => {
+                write!(f, "data section offset {offset} is not 64-byte aligned or overlaps the header")
+            }
+            BadConfig { field, reason } => write!(f, "config field {field}: {reason}"),
+            TooManyTensors { count } => write!(f, "tensor table declares {count} tensors, more than any valid model"),
+            UnexpectedTensor { id } => write!(f, "tensor {id}: not part of a model with this config"),
+            DuplicateTensor { id } => write!(f, "tensor {id}: listed more than once"),
+            MissingTensor { id } => write!(f, "tensor {id}: missing"),
+            TensorShape { id, expected, found } => write!(
+                f,
+                "tensor {id}: expected shape [{}, {}], found [{}, {}]",
+                expected[0], expected[1], found[0], found[1]
+            ),
+            TensorDType { id, expected, found } => {
+                write!(f, "tensor {id}: expected dtype {}, found {}", expected.name(), found.name())
+            }
+            TensorLength { id, expected, found } => {
+                write!(f, "tensor {id}: byte length {found} does not match its shape ({expected} bytes)")
+            }
+            TensorOutOfBounds { id, offset, len } => {
+                write!(f, "tensor {id}: bytes {offset}..{} lie outside the data section", offset as u64 + len as u64)
+            }
+            TensorMisaligned { id, offset } => write!(f, "tensor {id}: offset {offset} is not 64-byte aligned"),
+            TensorOverlap { first, second } => {
+                write!(f, "tensor {second}: overlaps or precedes tensor {first} (tensors must be in ascending, disjoint byte ranges)")
+            }
+            NonFiniteValue { id, index } => write!(f, "tensor {id}: element {index} is NaN or infinite"),
+            BadTokenizer { reason } => write!(f, "tokenizer: {reason}"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+extern crate std;
+#[cfg(feature = "std")]
+impl std::error::Error for ModelError {}

@@ -1,0 +1,466 @@
+//! The `.spark` model file, version 1 (SPEC section 8): a zero-copy reader over `&[u8]`.
+//!
+//! ```text
+//! offset 0   "SPRK"            magic
+//!        4   u32 LE            format version (1)
+//!        8   u32 LE            header length H
+//!       12   u32 LE            CRC32 of the header bytes
+//!       16   H bytes           postcard: Header, then Header::n_tensors TensorEntry
+//!      ...   zero padding      up to data_offset (64-byte aligned)
+//! data_offset data_len bytes   tensors, each at a 64-byte aligned offset, ascending
+//! ```
+//!
+//! The file ends exactly at `data_offset + data_len`; the header holds the CRC32 of the
+//! data section. [`Model::load`] validates everything before any use (magic, version,
+//! sizes, both CRCs, the config, every tensor present exactly once with the dtype and
+//! shape the config implies, inside the data section, aligned, disjoint, finite scales and
+//! norm weights, tokenizer consistency) and returns a typed [`ModelError`], never
+//! panicking. Weights are then read in place: int8 rows as `&[i8]`, f32 values with
+//! `from_le_bytes`, so the blob needs no particular alignment in memory.
+//!
+//! The writer lives in `spark-sim` (`spark_sim::format::ModelWriter`); round trips and one
+//! test per error variant are in `host-sim/tests/format.rs`.
+
+use crate::config::{Config, MAX_LAYERS};
+use crate::error::ModelError;
+use crate::tensor::{
+    expected, DType, TensorEntry, TensorId, TensorKind, GLOBAL_KINDS, LAYER_KINDS, N_GLOBAL_KINDS, N_LAYER_KINDS,
+};
+use serde::{Deserialize, Serialize};
+
+/// File magic.
+pub const MAGIC: [u8; 4] = *b"SPRK";
+/// The format version this runtime reads and writes.
+pub const VERSION: u32 = 1;
+/// Size of the fixed preamble.
+pub const PREAMBLE_BYTES: usize = 16;
+/// Largest header accepted.
+pub const MAX_HEADER_BYTES: u32 = 256 * 1024;
+/// Alignment of the data section and of every tensor.
+pub const ALIGN: u32 = 64;
+/// Largest tensor table accepted (every kind of every layer, plus the globals).
+pub const MAX_TENSORS: u32 = (N_GLOBAL_KINDS + N_LAYER_KINDS * MAX_LAYERS) as u32;
+
+/// Tokenizer flavour stored in the file.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenizerKind {
+    /// No tokenizer: the model runs on token ids.
+    None,
+    /// Byte-level BPE: token byte strings plus ranked merges.
+    ByteBpe,
+}
+
+/// Tokenizer metadata (the strings and merges are tensors).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenizerMeta {
+    /// Flavour.
+    pub kind: TokenizerKind,
+    /// Total bytes of all token strings (`tokenizer.bytes` is `[bytes_len, 1]` u8).
+    pub bytes_len: u32,
+    /// Number of merges (`tokenizer.merges` is `[n_merges, 3]` u32: left, right, result;
+    /// rank = row index).
+    pub n_merges: u32,
+    /// Beginning-of-sequence token, if any.
+    pub bos_id: Option<u32>,
+    /// End-of-sequence token, if any.
+    pub eos_id: Option<u32>,
+}
+
+impl TokenizerMeta {
+    /// No tokenizer.
+    pub const NONE: TokenizerMeta =
+        TokenizerMeta { kind: TokenizerKind::None, bytes_len: 0, n_merges: 0, bos_id: None, eos_id: None };
+}
+
+/// The postcard-encoded header (followed by `n_tensors` [`TensorEntry`] records).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct Header {
+    /// Model configuration.
+    pub config: Config,
+    /// Tokenizer metadata.
+    pub tokenizer: TokenizerMeta,
+    /// Start of the data section (64-byte aligned).
+    pub data_offset: u32,
+    /// Length of the data section; the file ends at `data_offset + data_len`.
+    pub data_len: u32,
+    /// CRC32 (IEEE) of the data section.
+    pub data_crc: u32,
+    /// Number of tensor table entries that follow.
+    pub n_tensors: u32,
+}
+
+const CRC_TABLE: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            k += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
+/// CRC32 (IEEE 802.3, reflected, as zlib's `crc32`).
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in bytes {
+        c = CRC_TABLE[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8);
+    }
+    !c
+}
+
+const ABSENT: u32 = u32::MAX;
+
+/// A loaded model: the validated header plus tensor offsets into the borrowed blob.
+#[derive(Clone, Debug)]
+pub struct Model<'a> {
+    blob: &'a [u8],
+    /// Model configuration.
+    pub config: Config,
+    /// Tokenizer metadata.
+    pub tokenizer: TokenizerMeta,
+    global: [(u32, u32); N_GLOBAL_KINDS],       // [kind] -> (offset, len)
+    layers: [[u32; N_LAYER_KINDS]; MAX_LAYERS], // [layer, kind] -> offset (length from config)
+}
+
+/// An int8 row-major matrix with one f32 scale per row, read in place.
+#[derive(Clone, Copy, Debug)]
+pub struct QMatrix<'a> {
+    /// `[rows, cols]` int8 values.
+    pub data: &'a [i8],
+    /// `[rows]` little-endian f32 scales.
+    pub scales: F32Slice<'a>,
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub cols: usize,
+}
+
+impl<'a> QMatrix<'a> {
+    /// Row `i` as int8.
+    #[inline]
+    pub fn row(&self, i: usize) -> &'a [i8] {
+        &self.data[i * self.cols..(i + 1) * self.cols]
+    }
+}
+
+/// A little-endian f32 array read in place (no alignment needed).
+#[derive(Clone, Copy, Debug)]
+pub struct F32Slice<'a>(pub &'a [u8]);
+
+impl F32Slice<'_> {
+    /// Element count.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.0.len() / 4
+    }
+    /// True when empty.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// Element `i`.
+    #[inline]
+    pub fn get(&self, i: usize) -> f32 {
+        let b = &self.0[4 * i..4 * i + 4];
+        f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+}
+
+fn read_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn align_up(x: u64) -> u64 {
+    x.div_ceil(ALIGN as u64) * ALIGN as u64
+}
+
+impl<'a> Model<'a> {
+    /// Validate `blob` completely and return the model that reads it in place.
+    pub fn load(blob: &'a [u8]) -> Result<Model<'a>, ModelError> {
+        let avail = blob.len() as u64;
+        if blob.len() < PREAMBLE_BYTES {
+            return Err(ModelError::Truncated { what: "preamble", needed: PREAMBLE_BYTES as u64, available: avail });
+        }
+        let magic = [blob[0], blob[1], blob[2], blob[3]];
+        if magic != MAGIC {
+            return Err(ModelError::BadMagic { found: magic });
+        }
+        let version = read_u32(blob, 4);
+        if version != VERSION {
+            return Err(ModelError::UnsupportedVersion { found: version });
+        }
+        let header_len = read_u32(blob, 8);
+        if header_len > MAX_HEADER_BYTES {
+            return Err(ModelError::HeaderTooLarge { len: header_len });
+        }
+        let header_end = PREAMBLE_BYTES as u64 + header_len as u64;
+        if avail < header_end {
+            return Err(ModelError::Truncated { what: "header", needed: header_end, available: avail });
+        }
+        let header_bytes = &blob[PREAMBLE_BYTES..header_end as usize];
+        let stored = read_u32(blob, 12);
+        let computed = crc32(header_bytes);
+        if stored != computed {
+            return Err(ModelError::HeaderCrc { stored, computed });
+        }
+        let (header, mut rest): (Header, &[u8]) =
+            postcard::take_from_bytes(header_bytes).map_err(|_| ModelError::HeaderDecode { what: "header record" })?;
+        let cfg = header.config;
+        cfg.validate()?;
+        if header.n_tensors > MAX_TENSORS {
+            return Err(ModelError::TooManyTensors { count: header.n_tensors });
+        }
+        let data_start = header.data_offset as u64;
+        if data_start % ALIGN as u64 != 0 || data_start < align_up(header_end) {
+            return Err(ModelError::BadDataOffset { offset: header.data_offset });
+        }
+        let data_end = data_start + header.data_len as u64;
+        if avail < data_end {
+            return Err(ModelError::Truncated { what: "data section", needed: data_end, available: avail });
+        }
+        if avail > data_end {
+            return Err(ModelError::TrailingBytes { expected: data_end, found: avail });
+        }
+        let data = &blob[data_start as usize..data_end as usize];
+        let computed = crc32(data);
+        if computed != header.data_crc {
+            return Err(ModelError::DataCrc { stored: header.data_crc, computed });
+        }
+
+        let mut model = Model {
+            blob,
+            config: cfg,
+            tokenizer: header.tokenizer,
+            global: [(ABSENT, 0); N_GLOBAL_KINDS],
+            layers: [[ABSENT; N_LAYER_KINDS]; MAX_LAYERS],
+        };
+        let mut prev: Option<(TensorId, u64)> = None; // (id, end) of the previous entry
+        for _ in 0..header.n_tensors {
+            let (e, r): (TensorEntry, &[u8]) =
+                postcard::take_from_bytes(rest).map_err(|_| ModelError::HeaderDecode { what: "tensor table" })?;
+            rest = r;
+            model.check_entry(&e, data_start, data_end)?;
+            if let Some((first, end)) = prev {
+                if (e.offset as u64) < end {
+                    return Err(ModelError::TensorOverlap { first, second: e.id });
+                }
+            }
+            prev = Some((e.id, e.offset as u64 + e.len as u64));
+        }
+        if !rest.is_empty() {
+            return Err(ModelError::HeaderDecode { what: "trailing header bytes" });
+        }
+        model.check_complete()?;
+        model.check_values()?;
+        Ok(model)
+    }
+
+    fn tok_expected(&self, kind: TensorKind) -> Option<(DType, [u32; 2])> {
+        let t = &self.tokenizer;
+        if t.kind == TokenizerKind::None {
+            return None;
+        }
+        match kind {
+            TensorKind::TokBytes => Some((DType::U8, [t.bytes_len, 1])),
+            TensorKind::TokOffsets => Some((DType::U32, [self.config.vocab_size + 1, 1])),
+            TensorKind::TokMerges => Some((DType::U32, [t.n_merges, 3])),
+            _ => None,
+        }
+    }
+
+    fn check_entry(&mut self, e: &TensorEntry, data_start: u64, data_end: u64) -> Result<(), ModelError> {
+        let id = e.id;
+        let is_layer = id.kind.is_layer();
+        if (is_layer && id.layer as u32 >= self.config.n_layers) || (!is_layer && id.layer != 0) {
+            return Err(ModelError::UnexpectedTensor { id });
+        }
+        let want =
+            if is_layer || !matches!(id.kind, TensorKind::TokBytes | TensorKind::TokOffsets | TensorKind::TokMerges) {
+                expected(&self.config, id.kind)
+            } else {
+                self.tok_expected(id.kind)
+            };
+        let Some((dtype, shape)) = want else {
+            return Err(ModelError::UnexpectedTensor { id });
+        };
+        if e.dtype != dtype {
+            return Err(ModelError::TensorDType { id, expected: dtype, found: e.dtype });
+        }
+        if e.shape != shape {
+            return Err(ModelError::TensorShape { id, expected: shape, found: e.shape });
+        }
+        let bytes = shape[0] as u64 * shape[1] as u64 * dtype.size() as u64;
+        if bytes != e.len as u64 {
+            return Err(ModelError::TensorLength { id, expected: bytes, found: e.len });
+        }
+        if e.offset % ALIGN != 0 {
+            return Err(ModelError::TensorMisaligned { id, offset: e.offset });
+        }
+        let start = e.offset as u64;
+        if start < data_start || start + e.len as u64 > data_end {
+            return Err(ModelError::TensorOutOfBounds { id, offset: e.offset, len: e.len });
+        }
+        let slot = id.kind.slot();
+        if is_layer {
+            let s = &mut self.layers[id.layer as usize][slot];
+            if *s != ABSENT {
+                return Err(ModelError::DuplicateTensor { id });
+            }
+            *s = e.offset;
+        } else {
+            let s = &mut self.global[slot];
+            if s.0 != ABSENT {
+                return Err(ModelError::DuplicateTensor { id });
+            }
+            *s = (e.offset, e.len);
+        }
+        Ok(())
+    }
+
+    fn check_complete(&self) -> Result<(), ModelError> {
+        for &kind in GLOBAL_KINDS {
+            let need = expected(&self.config, kind).is_some() || self.tok_expected(kind).is_some();
+            if need && self.global[kind.slot()].0 == ABSENT {
+                return Err(ModelError::MissingTensor { id: TensorId::global(kind) });
+            }
+        }
+        for l in 0..self.config.n_layers as usize {
+            for &kind in LAYER_KINDS {
+                if expected(&self.config, kind).is_some() && self.layers[l][kind.slot()] == ABSENT {
+                    return Err(ModelError::MissingTensor { id: TensorId::layer(l, kind) });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every f32 tensor (scales, norm weights) must be finite; tokenizer tables consistent.
+    fn check_values(&self) -> Result<(), ModelError> {
+        let check = |id: TensorId, v: F32Slice<'_>| -> Result<(), ModelError> {
+            for i in 0..v.len() {
+                if !v.get(i).is_finite() {
+                    return Err(ModelError::NonFiniteValue { id, index: i as u32 });
+                }
+            }
+            Ok(())
+        };
+        for &kind in GLOBAL_KINDS {
+            if let Some((DType::F32, _)) = expected(&self.config, kind) {
+                check(TensorId::global(kind), self.global_f32(kind))?;
+            }
+        }
+        for l in 0..self.config.n_layers as usize {
+            for &kind in LAYER_KINDS {
+                if let Some((DType::F32, _)) = expected(&self.config, kind) {
+                    check(TensorId::layer(l, kind), self.layer_f32(l, kind))?;
+                }
+            }
+        }
+        if self.tokenizer.kind == TokenizerKind::ByteBpe {
+            self.check_tokenizer()?;
+        }
+        Ok(())
+    }
+
+    fn check_tokenizer(&self) -> Result<(), ModelError> {
+        let t = &self.tokenizer;
+        let vocab = self.config.vocab_size;
+        let offs = self.global_bytes(TensorKind::TokOffsets);
+        let mut prev = 0u32;
+        for i in 0..=vocab as usize {
+            let o = read_u32(offs, 4 * i);
+            if (i == 0 && o != 0) || o < prev || o > t.bytes_len {
+                return Err(ModelError::BadTokenizer {
+                    reason: "token offsets must start at 0, be non-decreasing and end at bytes_len",
+                });
+            }
+            prev = o;
+        }
+        if prev != t.bytes_len {
+            return Err(ModelError::BadTokenizer { reason: "last token offset must equal bytes_len" });
+        }
+        let merges = self.global_bytes(TensorKind::TokMerges);
+        for m in 0..t.n_merges as usize {
+            for j in 0..3 {
+                if read_u32(merges, 12 * m + 4 * j) >= vocab {
+                    return Err(ModelError::BadTokenizer { reason: "merge refers to a token id >= vocab_size" });
+                }
+            }
+        }
+        for id in [t.bos_id, t.eos_id].into_iter().flatten() {
+            if id >= vocab {
+                return Err(ModelError::BadTokenizer { reason: "bos/eos id >= vocab_size" });
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole file.
+    pub fn blob(&self) -> &'a [u8] {
+        self.blob
+    }
+
+    /// Bytes of a global tensor (empty when absent).
+    pub fn global_bytes(&self, kind: TensorKind) -> &'a [u8] {
+        let (o, n) = self.global[kind.slot()];
+        if o == ABSENT {
+            return &[];
+        }
+        &self.blob[o as usize..(o + n) as usize]
+    }
+
+    /// Bytes of a per-layer tensor (empty when absent).
+    pub fn layer_bytes(&self, layer: usize, kind: TensorKind) -> &'a [u8] {
+        let o = self.layers[layer][kind.slot()];
+        match expected(&self.config, kind) {
+            Some((dt, [r, c])) if o != ABSENT => {
+                let n = r as usize * c as usize * dt.size();
+                &self.blob[o as usize..o as usize + n]
+            }
+            _ => &[],
+        }
+    }
+
+    /// A global f32 vector.
+    pub fn global_f32(&self, kind: TensorKind) -> F32Slice<'a> {
+        F32Slice(self.global_bytes(kind))
+    }
+
+    /// A per-layer f32 vector (norm weights).
+    pub fn layer_f32(&self, layer: usize, kind: TensorKind) -> F32Slice<'a> {
+        F32Slice(self.layer_bytes(layer, kind))
+    }
+
+    fn matrix(&self, data: &'a [u8], scales: &'a [u8], kind: TensorKind) -> QMatrix<'a> {
+        let (rows, cols) = match expected(&self.config, kind) {
+            Some((_, [r, c])) => (r as usize, c as usize),
+            None => (0, 0),
+        };
+        QMatrix { data: spark_hal::bytes_as_i8(data), scales: F32Slice(scales), rows, cols }
+    }
+
+    /// A global quantized matrix (`Embed` or `LmHead`).
+    pub fn global_matrix(&self, kind: TensorKind) -> QMatrix<'a> {
+        self.matrix(self.global_bytes(kind), kind.scale().map_or(&[][..], |k| self.global_bytes(k)), kind)
+    }
+
+    /// A per-layer quantized matrix (`Wq`, `K1`, `V`, ...).
+    pub fn layer_matrix(&self, layer: usize, kind: TensorKind) -> QMatrix<'a> {
+        self.matrix(self.layer_bytes(layer, kind), kind.scale().map_or(&[][..], |k| self.layer_bytes(layer, k)), kind)
+    }
+
+    /// The logits matrix: `lm_head` when present, else the tied embedding.
+    pub fn head_matrix(&self) -> QMatrix<'a> {
+        if self.config.tie_embeddings {
+            self.global_matrix(TensorKind::Embed)
+        } else {
+            self.global_matrix(TensorKind::LmHead)
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! `.spark` v1: round trips through the writer and `spark_core::Model::load`, and one test
+//! per `ModelError` variant (every file below has valid CRCs unless the test is about CRCs,
+//! so each reaches the check it targets).
+
+use spark_core::format::{crc32, Header, MAX_HEADER_BYTES, PREAMBLE_BYTES};
+use spark_core::tensor::TensorEntry;
+use spark_core::{Config, DType, FfnKind, Model, ModelError, TensorId, TensorKind};
+use spark_sim::format::{assemble, parse_table};
+use spark_sim::quant::quantize_rows;
+use spark_sim::testmodel::{random_model, random_writer, small_spark_config};
+
+fn geglu_config() -> Config {
+    Config {
+        ffn_kind: FfnKind::Geglu,
+        ffn_r: 0,
+        ffn_k: 64,
+        d_ff: 64,
+        post_norms: true,
+        tie_embeddings: false,
+        ..small_spark_config()
+    }
+}
+
+fn valid() -> Vec<u8> {
+    random_model(&small_spark_config(), 1)
+}
+
+/// Re-assemble a file after editing its table, config or data (CRCs recomputed).
+fn edit(blob: &[u8], f: impl FnOnce(&mut Header, &mut Vec<TensorEntry>, &mut Vec<u8>)) -> Vec<u8> {
+    let (mut h, mut e, mut d) = parse_table(blob).expect("valid table");
+    f(&mut h, &mut e, &mut d);
+    assemble(&h.config, &h.tokenizer, &e, &d)
+}
+
+fn err(blob: &[u8]) -> ModelError {
+    Model::load(blob).expect_err("model must be rejected")
+}
+
+fn find(e: &[TensorEntry], id: TensorId) -> usize {
+    e.iter().position(|x| x.id == id).expect("tensor present")
+}
+
+#[test]
+fn round_trip_spark_and_geglu() {
+    for cfg in [small_spark_config(), geglu_config()] {
+        let w = random_writer(&cfg, 7);
+        let blob = w.finish();
+        let m = Model::load(&blob).expect("loads");
+        assert_eq!(m.config, cfg);
+        // Every tensor reads back byte-identical through the zero-copy accessors.
+        for t in &w.tensors {
+            let got = if t.id.kind.is_layer() {
+                m.layer_bytes(t.id.layer as usize, t.id.kind)
+            } else {
+                m.global_bytes(t.id.kind)
+            };
+            assert_eq!(got, &t.bytes[..], "tensor {}", t.id);
+        }
+        // Matrix accessors give the right shape and scales.
+        let kind = if cfg.ffn_kind == FfnKind::Spark { TensorKind::K2 } else { TensorKind::Wu };
+        let mat = m.layer_matrix(1, kind);
+        assert_eq!((mat.rows, mat.cols), (cfg.d_ff as usize, if cfg.ffn_kind == FfnKind::Spark { 20 } else { 32 }));
+        assert_eq!(mat.scales.len(), mat.rows);
+        assert!(mat.scales.get(3) > 0.0);
+        // Every tensor offset is 64-byte aligned.
+        let (_, entries, _) = parse_table(&blob).unwrap();
+        assert!(entries.iter().all(|e| e.offset % 64 == 0));
+    }
+}
+
+#[test]
+fn crc32_matches_independent_implementation() {
+    let blob = valid();
+    for len in [0, 1, 17, 1000, blob.len()] {
+        assert_eq!(crc32(&blob[..len]), crc32fast::hash(&blob[..len]));
+    }
+}
+
+#[test]
+fn quantize_rows_error_is_bounded() {
+    let w: Vec<f32> = (0..300).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013).collect();
+    let (q, s) = quantize_rows(&w, 3, 100);
+    for (i, &v) in w.iter().enumerate() {
+        let deq = q[i] as f32 * s[i / 100];
+        assert!((v - deq).abs() <= s[i / 100] * 0.5 + 1e-6, "element {i}: {v} vs {deq}");
+    }
+    let (q0, s0) = quantize_rows(&[0.0; 8], 2, 4);
+    assert_eq!((q0, s0), (vec![0; 8], vec![0.0; 2]));
+}
+
+#[test]
+fn truncated_at_every_section_boundary() {
+    let blob = valid();
+    let (h, e, _) = parse_table(&blob).unwrap();
+    let header_end = PREAMBLE_BYTES + u32::from_le_bytes(blob[8..12].try_into().unwrap()) as usize;
+    let first_tensor = (h.data_offset + e[0].offset) as usize;
+    let cuts = [
+        0,
+        3,
+        4,
+        15,
+        PREAMBLE_BYTES,
+        header_end - 1,
+        header_end,
+        h.data_offset as usize,
+        first_tensor + 1,
+        blob.len() - 1,
+    ];
+    for cut in cuts {
+        match err(&blob[..cut]) {
+            ModelError::Truncated { needed, available, .. } => {
+                assert_eq!(available, cut as u64);
+                assert!(needed > cut as u64);
+            }
+            other => panic!("cut at {cut}: expected Truncated, got {other:?}"),
+        }
+    }
+    let mut longer = blob.clone();
+    longer.push(0);
+    assert!(matches!(err(&longer), ModelError::TrailingBytes { .. }));
+}
+
+#[test]
+fn bad_magic_version_and_header_size() {
+    let mut b = valid();
+    b[0] = b'X';
+    assert!(matches!(err(&b), ModelError::BadMagic { found } if &found == b"XPRK"));
+    let mut b = valid();
+    b[4] = 2;
+    assert_eq!(err(&b), ModelError::UnsupportedVersion { found: 2 });
+    let mut b = valid();
+    b[8..12].copy_from_slice(&(MAX_HEADER_BYTES + 1).to_le_bytes());
+    assert_eq!(err(&b), ModelError::HeaderTooLarge { len: MAX_HEADER_BYTES + 1 });
+}
+
+#[test]
+fn bad_crcs() {
+    let mut b = valid();
+    b[PREAMBLE_BYTES + 2] ^= 0x40;
+    assert!(matches!(err(&b), ModelError::HeaderCrc { .. }));
+    let mut b = valid();
+    let n = b.len();
+    b[n - 5] ^= 1;
+    assert!(matches!(err(&b), ModelError::DataCrc { .. }));
+}
+
+#[test]
+fn undecodable_header() {
+    let mut b = valid();
+    let hlen = u32::from_le_bytes(b[8..12].try_into().unwrap()) as usize;
+    for x in &mut b[PREAMBLE_BYTES..PREAMBLE_BYTES + 8] {
+        *x = 0xFF; // varints that never end / out-of-range enum tags
+    }
+    let c = crc32(&b[PREAMBLE_BYTES..PREAMBLE_BYTES + hlen]);
+    b[12..16].copy_from_slice(&c.to_le_bytes());
+    assert!(matches!(err(&b), ModelError::HeaderDecode { .. } | ModelError::BadConfig { .. }));
+}
+
+#[test]
+fn overlapping_misaligned_out_of_bounds() {
+    let blob = valid();
+    let b = edit(&blob, |_, e, _| e[3].offset = e[2].offset);
+    assert!(
+        matches!(err(&b), ModelError::TensorOverlap { first, second } if first == b_id(&blob, 2) && second == b_id(&blob, 3))
+    );
+    let b = edit(&blob, |_, e, _| e[3].offset += 1);
+    assert!(matches!(err(&b), ModelError::TensorMisaligned { .. }));
+    let b = edit(&blob, |_, e, d| {
+        let last = e.len() - 1;
+        e[last].offset = (d.len() as u32).div_ceil(64) * 64 + 64;
+    });
+    assert!(matches!(err(&b), ModelError::TensorOutOfBounds { .. }));
+}
+
+fn b_id(blob: &[u8], i: usize) -> TensorId {
+    parse_table(blob).unwrap().1[i].id
+}
+
+#[test]
+fn missing_duplicate_unexpected() {
+    let blob = valid();
+    let k2 = TensorId::layer(1, TensorKind::K2);
+    let b = edit(&blob, |_, e, _| {
+        let i = find(e, k2);
+        e.remove(i);
+    });
+    assert_eq!(err(&b), ModelError::MissingTensor { id: k2 });
+    assert_eq!(format!("{}", err(&b)), "tensor layers.1.ffn.k2: missing");
+
+    let b = edit(&blob, |_, e, _| {
+        let i = find(e, k2);
+        let dup = e[i];
+        e.insert(i + 1, dup);
+    });
+    assert_eq!(err(&b), ModelError::DuplicateTensor { id: k2 });
+
+    // A tensor for a layer that does not exist.
+    let b = edit(&blob, |_, e, _| {
+        let i = find(e, k2);
+        e[i].id.layer = 2;
+    });
+    assert!(matches!(err(&b), ModelError::UnexpectedTensor { id } if id.layer == 2));
+
+    // A GeGLU tensor in a Spark model.
+    let b = edit(&blob, |_, e, _| {
+        let i = find(e, k2);
+        e[i].id.kind = TensorKind::Wg;
+    });
+    assert!(matches!(err(&b), ModelError::UnexpectedTensor { id } if id.kind == TensorKind::Wg));
+}
+
+#[test]
+fn wrong_shape_dtype_length() {
+    let blob = valid();
+    let k2 = TensorId::layer(1, TensorKind::K2);
+    let b = edit(&blob, |_, e, _| {
+        let i = find(e, k2);
+        e[i].shape = [96, 12];
+    });
+    let e = err(&b);
+    assert_eq!(e, ModelError::TensorShape { id: k2, expected: [96, 20], found: [96, 12] });
+    assert_eq!(e.to_string(), "tensor layers.1.ffn.k2: expected shape [96, 20], found [96, 12]");
+
+    let b = edit(&blob, |_, e, _| {
+        let i = find(e, k2);
+        e[i].dtype = DType::U8;
+    });
+    assert!(matches!(err(&b), ModelError::TensorDType { expected: DType::I8, found: DType::U8, .. }));
+
+    let b = edit(&blob, |_, e, _| {
+        let i = find(e, k2);
+        e[i].len -= 1;
+    });
+    assert!(matches!(err(&b), ModelError::TensorLength { expected: 1920, found: 1919, .. }));
+}
+
+#[test]
+fn non_finite_scale_rejected() {
+    let blob = valid();
+    let id = TensorId::layer(0, TensorKind::VScale);
+    let b = edit(&blob, |_, e, d| {
+        let i = find(e, id);
+        let at = e[i].offset as usize + 4 * 5;
+        d[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    });
+    assert_eq!(err(&b), ModelError::NonFiniteValue { id, index: 5 });
+}
+
+#[test]
+fn too_many_tensors_and_bad_data_offset() {
+    let blob = valid();
+    let (mut h, e, d) = parse_table(&blob).unwrap();
+    h.n_tensors = 100_000;
+    let mut hb = postcard::to_allocvec(&h).unwrap();
+    for x in &e {
+        hb.extend(postcard::to_allocvec(x).unwrap());
+    }
+    let mut b = Vec::new();
+    b.extend_from_slice(b"SPRK");
+    b.extend_from_slice(&1u32.to_le_bytes());
+    b.extend_from_slice(&(hb.len() as u32).to_le_bytes());
+    b.extend_from_slice(&crc32(&hb).to_le_bytes());
+    b.extend_from_slice(&hb);
+    b.resize(h.data_offset as usize, 0);
+    b.extend_from_slice(&d);
+    assert_eq!(err(&b), ModelError::TooManyTensors { count: 100_000 });
+
+    // data_offset pointing into the header.
+    let (mut h, e, d) = parse_table(&blob).unwrap();
+    h.data_offset = 0;
+    h.n_tensors = e.len() as u32;
+    let hb = postcard::to_allocvec(&h).unwrap();
+    let mut b = Vec::new();
+    b.extend_from_slice(b"SPRK");
+    b.extend_from_slice(&1u32.to_le_bytes());
+    let mut full = hb.clone();
+    for x in &e {
+        full.extend(postcard::to_allocvec(x).unwrap());
+    }
+    b.extend_from_slice(&(full.len() as u32).to_le_bytes());
+    b.extend_from_slice(&crc32(&full).to_le_bytes());
+    b.extend_from_slice(&full);
+    b.extend_from_slice(&d);
+    assert_eq!(err(&b), ModelError::BadDataOffset { offset: 0 });
+}
+
+#[test]
+fn absurd_configs_rejected() {
+    let base = small_spark_config();
+    let cases: Vec<(&str, Config)> = vec![
+        ("ffn_r", Config { ffn_r: base.d_model, ..base }),
+        ("ffn_r", Config { ffn_r: 0, ..base }),
+        ("ffn_k", Config { ffn_k: base.d_ff + 1, ..base }),
+        ("ffn_k", Config { ffn_k: 0, ..base }),
+        ("d_model", Config { d_model: 0, ..base }),
+        ("n_kv_heads", Config { n_kv_heads: 3, ..base }),
+        ("n_kv_heads", Config { n_kv_heads: 0, ..base }),
+        ("n_heads", Config { n_heads: 0, ..base }),
+        ("head_dim", Config { head_dim: 7, ..base }),
+        ("attn_r", Config { attn_r: 8, ..base }),
+        ("attn_r", Config { attn_r: 3, ..base }),
+        ("n_layers", Config { n_layers: 0, ..base }),
+        ("n_layers", Config { n_layers: 49, ..base }),
+        ("vocab_size", Config { vocab_size: 1, ..base }),
+        ("max_seq_len", Config { max_seq_len: 0, ..base }),
+        ("rope_theta", Config { rope_theta: f32::NAN, ..base }),
+        ("norm_eps", Config { norm_eps: -1.0, ..base }),
+        ("query_pre_attn_scalar", Config { query_pre_attn_scalar: 0.0, ..base }),
+        ("attn_logit_softcap", Config { attn_logit_softcap: f32::INFINITY, ..base }),
+        ("topk_cap_factor", Config { topk_cap_factor: 0.5, ..base }),
+        ("ffn_r", Config { ffn_kind: FfnKind::Geglu, ..base }),
+    ];
+    let blob = valid();
+    for (field, cfg) in cases {
+        let b = edit(&blob, |h, _, _| h.config = cfg);
+        match err(&b) {
+            ModelError::BadConfig { field: f, .. } => assert_eq!(f, field, "{cfg:?}"),
+            other => panic!("expected BadConfig({field}), got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn every_error_has_a_message() {
+    let blob = valid();
+    let msgs = [err(&blob[..10]), err(&edit(&blob, |h, _, _| h.config.d_model = 0))].map(|e| e.to_string());
+    assert!(msgs[0].contains("truncated") && msgs[0].contains("preamble"));
+    assert_eq!(msgs[1], "config field d_model: must be in 2..=65536");
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        /// Arbitrary corruption (byte flips, truncation) never panics the loader.
+        #[test]
+        fn corrupted_files_never_panic(flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6),
+                                       cut in any::<usize>(), fix_crc in any::<bool>()) {
+            let mut b = valid();
+            for (at, v) in flips {
+                let n = b.len();
+                b[at % n] ^= v;
+            }
+            if fix_crc {
+                // Re-sign the header so corruption reaches the decoder and the validators.
+                let hlen = (u32::from_le_bytes(b[8..12].try_into().unwrap()) as usize).min(b.len() - PREAMBLE_BYTES);
+                let c = crc32(&b[PREAMBLE_BYTES..PREAMBLE_BYTES + hlen]);
+                b[12..16].copy_from_slice(&c.to_le_bytes());
+            }
+            let keep = b.len() - cut % 64;
+            let _ = Model::load(&b[..keep]);
+        }
+    }
+}
