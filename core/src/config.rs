@@ -17,7 +17,7 @@ pub const MAX_DIM: u32 = 65_536;
 /// Largest vocabulary accepted.
 pub const MAX_VOCAB: u32 = 1 << 20;
 /// Largest context accepted.
-pub const MAX_SEQ: u32 = 1 << 17;
+pub const MAX_SEQ: u32 = 1 << 16;
 
 /// FFN flavour of every layer (SPEC section 4).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,7 +147,7 @@ impl Config {
             }
             AttnKind::Dense => check(c.attn_r == 0, "attn_r", "must be 0 for dense attention")?,
         }
-        check(c.max_seq_len >= 1 && c.max_seq_len <= MAX_SEQ, "max_seq_len", "must be in 1..=131072")?;
+        check(c.max_seq_len >= 1 && c.max_seq_len <= MAX_SEQ, "max_seq_len", "must be in 1..=65536")?;
         check(c.rope_theta.is_finite() && c.rope_theta > 0.0, "rope_theta", "must be finite and > 0")?;
         check(c.norm_eps.is_finite() && c.norm_eps >= 0.0, "norm_eps", "must be finite and >= 0")?;
         check(

@@ -222,3 +222,60 @@ impl fmt::Display for ModelError {
 extern crate std;
 #[cfg(feature = "std")]
 impl std::error::Error for ModelError {}
+
+/// Why a session could not be created or could not run a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The caller's arena is smaller than [`crate::Model::arena_bytes`].
+    ArenaTooSmall {
+        /// Bytes the session needs.
+        needed: usize,
+        /// Bytes provided.
+        available: usize,
+    },
+    /// The requested context is 0 or longer than the model's `max_seq_len`.
+    BadMaxSeq {
+        /// Requested context.
+        requested: usize,
+        /// The model's limit.
+        max_seq_len: u32,
+    },
+    /// The session already holds `max_seq` tokens.
+    ContextFull {
+        /// The session's context length.
+        max_seq: usize,
+    },
+    /// A token id outside the vocabulary.
+    InvalidToken {
+        /// The id.
+        id: u32,
+        /// The vocabulary size.
+        vocab_size: u32,
+    },
+    /// `prefill` was called with no tokens.
+    EmptyInput,
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            RunError::ArenaTooSmall { needed, available } => {
+                write!(f, "arena too small: the session needs {needed} bytes, {available} provided")
+            }
+            RunError::BadMaxSeq { requested, max_seq_len } => {
+                write!(f, "context length {requested} is not in 1..={max_seq_len} (the model's max_seq_len)")
+            }
+            RunError::ContextFull { max_seq } => {
+                write!(f, "context full: the session holds its maximum of {max_seq} tokens (reset it or use a longer context)")
+            }
+            RunError::InvalidToken { id, vocab_size } => {
+                write!(f, "token id {id} is out of range (vocabulary size {vocab_size})")
+            }
+            RunError::EmptyInput => f.write_str("no input tokens"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for RunError {}

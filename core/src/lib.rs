@@ -12,9 +12,11 @@ pub mod config;
 pub mod error;
 pub mod format;
 pub mod tensor;
+pub mod session;
 pub mod topk;
 
 pub use config::{AttnKind, Config, FfnKind};
-pub use error::ModelError;
+pub use error::{ModelError, RunError};
+pub use session::{LayerStats, Observer, Session};
 pub use format::{Model, TokenizerKind, TokenizerMeta};
 pub use tensor::{DType, TensorId, TensorKind};

@@ -1,0 +1,717 @@
+//! The int8 decoder: one [`Session`] decodes tokens over a caller-provided arena.
+//!
+//! Reads like a plain C inference loop: [`Session::step`] embeds a token, runs every layer
+//! (`attention`, then `ffn`, SPEC sections 3-5) and computes the logits. Every matrix
+//! product is one of the four `spark-hal` kernels over int8 weights read in place from the
+//! model; all float work (norms, RoPE, softmax, GELU, softplus, statistics, dequantisation)
+//! happens here in a fixed order with `libm`, with no fused multiply-add, so a model gives
+//! bit-identical logits on every target and backend.
+//!
+//! Sparse reads: the Spark FFN reads `K2` and `V` rows of the selected neurons only, and
+//! Spark attention reads the `K2`/`V` cache rows of the selected positions only (the
+//! kernels receive the row lists). `core/tests/session.rs` checks this with a recording
+//! kernel backend, checks the arena is exactly [`Model::arena_bytes`], and runs random
+//! models through every path; `host-sim/tests/int8_vs_oracle.rs` compares the logits and
+//! active sets with the f32 oracle on the golden models.
+//!
+//! Quantisation points (SPEC section 7): every activation vector is quantized per vector
+//! right before its matvec; the sparse vector-matrix coefficients (`gelu(t) * u * scale_V`
+//! for the FFN, `w * g * scale_V` for attention) are quantized to int8 with one scale per
+//! call; the KV cache stores int8 with one f32 scale per (position, kv head, part).
+
+use crate::config::{AttnKind, Config, FfnKind, MAX_LAYERS};
+use crate::error::RunError;
+use crate::format::{F32Slice, Model, QMatrix};
+use crate::tensor::TensorKind as T;
+use crate::topk::{stat_topk, topk_capacity, topk_z, Selection};
+use core::marker::PhantomData;
+use spark_hal::arena::{arena_cost, Arena};
+use spark_hal::Kernels;
+
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+
+/// GELU, tanh approximation: `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`.
+#[inline]
+pub fn gelu(x: f32) -> f32 {
+    let x3 = x * x * x;
+    let inner = SQRT_2_OVER_PI * (x + 0.044715 * x3);
+    0.5 * x * (1.0 + libm::tanhf(inner))
+}
+
+/// `ln(1 + e^x)`, with `x > 20 -> x`.
+#[inline]
+pub fn softplus(x: f32) -> f32 {
+    if x > 20.0 {
+        x
+    } else {
+        libm::log1pf(libm::expf(x))
+    }
+}
+
+/// `c * tanh(z / c)` (the caller skips it when `c == 0`).
+#[inline]
+fn softcap(z: f32, c: f32) -> f32 {
+    c * libm::tanhf(z / c)
+}
+
+/// `out = x / sqrt(mean(x^2) + eps) * w`.
+fn rmsnorm(out: &mut [f32], x: &[f32], w: F32Slice<'_>, eps: f32) {
+    let mut ss = 0.0f32;
+    for &v in x {
+        ss += v * v;
+    }
+    let inv = 1.0 / libm::sqrtf(ss / x.len() as f32 + eps);
+    for i in 0..x.len() {
+        out[i] = x[i] * inv * w.get(i);
+    }
+}
+
+/// Rotate-half RoPE on one part of width `2 * cos.len()`.
+#[inline]
+fn rope(x: &mut [f32], cos: &[f32], sin: &[f32]) {
+    let half = cos.len();
+    for i in 0..half {
+        let (a, b) = (x[i], x[i + half]);
+        x[i] = a * cos[i] - b * sin[i];
+        x[i + half] = b * cos[i] + a * sin[i];
+    }
+}
+
+/// Sizes a session is built from.
+#[derive(Clone, Copy, Debug)]
+struct Dims {
+    d: usize,
+    n_layers: usize,
+    n_heads: usize,
+    n_kv: usize,
+    dh: usize,
+    /// Width of key part 1 (`attn_r` for Spark attention, `dh` for dense).
+    ra: usize,
+    /// Width of key part 2 (`dh - ra`; 0 for dense).
+    rb: usize,
+    f: usize,
+    vocab: usize,
+    max_seq: usize,
+    /// Active-neuron buffer capacity.
+    cap_f: usize,
+    /// Selected-key buffer capacity.
+    cap_a: usize,
+}
+
+impl Dims {
+    fn new(c: &Config, max_seq: usize) -> Dims {
+        let dh = c.head_dim as usize;
+        let ra = if c.attn_kind == AttnKind::Spark { c.attn_r as usize } else { dh };
+        let f = c.d_ff as usize;
+        let k = c.ffn_k as usize;
+        let cap_f = if k >= f { f } else { topk_capacity(f, k, c.topk_cap_factor) };
+        let cap_a = match c.attn_kind {
+            AttnKind::Spark => topk_capacity(max_seq, c.attn_k as usize, c.topk_cap_factor).max(1),
+            AttnKind::Dense => max_seq,
+        };
+        Dims {
+            d: c.d_model as usize,
+            n_layers: c.n_layers as usize,
+            n_heads: c.n_heads as usize,
+            n_kv: c.n_kv_heads as usize,
+            dh,
+            ra,
+            rb: dh - ra,
+            f,
+            vocab: c.vocab_size as usize,
+            max_seq,
+            cap_f,
+            cap_a,
+        }
+    }
+    fn q_dim(&self) -> usize {
+        self.n_heads * self.dh
+    }
+    fn kv_dim(&self) -> usize {
+        self.n_kv * self.dh
+    }
+    /// Longest vector quantized for a matvec.
+    fn xq_len(&self) -> usize {
+        self.d.max(self.q_dim()).max(self.cap_f).max(self.cap_a)
+    }
+    /// Longest integer accumulator.
+    fn acc_len(&self) -> usize {
+        self.d.max(self.q_dim()).max(self.f).max(self.vocab).max(self.max_seq).max(self.dh)
+    }
+}
+
+/// Declares the arena buffers once; generates the struct, its exact byte count and the
+/// carving code from the same list so they cannot disagree.
+macro_rules! buffers {
+    ($dims:ident; $( $(#[$m:meta])* $name:ident : $t:ty = $count:expr ),* $(,)?) => {
+        struct Buffers<'a> { $( $(#[$m])* $name: &'a mut [$t], )* }
+        fn buffers_bytes($dims: &Dims) -> usize { 0 $( + arena_cost::<$t>($count) )* }
+        fn carve<'a>(arena: &mut Arena<'a>, $dims: &Dims) -> Option<Buffers<'a>> {
+            Some(Buffers { $( $name: arena.take::<$t>($count).ok()?, )* })
+        }
+    };
+}
+
+buffers! { s;
+    /// Residual stream `[d]`.
+    x: f32 = s.d,
+    /// Normalized input of a block `[d]`.
+    h: f32 = s.d,
+    /// Block output before the residual add `[d]`.
+    y: f32 = s.d,
+    /// Queries `[n_heads, dh]`.
+    q: f32 = s.q_dim(),
+    /// Keys of the current position `[n_kv_heads, dh]`.
+    k: f32 = s.kv_dim(),
+    /// Values of the current position `[n_kv_heads, dh]`.
+    v: f32 = s.kv_dim(),
+    /// Attention output, heads concatenated `[n_heads, dh]`.
+    att: f32 = s.q_dim(),
+    /// Per-neuron scores `[f]` (predictor or gate).
+    scores: f32 = s.f,
+    /// Attention scores over visible positions `[max_seq]`.
+    att_scores: f32 = s.max_seq,
+    /// Quantized activation or coefficient vector `[max(d, q_dim, cap_f, cap_a)]`.
+    xq: i8 = s.xq_len(),
+    /// Integer kernel outputs `[max(d, q_dim, f, vocab, max_seq, dh)]`.
+    acc: i32 = s.acc_len(),
+    /// Selected neuron ids `[cap_f]`.
+    ffn_idx: u32 = s.cap_f,
+    /// Soft-thresholded scores of the selected neurons, then their coefficients `[cap_f]`.
+    ffn_t: f32 = s.cap_f,
+    /// Selected key positions `[cap_a]`.
+    att_idx: u32 = s.cap_a,
+    /// Attention weights of the selected keys `[cap_a]`.
+    att_w: f32 = s.cap_a,
+    /// Logits `[vocab]`.
+    logits: f32 = s.vocab,
+    /// RoPE inverse frequencies of part 1 `[ra / 2]` and part 2 `[rb / 2]`.
+    inv_freq1: f32 = s.ra / 2,
+    inv_freq2: f32 = s.rb / 2,
+    /// RoPE cos/sin of the current position, part 1 `[ra / 2]`, part 2 `[rb / 2]`.
+    cos1: f32 = s.ra / 2,
+    sin1: f32 = s.ra / 2,
+    cos2: f32 = s.rb / 2,
+    sin2: f32 = s.rb / 2,
+    /// Key cache part 1 `[n_layers, n_kv_heads, max_seq, ra]`.
+    k1_cache: i8 = s.n_layers * s.n_kv * s.max_seq * s.ra,
+    /// Key cache part 2 `[n_layers, n_kv_heads, max_seq, rb]`.
+    k2_cache: i8 = s.n_layers * s.n_kv * s.max_seq * s.rb,
+    /// Value cache `[n_layers, n_kv_heads, max_seq, dh]`.
+    v_cache: i8 = s.n_layers * s.n_kv * s.max_seq * s.dh,
+    /// Scales of the caches `[n_layers, n_kv_heads, max_seq]` each.
+    k1_scale: f32 = s.n_layers * s.n_kv * s.max_seq,
+    k2_scale: f32 = s.n_layers * s.n_kv * s.max_seq,
+    v_scale: f32 = s.n_layers * s.n_kv * s.max_seq,
+}
+
+impl Model<'_> {
+    /// Exact arena size a [`Session`] with context `max_seq` needs: KV cache, scratch
+    /// vectors and active sets, plus up to 15 bytes to align an arbitrary start.
+    pub fn arena_bytes(&self, max_seq: usize) -> usize {
+        buffers_bytes(&Dims::new(&self.config, max_seq)) + spark_hal::arena::ARENA_ALIGN - 1
+    }
+}
+
+/// Sparsity counters of one layer, accumulated over every token since the last reset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerStats {
+    /// Tokens seen.
+    pub tokens: u32,
+    /// Fewest active FFN neurons in one token.
+    pub ffn_active_min: u32,
+    /// Most active FFN neurons in one token.
+    pub ffn_active_max: u32,
+    /// Sum of active FFN neurons (mean = sum / tokens).
+    pub ffn_active_sum: u64,
+    /// FFN top-k capacity overflows.
+    pub ffn_overflows: u32,
+    /// FFN top-k underflows (nothing passed the threshold).
+    pub ffn_underflows: u32,
+    /// (token, head) pairs seen.
+    pub attn_queries: u32,
+    /// Fewest keys attended by one head.
+    pub attn_keys_min: u32,
+    /// Most keys attended by one head.
+    pub attn_keys_max: u32,
+    /// Sum of attended keys (mean = sum / attn_queries).
+    pub attn_keys_sum: u64,
+    /// Attention top-k capacity overflows.
+    pub attn_overflows: u32,
+    /// Attention top-k underflows.
+    pub attn_underflows: u32,
+}
+
+impl LayerStats {
+    const EMPTY: LayerStats = LayerStats {
+        tokens: 0,
+        ffn_active_min: u32::MAX,
+        ffn_active_max: 0,
+        ffn_active_sum: 0,
+        ffn_overflows: 0,
+        ffn_underflows: 0,
+        attn_queries: 0,
+        attn_keys_min: u32::MAX,
+        attn_keys_max: 0,
+        attn_keys_sum: 0,
+        attn_overflows: 0,
+        attn_underflows: 0,
+    };
+    fn ffn(&mut self, n: usize, sel: &Selection) {
+        let n = n as u32;
+        self.tokens += 1;
+        self.ffn_active_min = self.ffn_active_min.min(n);
+        self.ffn_active_max = self.ffn_active_max.max(n);
+        self.ffn_active_sum += n as u64;
+        self.ffn_overflows += sel.overflow as u32;
+        self.ffn_underflows += sel.underflow as u32;
+    }
+    fn attn(&mut self, n: usize, sel: Option<&Selection>) {
+        let n = n as u32;
+        self.attn_queries += 1;
+        self.attn_keys_min = self.attn_keys_min.min(n);
+        self.attn_keys_max = self.attn_keys_max.max(n);
+        self.attn_keys_sum += n as u64;
+        if let Some(s) = sel {
+            self.attn_overflows += s.overflow as u32;
+            self.attn_underflows += s.underflow as u32;
+        }
+    }
+    /// Mean active FFN neurons per token.
+    pub fn ffn_active_mean(&self) -> f64 {
+        self.ffn_active_sum as f64 / self.tokens.max(1) as f64
+    }
+    /// Mean attended keys per (token, head).
+    pub fn attn_keys_mean(&self) -> f64 {
+        self.attn_keys_sum as f64 / self.attn_queries.max(1) as f64
+    }
+}
+
+/// Receives every selection a step makes (for tests, `eval` and tracing). All methods
+/// default to doing nothing; `()` is the no-op observer.
+pub trait Observer {
+    /// FFN of `layer` selected these neurons (ascending ids).
+    fn ffn(&mut self, layer: usize, active: &[u32], sel: &Selection) {
+        let _ = (layer, active, sel);
+    }
+    /// Query head `head` of `layer` attends these key positions (ascending); `sel` is
+    /// `None` when every visible key was taken (dense attention or `n <= ka`).
+    fn attn(&mut self, layer: usize, head: usize, positions: &[u32], sel: Option<&Selection>) {
+        let _ = (layer, head, positions, sel);
+    }
+}
+
+impl Observer for () {}
+
+/// A decoding session: the KV cache and scratch of one sequence, over a borrowed arena.
+/// Generic over the kernel backend `K` (static dispatch, no `dyn`).
+pub struct Session<'m, 'a, K: Kernels = spark_hal::Native> {
+    model: &'m Model<'m>,
+    cfg: Config,
+    dims: Dims,
+    b: Buffers<'a>,
+    /// Tokens in the cache.
+    pos: usize,
+    /// `Phi^-1(1 - k/f)` for the FFN top-k (computed once).
+    ffn_z: f32,
+    stats: [LayerStats; MAX_LAYERS],
+    _k: PhantomData<K>,
+}
+
+impl<'m, 'a, K: Kernels> Session<'m, 'a, K> {
+    /// A session with the model's full context (`max_seq_len`).
+    pub fn new(model: &'m Model<'m>, arena: &'a mut [u8]) -> Result<Self, RunError> {
+        Self::with_max_seq(model, arena, model.config.max_seq_len as usize)
+    }
+
+    /// A session with a shorter context `max_seq` (less arena).
+    pub fn with_max_seq(model: &'m Model<'m>, arena: &'a mut [u8], max_seq: usize) -> Result<Self, RunError> {
+        let cfg = model.config;
+        if max_seq == 0 || max_seq > cfg.max_seq_len as usize {
+            return Err(RunError::BadMaxSeq { requested: max_seq, max_seq_len: cfg.max_seq_len });
+        }
+        let needed = model.arena_bytes(max_seq);
+        if arena.len() < needed {
+            return Err(RunError::ArenaTooSmall { needed, available: arena.len() });
+        }
+        let dims = Dims::new(&cfg, max_seq);
+        let available = arena.len();
+        let mut a = Arena::new(arena);
+        let b = carve(&mut a, &dims).ok_or(RunError::ArenaTooSmall { needed, available })?;
+        let (f, k) = (cfg.d_ff as usize, cfg.ffn_k as usize);
+        let ffn_z = if k < f { topk_z(f, k) } else { 0.0 };
+        let theta = cfg.rope_theta as f64;
+        // inv_freq_i = theta^(-2i/w), computed in f64 once, stored as f32.
+        for (i, v) in b.inv_freq1.iter_mut().enumerate() {
+            *v = libm::pow(theta, -2.0 * i as f64 / dims.ra as f64) as f32;
+        }
+        for (i, v) in b.inv_freq2.iter_mut().enumerate() {
+            *v = libm::pow(theta, -2.0 * i as f64 / dims.rb as f64) as f32;
+        }
+        Ok(Session {
+            model,
+            cfg,
+            dims,
+            b,
+            pos: 0,
+            ffn_z,
+            stats: [LayerStats::EMPTY; MAX_LAYERS],
+            _k: PhantomData,
+        })
+    }
+
+    /// Tokens currently in the context.
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// The session's context length.
+    pub fn max_seq(&self) -> usize {
+        self.dims.max_seq
+    }
+
+    /// Forget the sequence and the statistics (the arena is reused).
+    pub fn reset(&mut self) {
+        self.pos = 0;
+        self.stats = [LayerStats::EMPTY; MAX_LAYERS];
+    }
+
+    /// Per-layer sparsity statistics since the last reset.
+    pub fn stats(&self) -> &[LayerStats] {
+        &self.stats[..self.dims.n_layers]
+    }
+
+    /// The logits of the last step.
+    pub fn logits(&self) -> &[f32] {
+        self.b.logits
+    }
+
+    /// Run every token of `tokens` (at least one); returns the last token's logits.
+    /// Validates all ids and the context before running any.
+    pub fn prefill(&mut self, tokens: &[u32]) -> Result<&[f32], RunError> {
+        if tokens.is_empty() {
+            return Err(RunError::EmptyInput);
+        }
+        if self.pos + tokens.len() > self.dims.max_seq {
+            return Err(RunError::ContextFull { max_seq: self.dims.max_seq });
+        }
+        for &t in tokens {
+            self.check_token(t)?;
+        }
+        for &t in tokens {
+            self.step_observed(t, &mut ())?;
+        }
+        Ok(self.b.logits)
+    }
+
+    /// Run one token; returns its logits `[vocab]`.
+    pub fn step(&mut self, token: u32) -> Result<&[f32], RunError> {
+        self.step_observed(token, &mut ())?;
+        Ok(self.b.logits)
+    }
+
+    fn check_token(&self, token: u32) -> Result<(), RunError> {
+        if token >= self.cfg.vocab_size {
+            return Err(RunError::InvalidToken { id: token, vocab_size: self.cfg.vocab_size });
+        }
+        Ok(())
+    }
+
+    /// [`Session::step`] reporting every selection to `obs`.
+    pub fn step_observed<O: Observer>(&mut self, token: u32, obs: &mut O) -> Result<&[f32], RunError> {
+        self.check_token(token)?;
+        if self.pos >= self.dims.max_seq {
+            return Err(RunError::ContextFull { max_seq: self.dims.max_seq });
+        }
+        self.embed(token);
+        self.rope_tables();
+        let eps = self.cfg.norm_eps;
+        for l in 0..self.dims.n_layers {
+            rmsnorm(self.b.h, self.b.x, self.model.layer_f32(l, T::AttnNorm), eps);
+            self.attention(l, obs);
+            self.residual_add(l, T::PostAttnNorm);
+            rmsnorm(self.b.h, self.b.x, self.model.layer_f32(l, T::FfnNorm), eps);
+            match self.cfg.ffn_kind {
+                FfnKind::Spark => self.ffn_spark(l, obs),
+                FfnKind::Geglu => self.ffn_geglu(l, obs),
+            }
+            self.residual_add(l, T::PostFfnNorm);
+        }
+        self.compute_logits();
+        self.pos += 1;
+        Ok(self.b.logits)
+    }
+
+    /// `x = E[token] * embed_scale` (dequantized row).
+    fn embed(&mut self, token: u32) {
+        let e = self.model.global_matrix(T::Embed);
+        let row = e.row(token as usize);
+        let s = e.scales.get(token as usize);
+        for i in 0..self.dims.d {
+            self.b.x[i] = row[i] as f32 * s * self.cfg.embed_scale;
+        }
+    }
+
+    /// cos/sin of the current position for both RoPE parts.
+    fn rope_tables(&mut self) {
+        let p = self.pos as f32;
+        let b = &mut self.b;
+        for i in 0..b.inv_freq1.len() {
+            let a = p * b.inv_freq1[i];
+            b.cos1[i] = libm::cosf(a);
+            b.sin1[i] = libm::sinf(a);
+        }
+        for i in 0..b.inv_freq2.len() {
+            let a = p * b.inv_freq2[i];
+            b.cos2[i] = libm::cosf(a);
+            b.sin2[i] = libm::sinf(a);
+        }
+    }
+
+    /// `x += post_norm ? rmsnorm(y, w_post) : y`.
+    fn residual_add(&mut self, l: usize, post: T) {
+        if self.cfg.post_norms {
+            rmsnorm(self.b.h, self.b.y, self.model.layer_f32(l, post), self.cfg.norm_eps);
+            for i in 0..self.dims.d {
+                self.b.x[i] += self.b.h[i];
+            }
+        } else {
+            for i in 0..self.dims.d {
+                self.b.x[i] += self.b.y[i];
+            }
+        }
+    }
+
+    /// `out[i] = (W x)[i]`: quantize `x` into `xq[..cols]`, integer gemv, dequantize with
+    /// both scales. Returns the activation scale (`xq` keeps the quantized `x`).
+    fn matvec(m: &QMatrix<'_>, x: &[f32], xq: &mut [i8], acc: &mut [i32], out: &mut [f32]) -> f32 {
+        let xq = &mut xq[..m.cols];
+        let acc = &mut acc[..m.rows];
+        let xs = K::quantize_sym_i8(x, xq);
+        K::gemv_i8(m.data, m.cols, xq, acc);
+        for i in 0..m.rows {
+            out[i] = acc[i] as f32 * xs * m.scales.get(i);
+        }
+        xs
+    }
+
+    /// Quantize `v` into the cache row `row` and return its scale.
+    fn store_row(v: &[f32], row: &mut [i8]) -> f32 {
+        K::quantize_sym_i8(v, row)
+    }
+
+    /// Attention block of layer `l`: reads `h`, writes `y` (after `Wo`).
+    fn attention<O: Observer>(&mut self, l: usize, obs: &mut O) {
+        let m = self.model;
+        let d = self.dims;
+        let b = &mut self.b;
+        let spark = self.cfg.attn_kind == AttnKind::Spark;
+        Self::matvec(&m.layer_matrix(l, T::Wq), b.h, b.xq, b.acc, b.q);
+        Self::matvec(&m.layer_matrix(l, T::Wk), b.h, b.xq, b.acc, b.k);
+        Self::matvec(&m.layer_matrix(l, T::Wv), b.h, b.xq, b.acc, b.v);
+
+        // RoPE on each part of every query and key head.
+        for hd in 0..d.n_heads {
+            let qh = &mut b.q[hd * d.dh..(hd + 1) * d.dh];
+            rope(&mut qh[..d.ra], b.cos1, b.sin1);
+            rope(&mut qh[d.ra..], b.cos2, b.sin2);
+        }
+        for hd in 0..d.n_kv {
+            let kh = &mut b.k[hd * d.dh..(hd + 1) * d.dh];
+            rope(&mut kh[..d.ra], b.cos1, b.sin1);
+            rope(&mut kh[d.ra..], b.cos2, b.sin2);
+        }
+
+        // Append this position to the cache.
+        let p = self.pos;
+        for hd in 0..d.n_kv {
+            let slot = (l * d.n_kv + hd) * d.max_seq + p; // [layer, kv head, pos]
+            let kh = &b.k[hd * d.dh..(hd + 1) * d.dh];
+            b.k1_scale[slot] = Self::store_row(&kh[..d.ra], &mut b.k1_cache[slot * d.ra..(slot + 1) * d.ra]);
+            b.k2_scale[slot] = Self::store_row(&kh[d.ra..], &mut b.k2_cache[slot * d.rb..(slot + 1) * d.rb]);
+            b.v_scale[slot] =
+                Self::store_row(&b.v[hd * d.dh..(hd + 1) * d.dh], &mut b.v_cache[slot * d.dh..(slot + 1) * d.dh]);
+        }
+
+        // Visible positions start..=p.
+        let window = self.cfg.sliding_window as usize;
+        let start = if self.cfg.is_local_layer(l) && p + 1 > window { p + 1 - window } else { 0 };
+        let n = p + 1 - start;
+        let ka = self.cfg.attn_k as usize;
+        let sparse = spark && n > ka;
+        let (z, cap) = if sparse {
+            (topk_z(n, ka), topk_capacity(n, ka, self.cfg.topk_cap_factor))
+        } else {
+            (0.0, n)
+        };
+        let c = 1.0 / libm::sqrtf(self.cfg.query_pre_attn_scalar);
+        let attn_cap = self.cfg.attn_logit_softcap;
+        let group = d.n_heads / d.n_kv;
+
+        for hd in 0..d.n_heads {
+            let kvh = hd / group;
+            let base = (l * d.n_kv + kvh) * d.max_seq; // first cache slot of this [layer, kv head]
+            let qh = &b.q[hd * d.dh..(hd + 1) * d.dh];
+
+            // s1_j = c * q1 . k1_j for every visible j (one gemv over contiguous rows).
+            let qs = K::quantize_sym_i8(&qh[..d.ra], &mut b.xq[..d.ra]);
+            let k1 = &b.k1_cache[(base + start) * d.ra..(base + p + 1) * d.ra];
+            K::gemv_i8(k1, d.ra, &b.xq[..d.ra], &mut b.acc[..n]);
+            let s1 = &mut b.att_scores[..n];
+            for j in 0..n {
+                let mut s = b.acc[j] as f32 * qs * b.k1_scale[base + start + j] * c;
+                if attn_cap > 0.0 {
+                    s = softcap(s, attn_cap);
+                }
+                s1[j] = s;
+            }
+
+            // Select keys: all visible, or statistical top-ka (local indices, ascending).
+            let (len, sel) = if sparse {
+                let sel = stat_topk(s1, ka, z, &mut b.att_idx[..cap], &mut b.att_w[..cap]);
+                (sel.len, Some(sel))
+            } else {
+                for j in 0..n {
+                    b.att_idx[j] = j as u32;
+                }
+                (n, None)
+            };
+            let idx = &mut b.att_idx[..len];
+
+            // w_j = softmax over the selected of s1_j.
+            let w = &mut b.att_w[..len];
+            let mut mx = f32::NEG_INFINITY;
+            for j in 0..len {
+                mx = mx.max(s1[idx[j] as usize]);
+            }
+            let mut sum = 0.0f32;
+            for j in 0..len {
+                w[j] = libm::expf(s1[idx[j] as usize] - mx);
+                sum += w[j];
+            }
+            for j in 0..len {
+                w[j] /= sum;
+            }
+            // Absolute cache rows of the selected positions.
+            for j in 0..len {
+                idx[j] += (base + start) as u32;
+            }
+
+            // Spark: g_j = softplus(c * q2 . k2_j), reading K2 rows of the selected only.
+            if spark {
+                let q2s = K::quantize_sym_i8(&qh[d.ra..], &mut b.xq[..d.rb]);
+                K::gemv_rows_i8(b.k2_cache, d.rb, idx, &b.xq[..d.rb], &mut b.acc[..len]);
+                for j in 0..len {
+                    let g = softplus(b.acc[j] as f32 * q2s * b.k2_scale[idx[j] as usize] * c);
+                    w[j] *= g;
+                }
+            }
+
+            // o = sum_j w_j v_j: coefficients w_j * scale_v_j quantized to int8 with one
+            // scale, then the sparse vector-matrix over the selected V rows.
+            for j in 0..len {
+                w[j] *= b.v_scale[idx[j] as usize];
+            }
+            let cs = K::quantize_sym_i8(w, &mut b.xq[..len]);
+            let acc = &mut b.acc[..d.dh];
+            acc.fill(0);
+            K::gemv_t_rows_i8(b.v_cache, d.dh, idx, &b.xq[..len], acc);
+            let out = &mut b.att[hd * d.dh..(hd + 1) * d.dh];
+            for i in 0..d.dh {
+                out[i] = acc[i] as f32 * cs;
+            }
+
+            // Report positions (relative to the sequence start).
+            for j in 0..len {
+                idx[j] -= base as u32;
+            }
+            obs.attn(l, hd, idx, sel.as_ref());
+            self.stats[l].attn(len, sel.as_ref());
+        }
+        Self::matvec(&m.layer_matrix(l, T::Wo), b.att, b.xq, b.acc, b.y);
+    }
+
+    /// `y = sum_i coef_i * W_i` over the selected rows, with `coef` quantized to int8.
+    fn sparse_rows_out(w: &QMatrix<'_>, idx: &[u32], coef: &[f32], xq: &mut [i8], acc: &mut [i32], y: &mut [f32]) {
+        let n = idx.len();
+        let cs = K::quantize_sym_i8(coef, &mut xq[..n]);
+        let acc = &mut acc[..w.cols];
+        acc.fill(0);
+        K::gemv_t_rows_i8(w.data, w.cols, idx, &xq[..n], acc);
+        for i in 0..w.cols {
+            y[i] = acc[i] as f32 * cs;
+        }
+    }
+
+    /// Spark FFN of layer `l` (SPEC section 4): reads `h`, writes `y`.
+    fn ffn_spark<O: Observer>(&mut self, l: usize, obs: &mut O) {
+        let m = self.model;
+        let d = self.dims;
+        let b = &mut self.b;
+        let r = self.cfg.ffn_r as usize;
+        let k1 = m.layer_matrix(l, T::K1);
+        let k2 = m.layer_matrix(l, T::K2);
+        let v = m.layer_matrix(l, T::V);
+
+        // Predictor s = K1 h[0..r) over all neurons, then statistical top-k.
+        Self::matvec(&k1, &b.h[..r], b.xq, b.acc, b.scores);
+        let sel = stat_topk(b.scores, self.cfg.ffn_k as usize, self.ffn_z, &mut b.ffn_idx[..], &mut b.ffn_t[..]);
+        let idx = &b.ffn_idx[..sel.len];
+
+        // u_i = K2_i . h[r..d) for the selected neurons only.
+        let hs = K::quantize_sym_i8(&b.h[r..], &mut b.xq[..d.d - r]);
+        K::gemv_rows_i8(k2.data, k2.cols, idx, &b.xq[..d.d - r], &mut b.acc[..sel.len]);
+
+        // coef_i = gelu(t_i) * u_i * scale_V_i, then y = sum_i coef_i V_i.
+        let coef = &mut b.ffn_t[..sel.len];
+        for j in 0..sel.len {
+            let i = idx[j] as usize;
+            let u = b.acc[j] as f32 * hs * k2.scales.get(i);
+            coef[j] = gelu(coef[j]) * u * v.scales.get(i);
+        }
+        Self::sparse_rows_out(&v, idx, coef, b.xq, b.acc, b.y);
+        obs.ffn(l, idx, &sel);
+        self.stats[l].ffn(sel.len, &sel);
+    }
+
+    /// GeGLU FFN of layer `l` (optionally top-k on the gate): reads `h`, writes `y`.
+    fn ffn_geglu<O: Observer>(&mut self, l: usize, obs: &mut O) {
+        let m = self.model;
+        let d = self.dims;
+        let b = &mut self.b;
+        let wg = m.layer_matrix(l, T::Wg);
+        let wu = m.layer_matrix(l, T::Wu);
+        let wd = m.layer_matrix(l, T::WdT);
+
+        // Gate g = Wg h, then top-k on the gate (identity when ffn_k >= f).
+        let hs = Self::matvec(&wg, b.h, b.xq, b.acc, b.scores);
+        let sel = stat_topk(b.scores, self.cfg.ffn_k as usize, self.ffn_z, &mut b.ffn_idx[..], &mut b.ffn_t[..]);
+        let idx = &b.ffn_idx[..sel.len];
+
+        // u_i = Wu_i . h for the selected neurons (b.xq still holds h quantized).
+        K::gemv_rows_i8(wu.data, wu.cols, idx, &b.xq[..d.d], &mut b.acc[..sel.len]);
+        let coef = &mut b.ffn_t[..sel.len];
+        for j in 0..sel.len {
+            let i = idx[j] as usize;
+            let u = b.acc[j] as f32 * hs * wu.scales.get(i);
+            coef[j] = gelu(coef[j]) * u * wd.scales.get(i);
+        }
+        Self::sparse_rows_out(&wd, idx, coef, b.xq, b.acc, b.y);
+        obs.ffn(l, idx, &sel);
+        self.stats[l].ffn(sel.len, &sel);
+    }
+
+    /// Final norm, logits and the optional final soft-cap.
+    fn compute_logits(&mut self) {
+        let m = self.model;
+        let b = &mut self.b;
+        rmsnorm(b.h, b.x, m.global_f32(T::FinalNorm), self.cfg.norm_eps);
+        Self::matvec(&m.head_matrix(), b.h, b.xq, b.acc, b.logits);
+        let cap = self.cfg.final_logit_softcap;
+        if cap > 0.0 {
+            for z in b.logits.iter_mut() {
+                *z = softcap(*z, cap);
+            }
+        }
+    }
+}
