@@ -386,11 +386,21 @@ impl<'a> Model<'a> {
             return Err(ModelError::BadTokenizer { reason: "last token offset must equal bytes_len" });
         }
         let merges = self.global_bytes(TensorKind::TokMerges);
+        let bytes = self.global_bytes(TensorKind::TokBytes);
         for m in 0..t.n_merges as usize {
             for j in 0..3 {
                 if read_u32(merges, 12 * m + 4 * j) >= vocab {
                     return Err(ModelError::BadTokenizer { reason: "merge refers to a token id >= vocab_size" });
                 }
+            }
+            // bytes(result) == bytes(left) ++ bytes(right): what makes decode(encode(x)) == x.
+            let tok = |j: usize| {
+                let id = read_u32(merges, 12 * m + 4 * j) as usize;
+                &bytes[read_u32(offs, 4 * id) as usize..read_u32(offs, 4 * id + 4) as usize]
+            };
+            let (a, b, c) = (tok(0), tok(1), tok(2));
+            if c.len() != a.len() + b.len() || !c.starts_with(a) || !c.ends_with(b) {
+                return Err(ModelError::BadTokenizer { reason: "merge result bytes differ from left ++ right bytes" });
             }
         }
         for id in [t.bos_id, t.eos_id].into_iter().flatten() {

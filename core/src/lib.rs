@@ -11,12 +11,14 @@
 pub mod config;
 pub mod error;
 pub mod format;
-pub mod tensor;
+pub mod sampler;
 pub mod session;
+pub mod tensor;
+pub mod tokenizer;
 pub mod topk;
 
 pub use config::{AttnKind, Config, FfnKind};
 pub use error::{ModelError, RunError};
-pub use session::{LayerStats, Observer, Session};
 pub use format::{Model, TokenizerKind, TokenizerMeta};
+pub use session::{LayerStats, Observer, Session};
 pub use tensor::{DType, TensorId, TensorKind};

@@ -77,6 +77,295 @@ fn rope(x: &mut [f32], cos: &[f32], sin: &[f32]) {
     }
 }
 
+/// `out[i] = (W x)[i]`: quantize `x` into `xq[..cols]`, integer gemv, dequantize with both
+/// scales (`acc * x_scale * row_scale`). Returns the activation scale; `xq` keeps the
+/// quantized `x` for a following row gather.
+pub fn matvec<K: Kernels>(m: &QMatrix<'_>, x: &[f32], xq: &mut [i8], acc: &mut [i32], out: &mut [f32]) -> f32 {
+    let xq = &mut xq[..m.cols];
+    let acc = &mut acc[..m.rows];
+    let xs = K::quantize_sym_i8(x, xq);
+    K::gemv_i8(m.data, m.cols, xq, acc);
+    for i in 0..m.rows {
+        out[i] = acc[i] as f32 * xs * m.scales.get(i);
+    }
+    xs
+}
+
+/// `y = sum_j coef_j * W[rows[j]]`: the coefficients are quantized to int8 with one scale,
+/// then one sparse vector-matrix kernel call reads only the listed rows.
+fn sparse_rows_out<K: Kernels>(
+    w: &QMatrix<'_>,
+    rows: &[u32],
+    coef: &[f32],
+    xq: &mut [i8],
+    acc: &mut [i32],
+    y: &mut [f32],
+) {
+    let n = rows.len();
+    let cs = K::quantize_sym_i8(coef, &mut xq[..n]);
+    let acc = &mut acc[..w.cols];
+    acc.fill(0);
+    K::gemv_t_rows_i8(w.data, w.cols, rows, &xq[..n], acc);
+    for i in 0..w.cols {
+        y[i] = acc[i] as f32 * cs;
+    }
+}
+
+/// Scratch of one FFN call (views into the session arena, or any caller buffers).
+pub struct FfnScratch<'s> {
+    /// Predictor or gate scores `[f]`.
+    pub scores: &'s mut [f32],
+    /// Selected neurons `[cap]` (cap = `min(f, ceil(cap_factor * k))`, or `f` when dense).
+    pub idx: &'s mut [u32],
+    /// Soft-thresholded scores, then coefficients `[cap]`.
+    pub t: &'s mut [f32],
+    /// Quantized activations / coefficients `[max(d, cap)]`.
+    pub xq: &'s mut [i8],
+    /// Kernel outputs `[max(d, f)]`.
+    pub acc: &'s mut [i32],
+}
+
+/// Weights and top-k parameters of one Spark FFN layer.
+pub struct SparkFfn<'m> {
+    /// Predictor `[f, r]`.
+    pub k1: QMatrix<'m>,
+    /// Second key part `[f, d - r]`.
+    pub k2: QMatrix<'m>,
+    /// Values, one row per neuron `[f, d]`.
+    pub v: QMatrix<'m>,
+    /// Target active neurons.
+    pub k: usize,
+    /// `Phi^-1(1 - k/f)`.
+    pub z: f32,
+}
+
+/// Spark FFN (SPEC section 4): `y = sum_{i in S} gelu(t_i) (K2_i . h2) V_i`. Reads `K2` and
+/// `V` rows of the selected neurons only. Returns the selection (`s.idx[..len]`).
+pub fn spark_ffn<K: Kernels>(w: &SparkFfn<'_>, h: &[f32], s: &mut FfnScratch<'_>, y: &mut [f32]) -> Selection {
+    let r = w.k1.cols;
+    // Predictor s = K1 h[0..r) over all neurons, then statistical top-k.
+    matvec::<K>(&w.k1, &h[..r], s.xq, s.acc, s.scores);
+    let sel = stat_topk(&s.scores[..w.k1.rows], w.k, w.z, s.idx, s.t);
+    let idx = &s.idx[..sel.len];
+
+    // u_i = K2_i . h[r..d) for the selected neurons only.
+    let h2 = &h[r..];
+    let hs = K::quantize_sym_i8(h2, &mut s.xq[..h2.len()]);
+    K::gemv_rows_i8(w.k2.data, w.k2.cols, idx, &s.xq[..h2.len()], &mut s.acc[..sel.len]);
+
+    // coef_i = gelu(t_i) * u_i * scale_V_i, then y = sum_i coef_i V_i.
+    let coef = &mut s.t[..sel.len];
+    for j in 0..sel.len {
+        let i = idx[j] as usize;
+        let u = s.acc[j] as f32 * hs * w.k2.scales.get(i);
+        coef[j] = gelu(coef[j]) * u * w.v.scales.get(i);
+    }
+    sparse_rows_out::<K>(&w.v, idx, coef, s.xq, s.acc, y);
+    sel
+}
+
+/// Weights and top-k parameters of one GeGLU FFN layer.
+pub struct GegluFfn<'m> {
+    /// Gate `[f, d]`.
+    pub wg: QMatrix<'m>,
+    /// Up `[f, d]`.
+    pub wu: QMatrix<'m>,
+    /// Down, stored transposed, one row per neuron `[f, d]`.
+    pub wd_t: QMatrix<'m>,
+    /// Target active neurons (`k >= f`: dense).
+    pub k: usize,
+    /// `Phi^-1(1 - k/f)` (unused when dense).
+    pub z: f32,
+}
+
+/// GeGLU FFN: `y = Wd (gelu(g) * (Wu h))` with `g = Wg h`, optionally statistical top-k on
+/// the gate (Gemma 3n style), in which case `Wu` and `Wd` rows of the selected neurons only
+/// are read. Returns the selection (`s.idx[..len]`; every neuron when dense).
+pub fn geglu_ffn<K: Kernels>(w: &GegluFfn<'_>, h: &[f32], s: &mut FfnScratch<'_>, y: &mut [f32]) -> Selection {
+    // Gate g = Wg h, then top-k on the gate (identity when k >= f).
+    let hs = matvec::<K>(&w.wg, h, s.xq, s.acc, s.scores);
+    let sel = stat_topk(&s.scores[..w.wg.rows], w.k, w.z, s.idx, s.t);
+    let idx = &s.idx[..sel.len];
+
+    // u_i = Wu_i . h for the selected neurons (s.xq still holds h quantized).
+    K::gemv_rows_i8(w.wu.data, w.wu.cols, idx, &s.xq[..h.len()], &mut s.acc[..sel.len]);
+    let coef = &mut s.t[..sel.len];
+    for j in 0..sel.len {
+        let i = idx[j] as usize;
+        let u = s.acc[j] as f32 * hs * w.wu.scales.get(i);
+        coef[j] = gelu(coef[j]) * u * w.wd_t.scales.get(i);
+    }
+    sparse_rows_out::<K>(&w.wd_t, idx, coef, s.xq, s.acc, y);
+    sel
+}
+
+/// One kv head's slice of a layer's KV cache, rows indexed by position.
+pub struct KvView<'c> {
+    /// Key part 1 `[max_seq, ra]`.
+    pub k1: &'c [i8],
+    /// Key part 2 `[max_seq, rb]` (empty for dense attention).
+    pub k2: &'c [i8],
+    /// Values `[max_seq, dh]`.
+    pub v: &'c [i8],
+    /// Scales `[max_seq]` of each part.
+    pub k1_scale: &'c [f32],
+    /// Part 2 scales `[max_seq]`.
+    pub k2_scale: &'c [f32],
+    /// Value scales `[max_seq]`.
+    pub v_scale: &'c [f32],
+    /// Width of key part 1 (`dh` for dense attention).
+    pub ra: usize,
+    /// Width of key part 2 (0 for dense attention).
+    pub rb: usize,
+}
+
+/// Scratch of one attention head call.
+pub struct AttnScratch<'s> {
+    /// Scores over visible positions `[n]`.
+    pub scores: &'s mut [f32],
+    /// Selected positions `[cap]`.
+    pub idx: &'s mut [u32],
+    /// Weights of the selected `[cap]`.
+    pub w: &'s mut [f32],
+    /// Quantized query parts / coefficients `[max(ra, rb, cap)]`.
+    pub xq: &'s mut [i8],
+    /// Kernel outputs `[max(n, dh)]`.
+    pub acc: &'s mut [i32],
+}
+
+/// Per-step attention parameters shared by every head of a layer.
+pub struct AttnParams {
+    /// Spark attention (softmax x softplus) rather than dense softmax.
+    pub spark: bool,
+    /// Score scale `query_pre_attn_scalar^-0.5`.
+    pub c: f32,
+    /// Logit soft-cap (0 = off).
+    pub softcap: f32,
+    /// Key budget `ka`.
+    pub ka: usize,
+    /// Statistical top-k over the visible keys (`spark` and `n > ka`).
+    pub sparse: bool,
+    /// `Phi^-1(1 - ka/n)` when sparse.
+    pub z: f32,
+    /// Active-set capacity `min(n, ceil(cap_factor * ka))` when sparse, else `n`.
+    pub cap: usize,
+}
+
+impl AttnParams {
+    /// Parameters for `n` visible keys under `cfg`.
+    pub fn new(cfg: &Config, n: usize) -> AttnParams {
+        let spark = cfg.attn_kind == AttnKind::Spark;
+        let ka = cfg.attn_k as usize;
+        let sparse = spark && n > ka;
+        let (z, cap) = if sparse { (topk_z(n, ka), topk_capacity(n, ka, cfg.topk_cap_factor)) } else { (0.0, n) };
+        AttnParams {
+            spark,
+            c: 1.0 / libm::sqrtf(cfg.query_pre_attn_scalar),
+            softcap: cfg.attn_logit_softcap,
+            ka,
+            sparse,
+            z,
+            cap,
+        }
+    }
+}
+
+/// One query head over the visible positions `start..=end` of `kv` (SPEC section 5).
+///
+/// `s1_j = c q1 . k1_j` for every visible j (one gemv over contiguous cache rows), optional
+/// soft-cap, selection (all visible, or statistical top-ka), softmax over the selected,
+/// times `softplus(c q2 . k2_j)` for Spark (K2 rows of the selected only), then
+/// `o = sum_j w_j v_j` (V rows of the selected only) with int8 coefficients. Writes
+/// `out[dh]`; returns the number of selected keys (positions in `s.idx[..len]`,
+/// ascending) and the top-k selection when one ran.
+pub fn attend_head<K: Kernels>(
+    q: &[f32],
+    kv: &KvView<'_>,
+    start: usize,
+    end: usize,
+    p: &AttnParams,
+    s: &mut AttnScratch<'_>,
+    out: &mut [f32],
+) -> (usize, Option<Selection>) {
+    let (ra, rb, dh) = (kv.ra, kv.rb, kv.ra + kv.rb);
+    let n = end + 1 - start;
+
+    // Predictor scores over the visible keys.
+    let qs = K::quantize_sym_i8(&q[..ra], &mut s.xq[..ra]);
+    K::gemv_i8(&kv.k1[start * ra..(end + 1) * ra], ra, &s.xq[..ra], &mut s.acc[..n]);
+    let s1 = &mut s.scores[..n];
+    for j in 0..n {
+        let mut v = s.acc[j] as f32 * qs * kv.k1_scale[start + j] * p.c;
+        if p.softcap > 0.0 {
+            v = softcap(v, p.softcap);
+        }
+        s1[j] = v;
+    }
+
+    // Select keys (local indices, ascending).
+    let (len, sel) = if p.sparse {
+        let sel = stat_topk(s1, p.ka, p.z, &mut s.idx[..p.cap], &mut s.w[..p.cap]);
+        (sel.len, Some(sel))
+    } else {
+        for j in 0..n {
+            s.idx[j] = j as u32;
+        }
+        (n, None)
+    };
+
+    // w_j = softmax over the selected of s1_j.
+    let idx = &mut s.idx[..len];
+    let w = &mut s.w[..len];
+    let mut mx = f32::NEG_INFINITY;
+    for j in 0..len {
+        mx = mx.max(s1[idx[j] as usize]);
+    }
+    let mut sum = 0.0f32;
+    for j in 0..len {
+        w[j] = libm::expf(s1[idx[j] as usize] - mx);
+        sum += w[j];
+    }
+    for j in 0..len {
+        w[j] /= sum;
+        idx[j] += start as u32; // cache row = position
+    }
+
+    // Spark: w_j *= softplus(c q2 . k2_j), reading K2 rows of the selected only.
+    if p.spark {
+        let q2s = K::quantize_sym_i8(&q[ra..dh], &mut s.xq[..rb]);
+        K::gemv_rows_i8(kv.k2, rb, idx, &s.xq[..rb], &mut s.acc[..len]);
+        for j in 0..len {
+            w[j] *= softplus(s.acc[j] as f32 * q2s * kv.k2_scale[idx[j] as usize] * p.c);
+        }
+    }
+
+    // o = sum_j w_j v_j: coefficients w_j * scale_v_j quantized to int8 with one scale.
+    for j in 0..len {
+        w[j] *= kv.v_scale[idx[j] as usize];
+    }
+    let cs = K::quantize_sym_i8(w, &mut s.xq[..len]);
+    let acc = &mut s.acc[..dh];
+    acc.fill(0);
+    K::gemv_t_rows_i8(kv.v, dh, idx, &s.xq[..len], acc);
+    for i in 0..dh {
+        out[i] = acc[i] as f32 * cs;
+    }
+    (len, sel)
+}
+
+/// The FFN scratch views into the session buffers (a macro so the borrows stay per field).
+macro_rules! ffn_scratch {
+    ($b:ident) => {
+        FfnScratch {
+            scores: &mut *$b.scores,
+            idx: &mut *$b.ffn_idx,
+            t: &mut *$b.ffn_t,
+            xq: &mut *$b.xq,
+            acc: &mut *$b.acc,
+        }
+    };
+}
+
 /// Sizes a session is built from.
 #[derive(Clone, Copy, Debug)]
 struct Dims {
@@ -348,16 +637,7 @@ impl<'m, 'a, K: Kernels> Session<'m, 'a, K> {
         for (i, v) in b.inv_freq2.iter_mut().enumerate() {
             *v = libm::pow(theta, -2.0 * i as f64 / dims.rb as f64) as f32;
         }
-        Ok(Session {
-            model,
-            cfg,
-            dims,
-            b,
-            pos: 0,
-            ffn_z,
-            stats: [LayerStats::EMPTY; MAX_LAYERS],
-            _k: PhantomData,
-        })
+        Ok(Session { model, cfg, dims, b, pos: 0, ffn_z, stats: [LayerStats::EMPTY; MAX_LAYERS], _k: PhantomData })
     }
 
     /// Tokens currently in the context.
@@ -482,22 +762,8 @@ impl<'m, 'a, K: Kernels> Session<'m, 'a, K> {
         }
     }
 
-    /// `out[i] = (W x)[i]`: quantize `x` into `xq[..cols]`, integer gemv, dequantize with
-    /// both scales. Returns the activation scale (`xq` keeps the quantized `x`).
     fn matvec(m: &QMatrix<'_>, x: &[f32], xq: &mut [i8], acc: &mut [i32], out: &mut [f32]) -> f32 {
-        let xq = &mut xq[..m.cols];
-        let acc = &mut acc[..m.rows];
-        let xs = K::quantize_sym_i8(x, xq);
-        K::gemv_i8(m.data, m.cols, xq, acc);
-        for i in 0..m.rows {
-            out[i] = acc[i] as f32 * xs * m.scales.get(i);
-        }
-        xs
-    }
-
-    /// Quantize `v` into the cache row `row` and return its scale.
-    fn store_row(v: &[f32], row: &mut [i8]) -> f32 {
-        K::quantize_sym_i8(v, row)
+        matvec::<K>(m, x, xq, acc, out)
     }
 
     /// Attention block of layer `l`: reads `h`, writes `y` (after `Wo`).
@@ -505,7 +771,6 @@ impl<'m, 'a, K: Kernels> Session<'m, 'a, K> {
         let m = self.model;
         let d = self.dims;
         let b = &mut self.b;
-        let spark = self.cfg.attn_kind == AttnKind::Spark;
         Self::matvec(&m.layer_matrix(l, T::Wq), b.h, b.xq, b.acc, b.q);
         Self::matvec(&m.layer_matrix(l, T::Wk), b.h, b.xq, b.acc, b.k);
         Self::matvec(&m.layer_matrix(l, T::Wv), b.h, b.xq, b.acc, b.v);
@@ -527,177 +792,75 @@ impl<'m, 'a, K: Kernels> Session<'m, 'a, K> {
         for hd in 0..d.n_kv {
             let slot = (l * d.n_kv + hd) * d.max_seq + p; // [layer, kv head, pos]
             let kh = &b.k[hd * d.dh..(hd + 1) * d.dh];
-            b.k1_scale[slot] = Self::store_row(&kh[..d.ra], &mut b.k1_cache[slot * d.ra..(slot + 1) * d.ra]);
-            b.k2_scale[slot] = Self::store_row(&kh[d.ra..], &mut b.k2_cache[slot * d.rb..(slot + 1) * d.rb]);
-            b.v_scale[slot] =
-                Self::store_row(&b.v[hd * d.dh..(hd + 1) * d.dh], &mut b.v_cache[slot * d.dh..(slot + 1) * d.dh]);
+            b.k1_scale[slot] = K::quantize_sym_i8(&kh[..d.ra], &mut b.k1_cache[slot * d.ra..(slot + 1) * d.ra]);
+            b.k2_scale[slot] = K::quantize_sym_i8(&kh[d.ra..], &mut b.k2_cache[slot * d.rb..(slot + 1) * d.rb]);
+            let vh = &b.v[hd * d.dh..(hd + 1) * d.dh];
+            b.v_scale[slot] = K::quantize_sym_i8(vh, &mut b.v_cache[slot * d.dh..(slot + 1) * d.dh]);
         }
 
-        // Visible positions start..=p.
+        // Visible positions start..=p, and the top-k parameters shared by all heads.
         let window = self.cfg.sliding_window as usize;
         let start = if self.cfg.is_local_layer(l) && p + 1 > window { p + 1 - window } else { 0 };
-        let n = p + 1 - start;
-        let ka = self.cfg.attn_k as usize;
-        let sparse = spark && n > ka;
-        let (z, cap) = if sparse {
-            (topk_z(n, ka), topk_capacity(n, ka, self.cfg.topk_cap_factor))
-        } else {
-            (0.0, n)
-        };
-        let c = 1.0 / libm::sqrtf(self.cfg.query_pre_attn_scalar);
-        let attn_cap = self.cfg.attn_logit_softcap;
+        let params = AttnParams::new(&self.cfg, p + 1 - start);
         let group = d.n_heads / d.n_kv;
-
         for hd in 0..d.n_heads {
             let kvh = hd / group;
             let base = (l * d.n_kv + kvh) * d.max_seq; // first cache slot of this [layer, kv head]
-            let qh = &b.q[hd * d.dh..(hd + 1) * d.dh];
-
-            // s1_j = c * q1 . k1_j for every visible j (one gemv over contiguous rows).
-            let qs = K::quantize_sym_i8(&qh[..d.ra], &mut b.xq[..d.ra]);
-            let k1 = &b.k1_cache[(base + start) * d.ra..(base + p + 1) * d.ra];
-            K::gemv_i8(k1, d.ra, &b.xq[..d.ra], &mut b.acc[..n]);
-            let s1 = &mut b.att_scores[..n];
-            for j in 0..n {
-                let mut s = b.acc[j] as f32 * qs * b.k1_scale[base + start + j] * c;
-                if attn_cap > 0.0 {
-                    s = softcap(s, attn_cap);
-                }
-                s1[j] = s;
-            }
-
-            // Select keys: all visible, or statistical top-ka (local indices, ascending).
-            let (len, sel) = if sparse {
-                let sel = stat_topk(s1, ka, z, &mut b.att_idx[..cap], &mut b.att_w[..cap]);
-                (sel.len, Some(sel))
-            } else {
-                for j in 0..n {
-                    b.att_idx[j] = j as u32;
-                }
-                (n, None)
+            let kv = KvView {
+                k1: &b.k1_cache[base * d.ra..(base + d.max_seq) * d.ra],
+                k2: &b.k2_cache[base * d.rb..(base + d.max_seq) * d.rb],
+                v: &b.v_cache[base * d.dh..(base + d.max_seq) * d.dh],
+                k1_scale: &b.k1_scale[base..base + d.max_seq],
+                k2_scale: &b.k2_scale[base..base + d.max_seq],
+                v_scale: &b.v_scale[base..base + d.max_seq],
+                ra: d.ra,
+                rb: d.rb,
             };
-            let idx = &mut b.att_idx[..len];
-
-            // w_j = softmax over the selected of s1_j.
-            let w = &mut b.att_w[..len];
-            let mut mx = f32::NEG_INFINITY;
-            for j in 0..len {
-                mx = mx.max(s1[idx[j] as usize]);
-            }
-            let mut sum = 0.0f32;
-            for j in 0..len {
-                w[j] = libm::expf(s1[idx[j] as usize] - mx);
-                sum += w[j];
-            }
-            for j in 0..len {
-                w[j] /= sum;
-            }
-            // Absolute cache rows of the selected positions.
-            for j in 0..len {
-                idx[j] += (base + start) as u32;
-            }
-
-            // Spark: g_j = softplus(c * q2 . k2_j), reading K2 rows of the selected only.
-            if spark {
-                let q2s = K::quantize_sym_i8(&qh[d.ra..], &mut b.xq[..d.rb]);
-                K::gemv_rows_i8(b.k2_cache, d.rb, idx, &b.xq[..d.rb], &mut b.acc[..len]);
-                for j in 0..len {
-                    let g = softplus(b.acc[j] as f32 * q2s * b.k2_scale[idx[j] as usize] * c);
-                    w[j] *= g;
-                }
-            }
-
-            // o = sum_j w_j v_j: coefficients w_j * scale_v_j quantized to int8 with one
-            // scale, then the sparse vector-matrix over the selected V rows.
-            for j in 0..len {
-                w[j] *= b.v_scale[idx[j] as usize];
-            }
-            let cs = K::quantize_sym_i8(w, &mut b.xq[..len]);
-            let acc = &mut b.acc[..d.dh];
-            acc.fill(0);
-            K::gemv_t_rows_i8(b.v_cache, d.dh, idx, &b.xq[..len], acc);
+            let mut scratch = AttnScratch {
+                scores: &mut *b.att_scores,
+                idx: &mut *b.att_idx,
+                w: &mut *b.att_w,
+                xq: &mut *b.xq,
+                acc: &mut *b.acc,
+            };
+            let q = &b.q[hd * d.dh..(hd + 1) * d.dh];
             let out = &mut b.att[hd * d.dh..(hd + 1) * d.dh];
-            for i in 0..d.dh {
-                out[i] = acc[i] as f32 * cs;
-            }
-
-            // Report positions (relative to the sequence start).
-            for j in 0..len {
-                idx[j] -= base as u32;
-            }
-            obs.attn(l, hd, idx, sel.as_ref());
+            let (len, sel) = attend_head::<K>(q, &kv, start, p, &params, &mut scratch, out);
+            obs.attn(l, hd, &b.att_idx[..len], sel.as_ref());
             self.stats[l].attn(len, sel.as_ref());
         }
         Self::matvec(&m.layer_matrix(l, T::Wo), b.att, b.xq, b.acc, b.y);
     }
 
-    /// `y = sum_i coef_i * W_i` over the selected rows, with `coef` quantized to int8.
-    fn sparse_rows_out(w: &QMatrix<'_>, idx: &[u32], coef: &[f32], xq: &mut [i8], acc: &mut [i32], y: &mut [f32]) {
-        let n = idx.len();
-        let cs = K::quantize_sym_i8(coef, &mut xq[..n]);
-        let acc = &mut acc[..w.cols];
-        acc.fill(0);
-        K::gemv_t_rows_i8(w.data, w.cols, idx, &xq[..n], acc);
-        for i in 0..w.cols {
-            y[i] = acc[i] as f32 * cs;
-        }
-    }
-
     /// Spark FFN of layer `l` (SPEC section 4): reads `h`, writes `y`.
     fn ffn_spark<O: Observer>(&mut self, l: usize, obs: &mut O) {
         let m = self.model;
-        let d = self.dims;
+        let w = SparkFfn {
+            k1: m.layer_matrix(l, T::K1),
+            k2: m.layer_matrix(l, T::K2),
+            v: m.layer_matrix(l, T::V),
+            k: self.cfg.ffn_k as usize,
+            z: self.ffn_z,
+        };
         let b = &mut self.b;
-        let r = self.cfg.ffn_r as usize;
-        let k1 = m.layer_matrix(l, T::K1);
-        let k2 = m.layer_matrix(l, T::K2);
-        let v = m.layer_matrix(l, T::V);
-
-        // Predictor s = K1 h[0..r) over all neurons, then statistical top-k.
-        Self::matvec(&k1, &b.h[..r], b.xq, b.acc, b.scores);
-        let sel = stat_topk(b.scores, self.cfg.ffn_k as usize, self.ffn_z, &mut b.ffn_idx[..], &mut b.ffn_t[..]);
-        let idx = &b.ffn_idx[..sel.len];
-
-        // u_i = K2_i . h[r..d) for the selected neurons only.
-        let hs = K::quantize_sym_i8(&b.h[r..], &mut b.xq[..d.d - r]);
-        K::gemv_rows_i8(k2.data, k2.cols, idx, &b.xq[..d.d - r], &mut b.acc[..sel.len]);
-
-        // coef_i = gelu(t_i) * u_i * scale_V_i, then y = sum_i coef_i V_i.
-        let coef = &mut b.ffn_t[..sel.len];
-        for j in 0..sel.len {
-            let i = idx[j] as usize;
-            let u = b.acc[j] as f32 * hs * k2.scales.get(i);
-            coef[j] = gelu(coef[j]) * u * v.scales.get(i);
-        }
-        Self::sparse_rows_out(&v, idx, coef, b.xq, b.acc, b.y);
-        obs.ffn(l, idx, &sel);
+        let sel = spark_ffn::<K>(&w, b.h, &mut ffn_scratch!(b), b.y);
+        obs.ffn(l, &b.ffn_idx[..sel.len], &sel);
         self.stats[l].ffn(sel.len, &sel);
     }
 
     /// GeGLU FFN of layer `l` (optionally top-k on the gate): reads `h`, writes `y`.
     fn ffn_geglu<O: Observer>(&mut self, l: usize, obs: &mut O) {
         let m = self.model;
-        let d = self.dims;
+        let w = GegluFfn {
+            wg: m.layer_matrix(l, T::Wg),
+            wu: m.layer_matrix(l, T::Wu),
+            wd_t: m.layer_matrix(l, T::WdT),
+            k: self.cfg.ffn_k as usize,
+            z: self.ffn_z,
+        };
         let b = &mut self.b;
-        let wg = m.layer_matrix(l, T::Wg);
-        let wu = m.layer_matrix(l, T::Wu);
-        let wd = m.layer_matrix(l, T::WdT);
-
-        // Gate g = Wg h, then top-k on the gate (identity when ffn_k >= f).
-        let hs = Self::matvec(&wg, b.h, b.xq, b.acc, b.scores);
-        let sel = stat_topk(b.scores, self.cfg.ffn_k as usize, self.ffn_z, &mut b.ffn_idx[..], &mut b.ffn_t[..]);
-        let idx = &b.ffn_idx[..sel.len];
-
-        // u_i = Wu_i . h for the selected neurons (b.xq still holds h quantized).
-        K::gemv_rows_i8(wu.data, wu.cols, idx, &b.xq[..d.d], &mut b.acc[..sel.len]);
-        let coef = &mut b.ffn_t[..sel.len];
-        for j in 0..sel.len {
-            let i = idx[j] as usize;
-            let u = b.acc[j] as f32 * hs * wu.scales.get(i);
-            coef[j] = gelu(coef[j]) * u * wd.scales.get(i);
-        }
-        Self::sparse_rows_out(&wd, idx, coef, b.xq, b.acc, b.y);
-        obs.ffn(l, idx, &sel);
+        let sel = geglu_ffn::<K>(&w, b.h, &mut ffn_scratch!(b), b.y);
+        obs.ffn(l, &b.ffn_idx[..sel.len], &sel);
         self.stats[l].ffn(sel.len, &sel);
     }
 

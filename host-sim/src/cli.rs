@@ -106,3 +106,32 @@ pub fn random_model(out: &Path, seed: u64) -> Result<(), String> {
     println!("wrote {} ({} bytes)", out.display(), blob.len());
     Ok(())
 }
+
+/// `spark-sim convert`: a float safetensors checkpoint (train/ naming, config in
+/// `__metadata__["spark_config"]`) to an int8 `.spark` file, with a per-tensor
+/// quantization error summary. The written file is loaded back and checked before the
+/// command succeeds.
+pub fn convert(input: &Path, out: &Path) -> Result<(), String> {
+    use crate::checkpoint::{to_writer, F32Checkpoint};
+    let ck = F32Checkpoint::load(input).map_err(|e| match e {
+        crate::checkpoint::CheckpointError::Io { .. } => e.to_string(),
+        _ => format!("{}: {e}", input.display()),
+    })?;
+    let (writer, errors) = to_writer(&ck).map_err(|e| format!("{}: {e}", input.display()))?;
+    let blob = writer.finish();
+    Model::load(&blob).map_err(|e| format!("converted model does not load (a converter bug): {e}"))?;
+    println!("{:<28} {:>14} {:>12} {:>12}", "tensor", "shape", "rel L2", "max abs");
+    for ((name, e), t) in errors.iter().zip(writer.tensors.iter().filter(|t| t.dtype == DType::I8)) {
+        let shape = format!("[{}, {}]", t.shape[0], t.shape[1]);
+        println!("{name:<28} {shape:>14} {:>12.3e} {:>12.3e}", e.rel_l2, e.max_abs);
+    }
+    let worst = errors.iter().max_by(|a, b| a.1.rel_l2.total_cmp(&b.1.rel_l2));
+    if let Some((name, e)) = worst {
+        println!("worst rel L2 {:.3e} ({name}); worst max abs {:.3e}", e.rel_l2, {
+            errors.iter().map(|(_, e)| e.max_abs).fold(0.0, f64::max)
+        });
+    }
+    std::fs::write(out, &blob).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    println!("wrote {} ({} bytes, {} tensors)", out.display(), blob.len(), writer.tensors.len());
+    Ok(())
+}

@@ -3,8 +3,11 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod checkpoint;
 pub mod cli;
 pub mod format;
+pub mod oracle;
 pub mod quant;
 pub mod rng;
 pub mod testmodel;
+pub mod tokenizer;

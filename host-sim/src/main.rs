@@ -35,6 +35,17 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Convert a float safetensors checkpoint (f32/bf16/f16, train/ naming, config in the
+    /// `spark_config` metadata) to an int8 `.spark` model; prints per-tensor quantization error.
+    ///
+    /// Example: spark-sim convert model.safetensors -o model.spark
+    Convert {
+        /// The input `.safetensors` checkpoint.
+        input: PathBuf,
+        /// Output `.spark` path.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -42,6 +53,7 @@ fn main() -> ExitCode {
     let res = match cli.cmd {
         Cmd::Inspect { model, json } => cli::inspect(&model, json),
         Cmd::RandomModel { out, seed } => cli::random_model(&out, seed),
+        Cmd::Convert { input, out } => cli::convert(&input, &out),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,7 +26,18 @@ fn configs() -> Vec<(&'static str, Config)> {
                 ..s
             },
         ),
-        ("dense", Config { ffn_kind: FfnKind::Geglu, ffn_r: 0, d_ff: 64, ffn_k: 64, attn_kind: AttnKind::Dense, attn_r: 0, ..s }),
+        (
+            "dense",
+            Config {
+                ffn_kind: FfnKind::Geglu,
+                ffn_r: 0,
+                d_ff: 64,
+                ffn_k: 64,
+                attn_kind: AttnKind::Dense,
+                attn_r: 0,
+                ..s
+            },
+        ),
         ("geglu_topk", Config { ffn_kind: FfnKind::Geglu, ffn_r: 0, d_ff: 64, ffn_k: 6, n_kv_heads: 1, ..s }),
     ]
 }
@@ -61,7 +72,10 @@ fn arena_is_exact() {
             Session::<Scalar>::with_max_seq(&model, &mut arena, too_long).err(),
             Some(RunError::BadMaxSeq { .. })
         ));
-        assert!(matches!(Session::<Scalar>::with_max_seq(&model, &mut arena, 0).err(), Some(RunError::BadMaxSeq { .. })));
+        assert!(matches!(
+            Session::<Scalar>::with_max_seq(&model, &mut arena, 0).err(),
+            Some(RunError::BadMaxSeq { .. })
+        ));
     }
 }
 
@@ -72,7 +86,10 @@ fn context_overflow_and_bad_tokens_are_errors() {
         let model = Model::load(&blob).unwrap();
         let mut arena = vec![0u8; model.arena_bytes(6)];
         let mut s = Session::<Scalar>::with_max_seq(&model, &mut arena, 6).unwrap();
-        assert_eq!(s.step(cfg.vocab_size).err(), Some(RunError::InvalidToken { id: cfg.vocab_size, vocab_size: cfg.vocab_size }));
+        assert_eq!(
+            s.step(cfg.vocab_size).err(),
+            Some(RunError::InvalidToken { id: cfg.vocab_size, vocab_size: cfg.vocab_size })
+        );
         assert_eq!(s.prefill(&[]).err(), Some(RunError::EmptyInput));
         assert_eq!(s.prefill(&[1, 2, 99]).err(), Some(RunError::InvalidToken { id: 99, vocab_size: cfg.vocab_size }));
         assert_eq!(s.pos(), 0, "{name}: a rejected prefill must not run any token");
@@ -201,38 +218,40 @@ fn arb_config() -> impl Strategy<Value = Config> {
         (any::<bool>(), 2u32..30, 1u32..30, any::<bool>(), 1u32..8),
         (0u32..6, any::<bool>(), any::<bool>(), any::<bool>(), 1u32..20),
     )
-        .prop_map(|((vocab, dmul, layers, group, hd2), (spark_ffn, f, k, spark_attn, ka), (win, caps, post, tie, seq))| {
-            let n_kv = 1 + (dmul % 2);
-            let head_dim = 2 * hd2 + 2;
-            let d = 8 * dmul;
-            let f = f.max(1);
-            Config {
-                vocab_size: vocab,
-                d_model: d,
-                n_layers: layers,
-                n_heads: n_kv * group,
-                n_kv_heads: n_kv,
-                head_dim,
-                d_ff: f,
-                ffn_kind: if spark_ffn { FfnKind::Spark } else { FfnKind::Geglu },
-                ffn_r: if spark_ffn { 1 + (d / 3) } else { 0 },
-                ffn_k: k.min(f),
-                attn_kind: if spark_attn { AttnKind::Spark } else { AttnKind::Dense },
-                attn_r: if spark_attn { 2 } else { 0 },
-                attn_k: ka,
-                max_seq_len: seq,
-                rope_theta: 10000.0,
-                norm_eps: 1e-5,
-                query_pre_attn_scalar: head_dim as f32,
-                attn_logit_softcap: if caps { 2.0 } else { 0.0 },
-                final_logit_softcap: if caps { 4.0 } else { 0.0 },
-                sliding_window: win,
-                embed_scale: 2.0,
-                tie_embeddings: tie,
-                post_norms: post,
-                topk_cap_factor: 1.5,
-            }
-        })
+        .prop_map(
+            |((vocab, dmul, layers, group, hd2), (spark_ffn, f, k, spark_attn, ka), (win, caps, post, tie, seq))| {
+                let n_kv = 1 + (dmul % 2);
+                let head_dim = 2 * hd2 + 2;
+                let d = 8 * dmul;
+                let f = f.max(1);
+                Config {
+                    vocab_size: vocab,
+                    d_model: d,
+                    n_layers: layers,
+                    n_heads: n_kv * group,
+                    n_kv_heads: n_kv,
+                    head_dim,
+                    d_ff: f,
+                    ffn_kind: if spark_ffn { FfnKind::Spark } else { FfnKind::Geglu },
+                    ffn_r: if spark_ffn { 1 + (d / 3) } else { 0 },
+                    ffn_k: k.min(f),
+                    attn_kind: if spark_attn { AttnKind::Spark } else { AttnKind::Dense },
+                    attn_r: if spark_attn { 2 } else { 0 },
+                    attn_k: ka,
+                    max_seq_len: seq,
+                    rope_theta: 10000.0,
+                    norm_eps: 1e-5,
+                    query_pre_attn_scalar: head_dim as f32,
+                    attn_logit_softcap: if caps { 2.0 } else { 0.0 },
+                    final_logit_softcap: if caps { 4.0 } else { 0.0 },
+                    sliding_window: win,
+                    embed_scale: 2.0,
+                    tie_embeddings: tie,
+                    post_norms: post,
+                    topk_cap_factor: 1.5,
+                }
+            },
+        )
 }
 
 proptest! {
