@@ -23,12 +23,16 @@ use crate::config::{AttnKind, Config, FfnKind, MAX_LAYERS};
 use crate::error::RunError;
 use crate::format::{F32Slice, Model, QMatrix};
 use crate::tensor::TensorKind as T;
-use crate::topk::{stat_topk, topk_capacity, topk_z, Selection};
+use crate::topk::{select_above, stat_topk, stat_topk_threshold, topk_capacity, topk_z, Selection, StatAccumulator};
 use core::marker::PhantomData;
 use spark_hal::arena::{arena_cost, Arena};
 use spark_hal::Kernels;
 
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+
+/// Predictor rows computed per chunk before their scores feed the top-k statistics
+/// (256 f32 scores = 1 KiB, resident in L1 on every target).
+const PREDICTOR_CHUNK: usize = 256;
 
 /// GELU, tanh approximation: `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`.
 #[inline]
@@ -142,10 +146,27 @@ pub struct SparkFfn<'m> {
 /// Spark FFN (SPEC section 4): `y = sum_{i in S} gelu(t_i) (K2_i . h2) V_i`. Reads `K2` and
 /// `V` rows of the selected neurons only. Returns the selection (`s.idx[..len]`).
 pub fn spark_ffn<K: Kernels>(w: &SparkFfn<'_>, h: &[f32], s: &mut FfnScratch<'_>, y: &mut [f32]) -> Selection {
-    let r = w.k1.cols;
-    // Predictor s = K1 h[0..r) over all neurons, then statistical top-k.
-    matvec::<K>(&w.k1, &h[..r], s.xq, s.acc, s.scores);
-    let sel = stat_topk(&s.scores[..w.k1.rows], w.k, w.z, s.idx, s.t);
+    let (f, r) = (w.k1.rows, w.k1.cols);
+    // Predictor s = K1 h[0..r) over all neurons, chunk by chunk, each chunk's scores
+    // pushed into the top-k statistics while they are still in L1; then the selection.
+    let xs = K::quantize_sym_i8(&h[..r], &mut s.xq[..r]);
+    let mut stats = StatAccumulator::new();
+    let mut c0 = 0;
+    while c0 < f {
+        let c1 = (c0 + PREDICTOR_CHUNK).min(f);
+        K::gemv_i8(&w.k1.data[c0 * r..c1 * r], r, &s.xq[..r], &mut s.acc[c0..c1]);
+        for i in c0..c1 {
+            s.scores[i] = s.acc[i] as f32 * xs * w.k1.scales.get(i);
+        }
+        stats.push_slice(&s.scores[c0..c1]);
+        c0 = c1;
+    }
+    let scores = &s.scores[..f];
+    let sel = if w.k >= f {
+        stat_topk(scores, w.k, w.z, s.idx, s.t) // the identity
+    } else {
+        select_above(scores, stat_topk_threshold(&stats.finish(), w.z), s.idx, s.t)
+    };
     let idx = &s.idx[..sel.len];
 
     // u_i = K2_i . h[r..d) for the selected neurons only.
