@@ -28,5 +28,70 @@ for t in $NO_STD_TARGETS; do
   cargo build -p spark-hal -p spark-core --target "$t" --release
 done
 
+# ---------------------------------------------------------------------------------------
+# Kernels (spark-hal ISA backends) on every target they run on: x86-64 natively (above),
+# aarch64 NEON / sdot under qemu-user, Cortex-M4 / M33 DSP under qemu-system-arm.
+# ---------------------------------------------------------------------------------------
+
+step "kernel targets and emulators"
+for t in aarch64-unknown-linux-gnu thumbv8m.main-none-eabihf; do
+  rustup target list --installed | grep -qx "$t" || rustup target add "$t"
+done
+need_pkgs=""
+command -v qemu-aarch64 >/dev/null || need_pkgs="$need_pkgs qemu-user"
+command -v qemu-system-arm >/dev/null || need_pkgs="$need_pkgs qemu-system-arm"
+command -v aarch64-linux-gnu-gcc >/dev/null || need_pkgs="$need_pkgs gcc-aarch64-linux-gnu"
+[ -e /usr/aarch64-linux-gnu/lib/libc.so ] || need_pkgs="$need_pkgs libc6-dev-arm64-cross"
+if [ -n "$need_pkgs" ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # shellcheck disable=SC2086
+  apt-get install -y -qq --no-install-recommends $need_pkgs >/dev/null
+fi
+
+step "spark-hal: no_std x86-64 builds (scalar, and AVX2 enabled at compile time)"
+cargo clippy -p spark-hal -- -D warnings
+RUSTFLAGS="-C target-feature=+avx2" cargo clippy -p spark-hal --target-dir target/avx2-check -- -D warnings
+
+step "spark-hal: force-scalar A/B switch (Native = Scalar)"
+cargo test -p spark-hal --features force-scalar --test backends
+
+step "spark-hal: clippy for aarch64 and Cortex-M"
+cargo clippy -p spark-hal --all-targets --target aarch64-unknown-linux-gnu -- -D warnings
+# (lib only: no dev-dependencies, so no `std` feature: the no_std selection paths)
+for t in aarch64-unknown-linux-gnu thumbv7em-none-eabihf thumbv8m.main-none-eabihf thumbv6m-none-eabi; do
+  cargo clippy -p spark-hal --target "$t" -- -D warnings
+done
+
+# The linker and runner are set per command, not in a global cargo config, so host builds
+# are unaffected. `-cpu max` has dotprod (NeonDot runs); `-cpu cortex-a53` has not (NeonDot
+# is skipped and arm::Auto must fall back to Neon).
+aarch64_test() {
+  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu $1" \
+    cargo test -p spark-hal --target aarch64-unknown-linux-gnu
+}
+step "spark-hal tests on aarch64 under qemu-aarch64 -cpu max (NEON + sdot)"
+aarch64_test max
+step "spark-hal tests on aarch64 under qemu-aarch64 -cpu cortex-a53 (NEON, no dotprod)"
+aarch64_test cortex-a53
+
+# firmware/kernel-test is its own cargo project (own .cargo/config.toml with the QEMU
+# runners); its build output goes under the workspace target directory.
+FW_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/kernel-test"
+step "Cortex-M kernel test (firmware/kernel-test): fmt and clippy"
+(cd firmware/kernel-test && cargo fmt --check && cargo clippy --release --target-dir "$FW_TARGET_DIR" -- -D warnings)
+
+kernel_qemu() { # target machine cpu
+  (cd firmware/kernel-test && cargo build --release --target "$1" --target-dir "$FW_TARGET_DIR")
+  timeout 300 qemu-system-arm -machine "$2" -cpu "$3" -nographic -icount shift=0 \
+    -semihosting-config enable=on,target=native \
+    -kernel "$FW_TARGET_DIR/$1/release/spark-kernel-test"
+}
+step "Cortex-M4 DSP kernels under qemu-system-arm -machine mps2-an386"
+kernel_qemu thumbv7em-none-eabihf mps2-an386 cortex-m4
+step "Cortex-M33 DSP kernels under qemu-system-arm -machine mps2-an505"
+kernel_qemu thumbv8m.main-none-eabihf mps2-an505 cortex-m33
+
 echo
 echo "test.sh: all checks passed"

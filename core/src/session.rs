@@ -552,8 +552,15 @@ pub struct LayerStats {
     pub attn_underflows: u32,
 }
 
+impl Default for LayerStats {
+    fn default() -> Self {
+        LayerStats::EMPTY
+    }
+}
+
 impl LayerStats {
-    const EMPTY: LayerStats = LayerStats {
+    /// No tokens seen (minima start at `u32::MAX`).
+    pub const EMPTY: LayerStats = LayerStats {
         tokens: 0,
         ffn_active_min: u32::MAX,
         ffn_active_max: 0,
@@ -587,6 +594,23 @@ impl LayerStats {
             self.attn_underflows += s.underflow as u32;
         }
     }
+    /// `self += other`: sums and counts add, minima and maxima combine (for statistics
+    /// gathered over several sessions or windows).
+    pub fn merge(&mut self, o: &LayerStats) {
+        self.tokens += o.tokens;
+        self.ffn_active_min = self.ffn_active_min.min(o.ffn_active_min);
+        self.ffn_active_max = self.ffn_active_max.max(o.ffn_active_max);
+        self.ffn_active_sum += o.ffn_active_sum;
+        self.ffn_overflows += o.ffn_overflows;
+        self.ffn_underflows += o.ffn_underflows;
+        self.attn_queries += o.attn_queries;
+        self.attn_keys_min = self.attn_keys_min.min(o.attn_keys_min);
+        self.attn_keys_max = self.attn_keys_max.max(o.attn_keys_max);
+        self.attn_keys_sum += o.attn_keys_sum;
+        self.attn_overflows += o.attn_overflows;
+        self.attn_underflows += o.attn_underflows;
+    }
+
     /// Mean active FFN neurons per token.
     pub fn ffn_active_mean(&self) -> f64 {
         self.ffn_active_sum as f64 / self.tokens.max(1) as f64

@@ -28,17 +28,40 @@
 //! backend must give bit-identical results; [`kernel_suite!`] runs the full differential
 //! suite (proptest plus named edge cases) for a backend in one line.
 //!
+//! | module | backend | compiled for |
+//! |---|---|---|
+//! | `x86::avx2` | `Avx2` (`vpmovsxbw` + `vpmaddwd`) | x86-64 with `std` (run-time checked) or `target_feature = "avx2"` |
+//! | `x86::avx512vnni` | `Avx512Vnni` (`vpdpbusd`, offset trick) | x86-64 with `std` (run-time checked) or the AVX-512 VNNI target features |
+//! | `x86` | `Auto`: run-time dispatch to the best of the above | x86-64 with `std` |
+//! | `arm::neon` | `Neon` (`smull` + `sadalp`), `NeonDot` (`sdot`), `Auto` (with `std`) | little-endian aarch64 with NEON (`cfg(spark_neon)`) |
+//! | `arm::dsp` | `Dsp` (`sxtb16` + `smlad`) | `thumbv7em-*`, `thumbv8m.main-*` (`cfg(spark_dsp)`) |
+//!
+//! [`Native`] is the backend `spark-core` uses by default (see its docs for the selection
+//! rules) and [`native_backend_name`] says which kernels actually run.
+//!
 //! # Testing
-//! `tests/scalar.rs` checks the scalar oracle against a naive `i64` reference, then runs
-//! [`kernel_suite!`] on every backend compiled for the target.
+//! `tests/scalar.rs` checks the scalar oracle against a naive `i64` reference;
+//! `tests/backends.rs` runs [`kernel_suite!`] on every backend compiled for the target (on
+//! x86-64 natively, on aarch64 under `qemu-aarch64` with and without `dotprod`, see
+//! `test.sh`). Cortex-M DSP is tested on QEMU by the `firmware/kernel-test` binary.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+#[cfg(all(feature = "std", not(test)))]
+extern crate std;
+
 pub mod arena;
+#[cfg(any(spark_neon, spark_dsp, all(target_arch = "x86_64", any(feature = "std", target_feature = "avx2"))))]
+mod check;
 mod scalar;
 #[doc(hidden)]
 pub mod testing;
+
+#[cfg(any(spark_neon, spark_dsp))]
+pub mod arm;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
 
 pub use scalar::Scalar;
 
@@ -97,6 +120,75 @@ pub fn bytes_as_i8(b: &[u8]) -> &[i8] {
     unsafe { core::slice::from_raw_parts(b.as_ptr().cast::<i8>(), b.len()) }
 }
 
-/// The backend `spark-core` uses by default on this target: the fastest one compiled in,
-/// or [`Scalar`] with the `force-scalar` feature.
-pub type Native = Scalar;
+pub use native::{native_backend_name, Native};
+
+/// Compile-time choice of [`Native`].
+mod native {
+    // One `cfg` per candidate; exactly one `Native` is compiled for any target.
+    macro_rules! native {
+        ($(#[cfg($($c:tt)*)] $t:ty;)*) => {$(
+            /// The backend `spark-core` uses by default on this target: the fastest one
+            /// compiled in, or [`Scalar`](crate::Scalar) with the `force-scalar` feature.
+            ///
+            /// - `force-scalar`: `Scalar`.
+            /// - `thumbv7em`/`thumbv8m.main` (`spark_dsp`): `arm::dsp::Dsp`.
+            /// - aarch64 (`spark_neon`): with `std`, `arm::Auto` (`NeonDot` when the CPU has
+            ///   `dotprod`, else `Neon`); without `std`, `NeonDot` if the target enables
+            ///   `dotprod` at compile time, else `Neon`.
+            /// - x86-64 with `std`: `x86::Auto` (run-time: AVX-512 VNNI, AVX2, scalar);
+            ///   without `std`: the best of those the target enables at compile time.
+            /// - anything else (e.g. `thumbv6m`): `Scalar`.
+            #[cfg($($c)*)]
+            pub type Native = $t;
+        )*};
+    }
+
+    native! {
+        #[cfg(feature = "force-scalar")] crate::Scalar;
+        #[cfg(all(not(feature = "force-scalar"), spark_dsp))] crate::arm::dsp::Dsp;
+        #[cfg(all(not(feature = "force-scalar"), spark_neon, feature = "std"))] crate::arm::Auto;
+        #[cfg(all(not(feature = "force-scalar"), spark_neon, not(feature = "std"), target_feature = "dotprod"))]
+            crate::arm::neon::NeonDot;
+        #[cfg(all(not(feature = "force-scalar"), spark_neon, not(feature = "std"), not(target_feature = "dotprod")))]
+            crate::arm::neon::Neon;
+        #[cfg(all(not(feature = "force-scalar"), target_arch = "x86_64", feature = "std"))] crate::x86::Auto;
+        #[cfg(all(
+            not(feature = "force-scalar"),
+            target_arch = "x86_64",
+            not(feature = "std"),
+            target_feature = "avx512vnni",
+            target_feature = "avx512bw",
+            target_feature = "avx512f",
+            target_feature = "avx2"
+        ))]
+            crate::x86::avx512vnni::Avx512Vnni;
+        #[cfg(all(
+            not(feature = "force-scalar"),
+            target_arch = "x86_64",
+            not(feature = "std"),
+            target_feature = "avx2",
+            not(all(target_feature = "avx512vnni", target_feature = "avx512bw", target_feature = "avx512f"))
+        ))]
+            crate::x86::avx2::Avx2;
+        #[cfg(all(
+            not(feature = "force-scalar"),
+            not(spark_dsp),
+            not(spark_neon),
+            not(all(target_arch = "x86_64", any(feature = "std", target_feature = "avx2")))
+        ))]
+            crate::Scalar;
+    }
+
+    /// Name of the kernels [`Native`] actually runs on this machine (for an `Auto`
+    /// backend, the one it dispatches to), e.g. `"avx2"`, `"neon-sdot"`, `"dsp"`, `"scalar"`.
+    pub fn native_backend_name() -> &'static str {
+        #[cfg(all(not(feature = "force-scalar"), any(spark_neon, target_arch = "x86_64"), feature = "std"))]
+        {
+            Native::selected_name()
+        }
+        #[cfg(not(all(not(feature = "force-scalar"), any(spark_neon, target_arch = "x86_64"), feature = "std")))]
+        {
+            <Native as crate::Kernels>::NAME
+        }
+    }
+}

@@ -3,10 +3,14 @@
 //! [`kernel_suite!`](crate::kernel_suite) expands to a test module that checks one backend
 //! bit-exact against the [`Scalar`](crate::Scalar) oracle: proptest over shapes and values
 //! plus named edge cases (length 0, 1, 15, 16, 17, 13*16, rows of all -127 and all -128,
-//! max-length rows). A new ISA backend gets the whole suite with one line:
+//! max-length rows, quantization ties and non-finite values on SIMD-length vectors). A new
+//! ISA backend gets the whole suite with one line:
 //!
 //! ```ignore
 //! spark_hal::kernel_suite!(neon_suite, spark_hal::arm::neon::Neon);
+//! // A backend that needs a CPU feature: its tests print that they skipped where it is missing.
+//! use spark_hal::arm::neon::NeonDot;
+//! spark_hal::kernel_suite!(dot_suite, super::NeonDot, available = super::NeonDot::available());
 //! ```
 //!
 //! The calling crate needs `proptest` as a dev-dependency.
@@ -26,9 +30,16 @@ pub fn pattern_i8(len: usize, seed: u32) -> impl Iterator<Item = i8> {
 }
 
 /// Generate the bit-exact differential suite for backend `$backend` as module `$name`.
+///
+/// With `available = EXPR` every test first evaluates `EXPR` (e.g. a run-time CPU feature
+/// check) and, when it is false, prints that the backend was skipped and passes. Paths in
+/// `$backend` and `EXPR` resolve inside the generated module: use full paths or `super::`.
 #[macro_export]
 macro_rules! kernel_suite {
     ($name:ident, $backend:ty) => {
+        $crate::kernel_suite!($name, $backend, available = true);
+    };
+    ($name:ident, $backend:ty, available = $avail:expr) => {
         #[cfg(test)]
         mod $name {
             #![allow(unused_imports)]
@@ -36,6 +47,16 @@ macro_rules! kernel_suite {
             use $crate::testing::{pattern_i8, EDGE_LENGTHS};
             use $crate::{Kernels, Scalar, MAX_ACC_TERMS};
             type B = $backend;
+
+            /// True (after printing why) when this machine cannot run the backend.
+            fn skip() -> bool {
+                static NOTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+                let available: bool = $avail;
+                if !available && !NOTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    eprintln!("skipped: backend {} is not supported on this CPU", <B as Kernels>::NAME);
+                }
+                !available
+            }
 
             fn vec_i8(len: usize, seed: u32) -> Vec<i8> {
                 pattern_i8(len, seed).collect()
@@ -80,6 +101,9 @@ macro_rules! kernel_suite {
 
             #[test]
             fn edge_lengths_all_kernels() {
+                if skip() {
+                    return;
+                }
                 for (n, &len) in EDGE_LENGTHS.iter().enumerate() {
                     let a = vec_i8(len, n as u32);
                     let b = vec_i8(len, 1000 + n as u32);
@@ -99,6 +123,9 @@ macro_rules! kernel_suite {
 
             #[test]
             fn extreme_values() {
+                if skip() {
+                    return;
+                }
                 for &len in EDGE_LENGTHS {
                     for &(va, vb) in &[(-127i8, -127i8), (-128, -128), (-128, 127), (127, 127)] {
                         let a = vec![va; len];
@@ -114,6 +141,9 @@ macro_rules! kernel_suite {
 
             #[test]
             fn max_length_rows() {
+                if skip() {
+                    return;
+                }
                 let len = MAX_ACC_TERMS;
                 let a = vec![-128i8; len];
                 check_dot(&a, &a);
@@ -130,6 +160,9 @@ macro_rules! kernel_suite {
 
             #[test]
             fn quantize_edge_cases() {
+                if skip() {
+                    return;
+                }
                 check_quant(&[]);
                 check_quant(&[0.0; 33]);
                 check_quant(&[f32::NAN, 1.0, -2.0, f32::INFINITY, 0.5]);
@@ -139,6 +172,17 @@ macro_rules! kernel_suite {
                 let halves: Vec<f32> = (-300..300).map(|i| i as f32 * 0.5).collect();
                 check_quant(&halves);
                 check_quant(&[f32::MAX, -f32::MAX, 1.0]);
+                // Long vectors (SIMD paths, not just tails): exact ties at inv = 1 and 0.5,
+                // non-finite values, and a denormal absmax whose inverse is +inf (0 * inf = NaN).
+                let ties: Vec<f32> = (-254..=254).map(|i| i as f32 * 0.5).collect();
+                check_quant(&ties);
+                let ties2: Vec<f32> = (-254..=254).map(|i| i as f32).collect();
+                check_quant(&ties2);
+                let specials = [f32::NAN, 3.5, f32::INFINITY, -2.5, f32::NEG_INFINITY, 0.0, -0.0, 7.0];
+                let mixed: Vec<f32> = (0..101).map(|i| specials[i % 8] * (1 + i / 8) as f32).collect();
+                check_quant(&mixed);
+                let tiny: Vec<f32> = (0..75).map(|i| [1e-40, 0.0, -1e-40, -0.0, 5e-41][i % 5]).collect();
+                check_quant(&tiny);
             }
 
             proptest! {
@@ -146,12 +190,18 @@ macro_rules! kernel_suite {
 
                 #[test]
                 fn prop_dot(a in proptest::collection::vec(any::<i8>(), 0..600), seed in any::<u32>()) {
+                    if skip() {
+                        return Ok(());
+                    }
                     let b = vec_i8(a.len(), seed);
                     check_dot(&a, &b);
                 }
 
                 #[test]
                 fn prop_gemv(rows in 0usize..9, cols in 0usize..300, seed in any::<u32>()) {
+                    if skip() {
+                        return Ok(());
+                    }
                     let w = vec_i8(rows * cols, seed);
                     let x = vec_i8(cols, seed ^ 0x55);
                     check_gemv(&w, cols, &x, rows);
@@ -160,6 +210,9 @@ macro_rules! kernel_suite {
                 #[test]
                 fn prop_gemv_rows(n_rows in 1usize..12, cols in 0usize..300,
                                   idx in proptest::collection::vec(any::<u32>(), 0..20), seed in any::<u32>()) {
+                    if skip() {
+                        return Ok(());
+                    }
                     let w = vec_i8(n_rows * cols, seed);
                     let x = vec_i8(cols, seed ^ 0xAA);
                     let idx: Vec<u32> = idx.iter().map(|&i| i % n_rows as u32).collect();
@@ -170,6 +223,9 @@ macro_rules! kernel_suite {
                 fn prop_gemv_t_rows(n_rows in 1usize..12, cols in 0usize..300,
                                     idx in proptest::collection::vec(any::<u32>(), 0..20),
                                     init in -1000i32..1000, seed in any::<u32>()) {
+                    if skip() {
+                        return Ok(());
+                    }
                     let w = vec_i8(n_rows * cols, seed);
                     let idx: Vec<u32> = idx.iter().map(|&i| i % n_rows as u32).collect();
                     let c = vec_i8(idx.len(), seed ^ 0x33);
@@ -178,6 +234,9 @@ macro_rules! kernel_suite {
 
                 #[test]
                 fn prop_quantize(x in proptest::collection::vec(-1e6f32..1e6, 0..300)) {
+                    if skip() {
+                        return Ok(());
+                    }
                     check_quant(&x);
                 }
             }

@@ -1,16 +1,15 @@
-//! Subcommand implementations for the `spark-sim` binary. Each returns a one-line error
-//! message (exit code 1) instead of panicking. Tested by `tests/cli.rs`, which runs the
-//! binary.
+//! Subcommand implementations for `inspect`, `random-model` and `convert` (the others have
+//! their own modules). Each returns a one-line error (exit code 1) instead of panicking.
+//! Tested by `tests/cli.rs`, which runs the binary.
 
 use crate::format::parse_table;
+use crate::tokenizer::BpeTokenizer;
+use crate::ui::{fail, human_bytes, load_model, note, print_json, read_model_file, CliResult};
 use spark_core::tensor::DType;
-use spark_core::{Config, FfnKind, Model};
+use spark_core::{AttnKind, Config, FfnKind, Model};
+use std::fmt;
+use std::io::{self, Write};
 use std::path::Path;
-
-/// Read a whole model file, with a message that names the file on failure.
-pub fn read_model_file(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read model file {}: {e}", path.display()))
-}
 
 /// Parameter counts by part.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
@@ -38,13 +37,88 @@ pub fn param_counts(c: &Config) -> ParamCounts {
     ParamCounts { embedding: emb, attention: attn, ffn, norms }
 }
 
+/// Multiply-accumulates per decoded token, by part, for a model and for its dense twin.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct MacCounts {
+    /// Q/K/V/O projections, all layers.
+    pub attn_proj: u64,
+    /// Attention over the KV cache at the given context (scores and values), all layers.
+    pub attn_cache: u64,
+    /// FFN, all layers.
+    pub ffn: u64,
+    /// Logits (`vocab * d`).
+    pub logits: u64,
+    /// Sum of the above.
+    pub total: u64,
+}
+
+/// MACs per token at context `n` for the model as configured (Spark parts at their nominal
+/// `k`/`ka`) and for its dense twin: the same `d`, layers, heads and vocabulary with a dense
+/// GeGLU FFN of width `f_g = f / 1.5` (the same FFN parameter count; `f_g = f` for a GeGLU
+/// model) and dense attention.
+pub fn mac_counts(c: &Config, n: usize) -> (MacCounts, MacCounts) {
+    let (d, f, l) = (c.d_model as u64, c.d_ff as u64, c.n_layers as u64);
+    let (qd, kvd, dh) = (c.q_dim() as u64, c.kv_dim() as u64, c.head_dim as u64);
+    let proj = l * (d * qd + 2 * d * kvd + qd * d);
+    let fg = match c.ffn_kind {
+        FfnKind::Spark => (2 * f).div_ceil(3),
+        FfnKind::Geglu => f,
+    };
+    let k = (c.ffn_k as u64).min(f);
+    let ffn = l * match c.ffn_kind {
+        FfnKind::Spark => c.ffn_r as u64 * f + k * (d - c.ffn_r as u64) + k * d,
+        FfnKind::Geglu if k >= f => 3 * d * f,
+        FfnKind::Geglu => d * f + 2 * k * d,
+    };
+    let (mut cache, mut cache_dense) = (0u64, 0u64);
+    for layer in 0..c.n_layers as usize {
+        let nl = if c.is_local_layer(layer) { n.min(c.sliding_window as usize) } else { n } as u64;
+        let heads = c.n_heads as u64;
+        cache_dense += heads * 2 * nl * dh;
+        cache += heads
+            * match c.attn_kind {
+                AttnKind::Dense => 2 * nl * dh,
+                AttnKind::Spark => {
+                    let ra = c.attn_r as u64;
+                    nl * ra + nl.min(c.attn_k as u64) * (dh - ra + dh)
+                }
+            };
+    }
+    let logits = c.vocab_size as u64 * d;
+    let m = MacCounts { attn_proj: proj, attn_cache: cache, ffn, logits, total: proj + cache + ffn + logits };
+    let dffn = l * 3 * d * fg;
+    let dt = MacCounts {
+        attn_proj: proj,
+        attn_cache: cache_dense,
+        ffn: dffn,
+        logits,
+        total: proj + cache_dense + dffn + logits,
+    };
+    (m, dt)
+}
+
+fn mega(x: u64) -> String {
+    if x >= 10_000_000 {
+        format!("{:.1}M", x as f64 / 1e6)
+    } else if x >= 10_000 {
+        format!("{:.1}k", x as f64 / 1e3)
+    } else {
+        x.to_string()
+    }
+}
+
 /// `spark-sim inspect`.
-pub fn inspect(path: &Path, json: bool) -> Result<(), String> {
+pub fn inspect(path: &Path, json: bool) -> CliResult {
     let blob = read_model_file(path)?;
-    let model = Model::load(&blob).map_err(|e| format!("{}: {e}", path.display()))?;
+    let model = load_model(&blob, path)?;
     let (_, entries, _) = parse_table(&blob).ok_or("tensor table unreadable")?;
     let c = model.config;
     let p = param_counts(&c);
+    let ctx = c.max_seq_len as usize;
+    let arena = model.arena_bytes(ctx);
+    let (macs, twin) = mac_counts(&c, ctx);
+    let twin_def = "dense twin: same d, layers, heads and vocabulary; dense GeGLU FFN of width f_g = f/1.5 \
+                    (same FFN parameters; f_g = f for a GeGLU model) and dense attention";
     if json {
         let tensors: Vec<_> = entries
             .iter()
@@ -53,15 +127,24 @@ pub fn inspect(path: &Path, json: bool) -> Result<(), String> {
         let v = serde_json::json!({
             "file_bytes": blob.len(),
             "config": serde_json::to_value(c).map_err(|e| e.to_string())?,
+            "tokenizer": serde_json::json!({
+                "kind": format!("{:?}", model.tokenizer.kind), "n_merges": model.tokenizer.n_merges,
+                "bos_id": model.tokenizer.bos_id, "eos_id": model.tokenizer.eos_id,
+            }),
             "params": p,
+            "arena_bytes": arena,
+            "arena_max_seq": ctx,
+            "macs_per_token": {"context": ctx, "model": macs, "dense_twin": twin,
+                               "ratio": twin.total as f64 / macs.total.max(1) as f64, "dense_twin_means": twin_def},
             "tensors": tensors,
         });
-        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
-        return Ok(());
+        return print_json(&v);
     }
-    println!("model      {}", path.display());
-    println!("file       {} bytes", blob.len());
-    println!(
+    let mut o = io::stdout().lock();
+    writeln!(o, "model      {}", path.display())?;
+    writeln!(o, "file       {} bytes ({})", blob.len(), human_bytes(blob.len() as u64))?;
+    writeln!(
+        o,
         "shape      vocab {}  d {}  layers {}  heads {}/{} x {}  ffn {:?} f {} r {} k {}  attn {:?} ra {} ka {}  ctx {}",
         c.vocab_size,
         c.d_model,
@@ -77,16 +160,47 @@ pub fn inspect(path: &Path, json: bool) -> Result<(), String> {
         c.attn_r,
         c.attn_k,
         c.max_seq_len
-    );
-    println!(
+    )?;
+    writeln!(
+        o,
+        "math       rope_theta {}  eps {}  qpas {}  softcap attn {} final {}  window {}  embed_scale {}  tied {}  post_norms {}",
+        c.rope_theta,
+        c.norm_eps,
+        c.query_pre_attn_scalar,
+        c.attn_logit_softcap,
+        c.final_logit_softcap,
+        c.sliding_window,
+        c.embed_scale,
+        c.tie_embeddings,
+        c.post_norms
+    )?;
+    writeln!(
+        o,
+        "tokenizer  {:?}  merges {}  bos {:?}  eos {:?}",
+        model.tokenizer.kind, model.tokenizer.n_merges, model.tokenizer.bos_id, model.tokenizer.eos_id
+    )?;
+    writeln!(
+        o,
         "params     embedding {}  attention {}  ffn {}  norms {}  total {}",
         p.embedding,
         p.attention,
         p.ffn,
         p.norms,
         p.embedding + p.attention + p.ffn + p.norms
-    );
-    println!("tensors    {}", entries.len());
+    )?;
+    writeln!(o, "arena      {arena} bytes ({}) for a session at max_seq_len {ctx}", human_bytes(arena as u64))?;
+    writeln!(o, "MACs/token at context {ctx}     this model   dense twin")?;
+    for (name, a, b) in [
+        ("  attention projections", macs.attn_proj, twin.attn_proj),
+        ("  attention over cache", macs.attn_cache, twin.attn_cache),
+        ("  ffn", macs.ffn, twin.ffn),
+        ("  logits", macs.logits, twin.logits),
+        ("  total", macs.total, twin.total),
+    ] {
+        writeln!(o, "{name:<30} {:>10} {:>12}", mega(a), mega(b))?;
+    }
+    writeln!(o, "  ratio dense twin / model {:.2}x; {twin_def}", twin.total as f64 / macs.total.max(1) as f64)?;
+    writeln!(o, "tensors    {}", entries.len())?;
     for e in &entries {
         let dt = match e.dtype {
             DType::I8 => "i8 ",
@@ -94,44 +208,193 @@ pub fn inspect(path: &Path, json: bool) -> Result<(), String> {
             DType::U8 => "u8 ",
             DType::U32 => "u32",
         };
-        println!("  {:<28} {dt} [{:>6}, {:>6}] {:>10} B", e.id.to_string(), e.shape[0], e.shape[1], e.len);
+        writeln!(o, "  {:<28} {dt} [{:>6}, {:>6}] {:>10} B", e.id.to_string(), e.shape[0], e.shape[1], e.len)?;
     }
     Ok(())
 }
 
 /// `spark-sim random-model`.
-pub fn random_model(out: &Path, seed: u64) -> Result<(), String> {
+pub fn random_model(out: &Path, seed: u64) -> CliResult {
     let blob = crate::testmodel::random_model(&crate::testmodel::small_spark_config(), seed);
-    std::fs::write(out, &blob).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-    println!("wrote {} ({} bytes)", out.display(), blob.len());
+    std::fs::write(out, &blob).map_err(|e| fail(format!("cannot write {}: {e}", out.display())))?;
+    writeln!(io::stdout(), "wrote {} ({} bytes)", out.display(), blob.len())?;
     Ok(())
 }
 
-/// `spark-sim convert`: a float safetensors checkpoint (train/ naming, config in
-/// `__metadata__["spark_config"]`) to an int8 `.spark` file, with a per-tensor
-/// quantization error summary. The written file is loaded back and checked before the
-/// command succeeds.
-pub fn convert(input: &Path, out: &Path) -> Result<(), String> {
-    use crate::checkpoint::{to_writer, F32Checkpoint};
-    let ck = F32Checkpoint::load(input).map_err(|e| match e {
-        crate::checkpoint::CheckpointError::Io { .. } => e.to_string(),
-        _ => format!("{}: {e}", input.display()),
-    })?;
-    let (writer, errors) = to_writer(&ck).map_err(|e| format!("{}: {e}", input.display()))?;
+/// A problem with a `--tokenizer` JSON file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenizerFileError {
+    /// The file could not be read.
+    Read {
+        /// Path.
+        path: String,
+        /// OS message.
+        message: String,
+    },
+    /// Not JSON, or not the expected structure.
+    Format {
+        /// Path.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The tokenizer's vocabulary differs from the model's.
+    VocabMismatch {
+        /// Path.
+        path: String,
+        /// Tokens in the file.
+        tokenizer: usize,
+        /// The model's `vocab_size`.
+        model: u32,
+    },
+}
+
+impl fmt::Display for TokenizerFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenizerFileError::Read { path, message } => write!(f, "cannot read tokenizer {path}: {message}"),
+            TokenizerFileError::Format { path, message } => write!(f, "tokenizer {path}: {message}"),
+            TokenizerFileError::VocabMismatch { path, tokenizer, model } => write!(
+                f,
+                "tokenizer {path} has {tokenizer} tokens but the model's vocab_size is {model}: use the tokenizer the model was trained with"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TokenizerFileError {}
+
+/// Read a tokenizer JSON file: `{"tokens": [[byte, ...], ...], "merges": [[left, right,
+/// result], ...], "bos_id": int|null, "eos_id": int|null}` (merges in rank order), checked
+/// completely (bytes in 0..=255, ids below the vocabulary, `bytes(result) = bytes(left) ++
+/// bytes(right)`) and against `vocab_size` when given.
+pub fn load_tokenizer_json(path: &Path, vocab_size: Option<u32>) -> Result<BpeTokenizer, TokenizerFileError> {
+    let ps = path.display().to_string();
+    let bad = |m: String| TokenizerFileError::Format { path: ps.clone(), message: m };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| TokenizerFileError::Read { path: ps.clone(), message: e.to_string() })?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    let o = v.as_object().ok_or_else(|| bad("expected a JSON object".into()))?;
+    if !o.contains_key("tokens") && o.contains_key("model") {
+        return Err(bad("this is a Hugging Face tokenizer.json; spark-sim reads the {\"tokens\", \"merges\", \"bos_id\", \"eos_id\"} format written by train/bpe.py".into()));
+    }
+    let toks = o.get("tokens").and_then(|t| t.as_array()).ok_or_else(|| bad("missing \"tokens\" array".into()))?;
+    let mut tokens = Vec::with_capacity(toks.len());
+    for (i, t) in toks.iter().enumerate() {
+        let arr = t.as_array().ok_or_else(|| bad(format!("tokens[{i}] is not an array of byte values")))?;
+        let bytes = arr
+            .iter()
+            .map(|b| b.as_u64().filter(|&x| x <= 255).map(|x| x as u8))
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(|| bad(format!("tokens[{i}] holds a value that is not a byte (0..=255)")))?;
+        tokens.push(bytes);
+    }
+    let n = tokens.len();
+    if let Some(m) = vocab_size {
+        if n != m as usize {
+            return Err(TokenizerFileError::VocabMismatch { path: ps, tokenizer: n, model: m });
+        }
+    }
+    let mut merges = Vec::new();
+    if let Some(ms) = o.get("merges") {
+        let ms = ms.as_array().ok_or_else(|| bad("\"merges\" is not an array".into()))?;
+        for (r, m) in ms.iter().enumerate() {
+            let ids = m
+                .as_array()
+                .filter(|a| a.len() == 3)
+                .and_then(|a| {
+                    a.iter()
+                        .map(|x| x.as_u64().filter(|&v| v < n as u64).map(|v| v as u32))
+                        .collect::<Option<Vec<u32>>>()
+                })
+                .ok_or_else(|| bad(format!("merges[{r}] is not [left, right, result] with ids below {n}")))?;
+            let (a, b, c) = (ids[0], ids[1], ids[2]);
+            if tokens[c as usize] != [&tokens[a as usize][..], &tokens[b as usize][..]].concat() {
+                return Err(bad(format!("merges[{r}]: token {c} is not the concatenation of tokens {a} and {b}")));
+            }
+            merges.push((a, b, c));
+        }
+    }
+    let special = |k: &str| -> Result<Option<u32>, TokenizerFileError> {
+        match o.get(k) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(x) => x
+                .as_u64()
+                .filter(|&v| v < n as u64)
+                .map(|v| Some(v as u32))
+                .ok_or_else(|| bad(format!("{k} must be null or a token id below {n}"))),
+        }
+    };
+    Ok(BpeTokenizer { tokens, merges, bos_id: special("bos_id")?, eos_id: special("eos_id")? })
+}
+
+/// `spark-sim convert`: a float checkpoint (train/ naming with the config in the
+/// `spark_config` metadata, or a Hugging Face Gemma-2 checkpoint with `config.json`) to an
+/// int8 `.spark` file, optionally with a tokenizer, with a per-tensor quantization error
+/// summary. The written file is loaded back and checked before the command succeeds.
+pub fn convert(input: &Path, out: &Path, tokenizer: Option<&Path>, max_seq: Option<u32>, json: bool) -> CliResult {
+    use crate::checkpoint::to_writer;
+    let spin = crate::ui::spinner(!json, "reading");
+    let ck = crate::hf::load_any(input, max_seq).map_err(fail)?;
+    let tok = match tokenizer {
+        Some(p) => Some(load_tokenizer_json(p, Some(ck.config.vocab_size)).map_err(|e| fail(e.to_string()))?),
+        None => None,
+    };
+    spin.set_message("quantizing");
+    let (mut writer, errors) = to_writer(&ck).map_err(|e| fail(format!("{}: {e}", input.display())))?;
+    if let Some(t) = &tok {
+        t.write_into(&mut writer);
+    }
     let blob = writer.finish();
-    Model::load(&blob).map_err(|e| format!("converted model does not load (a converter bug): {e}"))?;
-    println!("{:<28} {:>14} {:>12} {:>12}", "tensor", "shape", "rel L2", "max abs");
-    for ((name, e), t) in errors.iter().zip(writer.tensors.iter().filter(|t| t.dtype == DType::I8)) {
-        let shape = format!("[{}, {}]", t.shape[0], t.shape[1]);
-        println!("{name:<28} {shape:>14} {:>12.3e} {:>12.3e}", e.rel_l2, e.max_abs);
-    }
+    spin.finish_and_clear();
+    Model::load(&blob).map_err(|e| fail(format!("converted model does not load (a converter bug): {e}")))?;
+    std::fs::write(out, &blob).map_err(|e| fail(format!("cannot write {}: {e}", out.display())))?;
+    let quantized: Vec<_> = writer.tensors.iter().filter(|t| t.dtype == DType::I8).collect();
     let worst = errors.iter().max_by(|a, b| a.1.rel_l2.total_cmp(&b.1.rel_l2));
-    if let Some((name, e)) = worst {
-        println!("worst rel L2 {:.3e} ({name}); worst max abs {:.3e}", e.rel_l2, {
-            errors.iter().map(|(_, e)| e.max_abs).fold(0.0, f64::max)
-        });
+    let worst_abs = errors.iter().map(|(_, e)| e.max_abs).fold(0.0, f64::max);
+    if json {
+        let tensors: Vec<_> = errors
+            .iter()
+            .zip(&quantized)
+            .map(|((name, e), t)| serde_json::json!({"name": name, "shape": t.shape, "rel_l2": e.rel_l2, "max_abs": e.max_abs}))
+            .collect();
+        return print_json(&serde_json::json!({
+            "input": input.display().to_string(), "out": out.display().to_string(), "bytes": blob.len(),
+            "tensors": writer.tensors.len(), "config": serde_json::to_value(ck.config).map_err(|e| e.to_string())?,
+            "tokenizer": tok.as_ref().map(|t| t.vocab_size()),
+            "quantization": tensors,
+            "worst_rel_l2": worst.map(|w| w.1.rel_l2), "worst_max_abs": worst_abs,
+        }));
     }
-    std::fs::write(out, &blob).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-    println!("wrote {} ({} bytes, {} tensors)", out.display(), blob.len(), writer.tensors.len());
+    let mut o = io::stdout().lock();
+    writeln!(o, "{:<28} {:>14} {:>12} {:>12}", "tensor", "shape", "rel L2", "max abs")?;
+    for ((name, e), t) in errors.iter().zip(&quantized) {
+        let shape = format!("[{}, {}]", t.shape[0], t.shape[1]);
+        writeln!(o, "{name:<28} {shape:>14} {:>12.3e} {:>12.3e}", e.rel_l2, e.max_abs)?;
+    }
+    if let Some((name, e)) = worst {
+        writeln!(o, "worst rel L2 {:.3e} ({name}); worst max abs {worst_abs:.3e}", e.rel_l2)?;
+    }
+    if let Some(t) = &tok {
+        writeln!(
+            o,
+            "tokenizer  {} tokens, {} merges, bos {:?}, eos {:?}",
+            t.vocab_size(),
+            t.merges.len(),
+            t.bos_id,
+            t.eos_id
+        )?;
+    }
+    writeln!(
+        o,
+        "wrote {} ({} bytes = {}, {} tensors)",
+        out.display(),
+        blob.len(),
+        human_bytes(blob.len() as u64),
+        writer.tensors.len()
+    )?;
+    if tok.is_none() {
+        note("note: no --tokenizer given: the model runs on token ids only (generate --prompt-ids)");
+    }
     Ok(())
 }

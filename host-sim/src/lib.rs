@@ -1,13 +1,22 @@
 //! `spark-sim`: the desktop side of the Spark Transformer runtime — model writer,
-//! quantizer, test-model generator (and, as they land, the f32 oracle, converter and CLI).
+//! quantizer, test-model generator, f32 oracle, converter and the CLI subcommands.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod checkpoint;
 pub mod cli;
+pub mod eval;
 pub mod format;
+pub mod generate;
+pub mod hf;
+pub mod logits;
+pub mod npy;
 pub mod oracle;
+pub mod plan;
 pub mod quant;
 pub mod rng;
+pub mod stats;
 pub mod testmodel;
 pub mod tokenizer;
+pub mod ui;

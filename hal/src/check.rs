@@ -1,0 +1,60 @@
+//! Shape checks shared by the ISA backends, with the same conditions and panic messages as
+//! the scalar oracle, so every backend rejects exactly the calls [`Scalar`](crate::Scalar)
+//! rejects. Row indices are not checked here: backends slice each listed row out of `w`
+//! with safe indexing before any `unsafe` load, which panics on an out-of-range index.
+//!
+//! Exercised through every backend's `kernel_suite!` run and the panic tests in
+//! `tests/backends.rs`.
+
+use crate::MAX_ACC_TERMS;
+
+#[inline]
+pub(crate) fn dot(a: &[i8], b: &[i8]) {
+    assert_eq!(a.len(), b.len(), "dot_i8: length mismatch");
+    assert!(a.len() <= MAX_ACC_TERMS, "dot_i8: length exceeds MAX_ACC_TERMS");
+}
+
+#[inline]
+pub(crate) fn gemv(w: &[i8], cols: usize, x: &[i8], y: &[i32]) {
+    assert_eq!(x.len(), cols, "gemv_i8: x length != cols");
+    assert_eq!(w.len(), y.len() * cols, "gemv_i8: w length != rows * cols");
+    assert!(cols <= MAX_ACC_TERMS, "gemv_i8: cols exceeds MAX_ACC_TERMS");
+}
+
+/// Returns `false` when `cols == 0` (the caller then zero-fills `y`, as the oracle does).
+#[inline]
+pub(crate) fn gemv_rows(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &[i32]) -> bool {
+    assert_eq!(x.len(), cols, "gemv_rows_i8: x length != cols");
+    assert_eq!(rows.len(), y.len(), "gemv_rows_i8: rows length != y length");
+    assert!(cols <= MAX_ACC_TERMS, "gemv_rows_i8: cols exceeds MAX_ACC_TERMS");
+    if cols == 0 {
+        return false;
+    }
+    assert_eq!(w.len() % cols, 0, "gemv_rows_i8: w length not a multiple of cols");
+    true
+}
+
+/// Returns `false` when `cols == 0` (nothing to do).
+#[inline]
+pub(crate) fn gemv_t_rows(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &[i32]) -> bool {
+    assert_eq!(y.len(), cols, "gemv_t_rows_i8: y length != cols");
+    assert_eq!(rows.len(), c.len(), "gemv_t_rows_i8: rows length != c length");
+    assert!(rows.len() <= MAX_ACC_TERMS, "gemv_t_rows_i8: too many rows");
+    if cols == 0 {
+        return false;
+    }
+    assert_eq!(w.len() % cols, 0, "gemv_t_rows_i8: w length not a multiple of cols");
+    true
+}
+
+#[inline]
+pub(crate) fn quantize(x: &[f32], q: &[i8]) {
+    assert_eq!(x.len(), q.len(), "quantize_sym_i8: length mismatch");
+}
+
+/// Row `r` of a row-major `[_, cols]` matrix, bounds-checked (panics on a bad index).
+#[inline(always)]
+pub(crate) fn row(w: &[i8], cols: usize, r: u32) -> &[i8] {
+    let start = (r as usize).checked_mul(cols).expect("row index out of range");
+    &w[start..start + cols]
+}

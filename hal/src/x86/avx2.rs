@@ -1,0 +1,371 @@
+//! The AVX2 backend (x86-64): int8 kernels on 256-bit integer vectors.
+//!
+//! Every product is exact: int8 values are sign-extended to int16
+//! (`vpmovsxbw`, [`_mm256_cvtepi8_epi16`]) and multiplied pairwise into int32 lanes with
+//! `vpmaddwd` ([`_mm256_madd_epi16`]), whose two-product sums (at most `2 * 16384`) cannot
+//! saturate. The saturating `vpmaddubsw` is deliberately not used. Lane sums are added with
+//! wrapping `i32` arithmetic; since every true total fits in `i32` (see [`crate::MAX_ACC_TERMS`])
+//! the wrapped result equals the exact one regardless of the order of additions.
+//!
+//! - `gemv` kernels stream one row at a time (measured faster than sharing activation loads
+//!   across four rows, see the note above `gemv`); `gemv_rows` prefetches the row two
+//!   entries ahead in its list.
+//! - `gemv_t_rows` pairs rows: the int16 words of rows `a` and `b` are interleaved so one
+//!   `vpmaddwd` against the broadcast pair `(c_a, c_b)` gives `c_a*W_a + c_b*W_b` per column;
+//!   up to four pairs are summed before `y` is read and written.
+//! - `quantize_sym_i8` runs the oracle's exact float steps (absmax over finite values,
+//!   `127/absmax`, truncate, compare the exact fraction with 0.5, clamp) eight lanes at a time,
+//!   so it is bit-identical to [`Scalar`](crate::Scalar).
+//!
+//! Tested bit-exact against the scalar oracle by `kernel_suite!(avx2_suite, ..)` in
+//! `tests/backends.rs` (skipped, with a message, on CPUs without AVX2).
+
+use core::arch::x86_64::*;
+
+use crate::scalar::{absmax_finite, quantize_one};
+use crate::{check, Kernels};
+
+/// The AVX2 backend. Its kernels panic if the CPU lacks AVX2 (checked with
+/// `is_x86_feature_detected!` in `std` builds; `no_std` builds only compile this backend when
+/// the target enables `avx2` at compile time).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Avx2;
+
+impl Avx2 {
+    /// Whether this CPU can run the AVX2 backend.
+    #[inline]
+    pub fn available() -> bool {
+        #[cfg(target_feature = "avx2")]
+        {
+            true
+        }
+        #[cfg(all(not(target_feature = "avx2"), feature = "std"))]
+        {
+            std::is_x86_feature_detected!("avx2")
+        }
+        #[cfg(all(not(target_feature = "avx2"), not(feature = "std")))]
+        {
+            false
+        }
+    }
+
+    #[inline(always)]
+    fn require() {
+        assert!(Self::available(), "spark-hal: the Avx2 backend needs a CPU with AVX2");
+    }
+}
+
+impl Kernels for Avx2 {
+    const NAME: &'static str = "avx2";
+
+    fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+        check::dot(a, b);
+        Self::require();
+        // SAFETY: AVX2 is available (checked just above).
+        unsafe { dot(a, b, &[]) }
+    }
+
+    fn gemv_i8(w: &[i8], cols: usize, x: &[i8], y: &mut [i32]) {
+        check::gemv(w, cols, x, y);
+        Self::require();
+        // SAFETY: AVX2 is available (checked just above).
+        unsafe { gemv(w, cols, x, y) }
+    }
+
+    fn gemv_rows_i8(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
+        if !check::gemv_rows(w, cols, rows, x, y) {
+            y.fill(0);
+            return;
+        }
+        Self::require();
+        // SAFETY: AVX2 is available (checked just above).
+        unsafe { gemv_rows(w, cols, rows, x, y) }
+    }
+
+    fn gemv_t_rows_i8(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+        if !check::gemv_t_rows(w, cols, rows, c, y) {
+            return;
+        }
+        Self::require();
+        // SAFETY: AVX2 is available (checked just above).
+        unsafe { gemv_t_rows(w, cols, rows, c, y) }
+    }
+
+    fn quantize_sym_i8(x: &[f32], q: &mut [i8]) -> f32 {
+        check::quantize(x, q);
+        Self::require();
+        // SAFETY: AVX2 is available (checked just above).
+        unsafe { quantize(x, q) }
+    }
+}
+
+/// Loads 16 bytes of `s` starting at `at`.
+///
+/// # Safety
+/// `at + 16 <= s.len()`.
+#[inline(always)]
+unsafe fn load16(s: &[i8], at: usize) -> __m128i {
+    debug_assert!(at + 16 <= s.len());
+    // SAFETY: the caller guarantees `at + 16 <= s.len()`, so the 16 bytes are inside `s`;
+    // `loadu` has no alignment requirement.
+    unsafe { _mm_loadu_si128(s.as_ptr().add(at).cast()) }
+}
+
+/// Sign-extends 16 bytes of `s` at `at` to int16 lanes.
+///
+/// # Safety
+/// `at + 16 <= s.len()` and the CPU supports AVX2.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn widen16(s: &[i8], at: usize) -> __m256i {
+    // SAFETY: forwarded from the caller's contract.
+    _mm256_cvtepi8_epi16(unsafe { load16(s, at) })
+}
+
+/// Prefetches the cache line holding byte `k` of `r`, if `k < r.len()` (a hint only).
+#[inline(always)]
+pub(crate) fn prefetch(r: &[i8], k: usize) {
+    if k < r.len() {
+        // SAFETY: `k < r.len()`, so the pointer is inside `r`; prefetching is only a hint
+        // and accesses nothing.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(r.as_ptr().add(k)) };
+    }
+}
+
+/// Horizontal sum of eight i32 lanes (wrapping).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn hsum(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
+/// Exact `sum a[k]*b[k]` for `k >= from` with plain wrapping arithmetic (the ragged tail).
+#[inline(always)]
+fn tail_dot(a: &[i8], b: &[i8], from: usize) -> i32 {
+    let mut s = 0i32;
+    for k in from..a.len() {
+        s = s.wrapping_add(a[k] as i32 * b[k] as i32);
+    }
+    s
+}
+
+/// `a . b` (`a.len() == b.len()`), 64 products per iteration into four accumulators.
+/// `next` (a row the caller reads later, or empty) is prefetched one cache line per
+/// iteration, which helps when rows are not consecutive in memory (`gemv_rows`).
+///
+/// # Safety
+/// The CPU supports AVX2.
+#[target_feature(enable = "avx2")]
+unsafe fn dot(a: &[i8], b: &[i8], next: &[i8]) -> i32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [_mm256_setzero_si256(); 4];
+    let mut k = 0;
+    while k + 64 <= n {
+        prefetch(next, k);
+        for (j, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: `k + 16j + 16 <= k + 64 <= n` = both lengths.
+            let (aj, bj) = unsafe { (widen16(a, k + 16 * j), widen16(b, k + 16 * j)) };
+            *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(aj, bj));
+        }
+        k += 64;
+    }
+    while k + 16 <= n {
+        // SAFETY: `k + 16 <= n` = both lengths.
+        let (a0, b0) = unsafe { (widen16(a, k), widen16(b, k)) };
+        acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(a0, b0));
+        k += 16;
+    }
+    let s = _mm256_add_epi32(_mm256_add_epi32(acc[0], acc[1]), _mm256_add_epi32(acc[2], acc[3]));
+    hsum(s).wrapping_add(tail_dot(a, b, k))
+}
+
+// One row per pass: on the x86-64 machine measured (docs/PERFORMANCE.md), streaming one
+// row at a time ran `gemv_i8` at about 90% of the single-thread read bandwidth, against
+// 50-70% for four rows per pass sharing each activation load (four interleaved streams
+// defeat part of the hardware prefetching); the activations stay in L1 either way.
+// Consecutive rows need no software prefetch (it measured neutral to harmful); listed rows
+// (`gemv_rows`) prefetch the row `PREFETCH_ROWS` ahead (distance 2 measured best: the
+// every-8th-row gather went from 4.4x to 2.8x the bandwidth bound).
+
+/// How many listed rows ahead `gemv_rows` prefetches.
+pub(crate) const PREFETCH_ROWS: usize = 2;
+
+/// # Safety
+/// The CPU supports AVX2; shapes checked by [`check::gemv`].
+#[target_feature(enable = "avx2")]
+unsafe fn gemv(w: &[i8], cols: usize, x: &[i8], y: &mut [i32]) {
+    if cols == 0 {
+        y.fill(0);
+        return;
+    }
+    for (yi, r) in y.iter_mut().zip(w.chunks_exact(cols)) {
+        // SAFETY: AVX2 is enabled on this function. Consecutive rows stream sequentially:
+        // no prefetch needed.
+        *yi = unsafe { dot(r, x, &[]) };
+    }
+}
+
+/// # Safety
+/// The CPU supports AVX2; shapes checked by [`check::gemv_rows`] with `cols > 0`.
+#[target_feature(enable = "avx2")]
+unsafe fn gemv_rows(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
+    let row = |j: usize| rows.get(j).map_or(&[][..], |&r| check::row(w, cols, r));
+    for j in 0..rows.len() {
+        // SAFETY: AVX2 is enabled on this function.
+        y[j] = unsafe { dot(row(j), x, row(j + PREFETCH_ROWS)) };
+    }
+}
+
+/// `y += sum_p (c_a * row_a + c_b * row_b)` over `P` row pairs; every row has `y.len()`
+/// elements. `cp[p]` packs `(c_a, c_b)` as the low and high int16 halves of an i32.
+///
+/// # Safety
+/// The CPU supports AVX2.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn t_pairs<const P: usize>(r: [(&[i8], &[i8]); P], cp: [i32; P], y: &mut [i32]) {
+    let n = y.len();
+    let r = r.map(|(a, b)| (&a[..n], &b[..n]));
+    let cv = cp.map(|v| _mm256_set1_epi32(v));
+    let mut k = 0;
+    while k + 16 <= n {
+        let mut lo = _mm256_setzero_si256();
+        let mut hi = _mm256_setzero_si256();
+        for p in 0..P {
+            // SAFETY: `k + 16 <= n` and both rows of the pair have exactly `n` elements.
+            let (wa, wb) = unsafe { (widen16(r[p].0, k), widen16(r[p].1, k)) };
+            // Per 128-bit lane: lo holds columns 0-3 (| 8-11), hi columns 4-7 (| 12-15),
+            // each i32 lane as the int16 pair (W_a[col], W_b[col]).
+            lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(wa, wb), cv[p]));
+            hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(wa, wb), cv[p]));
+        }
+        let c0 = _mm256_permute2x128_si256::<0x20>(lo, hi); // columns 0..8
+        let c1 = _mm256_permute2x128_si256::<0x31>(lo, hi); // columns 8..16
+        let yk = &mut y[k..k + 16];
+        // SAFETY: `yk` has 16 i32 = 2 x 32 bytes; `loadu`/`storeu` need no alignment.
+        unsafe {
+            let p = yk.as_mut_ptr().cast::<__m256i>();
+            _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), c0));
+            _mm256_storeu_si256(p.add(1), _mm256_add_epi32(_mm256_loadu_si256(p.add(1)), c1));
+        }
+        k += 16;
+    }
+    for col in k..n {
+        let mut s = 0i32;
+        for p in 0..P {
+            let (ca, cb) = (cp[p] as i16 as i32, cp[p] >> 16);
+            s = s.wrapping_add(ca * r[p].0[col] as i32).wrapping_add(cb * r[p].1[col] as i32);
+        }
+        y[col] = y[col].wrapping_add(s);
+    }
+}
+
+/// Packs two int8 coefficients as the int16 halves of an i32 (`a` low, `b` high).
+#[inline(always)]
+fn pack_pair(a: i8, b: i8) -> i32 {
+    (a as i16 as u16 as u32 | ((b as i16 as u16 as u32) << 16)) as i32
+}
+
+/// # Safety
+/// The CPU supports AVX2; shapes checked by [`check::gemv_t_rows`] with `cols > 0`.
+#[target_feature(enable = "avx2")]
+unsafe fn gemv_t_rows(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+    let row = |j: usize| check::row(w, cols, rows[j]);
+    let m = rows.len();
+    let mut j = 0;
+    while j + 8 <= m {
+        let r = [(row(j), row(j + 1)), (row(j + 2), row(j + 3)), (row(j + 4), row(j + 5)), (row(j + 6), row(j + 7))];
+        let cp = [
+            pack_pair(c[j], c[j + 1]),
+            pack_pair(c[j + 2], c[j + 3]),
+            pack_pair(c[j + 4], c[j + 5]),
+            pack_pair(c[j + 6], c[j + 7]),
+        ];
+        // SAFETY: AVX2 is enabled on this function; every row has `cols = y.len()` elements.
+        unsafe { t_pairs(r, cp, y) };
+        j += 8;
+    }
+    while j + 2 <= m {
+        // SAFETY: as above.
+        unsafe { t_pairs([(row(j), row(j + 1))], [pack_pair(c[j], c[j + 1])], y) };
+        j += 2;
+    }
+    if j < m {
+        // The odd row pairs with itself under a zero coefficient.
+        // SAFETY: as above.
+        unsafe { t_pairs([(row(j), row(j))], [pack_pair(c[j], 0)], y) };
+    }
+}
+
+/// # Safety
+/// The CPU supports AVX2; `q.len() == x.len()`.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn quantize(x: &[f32], q: &mut [i8]) -> f32 {
+    let n = x.len().min(q.len());
+    let (x, q) = (&x[..n], &mut q[..n]);
+    // absmax over finite entries: max is exact and order-independent.
+    let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let inf = _mm256_set1_ps(f32::INFINITY);
+    let mut m = _mm256_setzero_ps();
+    let mut k = 0;
+    while k + 8 <= n {
+        // SAFETY: `k + 8 <= n = x.len()`; `loadu` needs no alignment.
+        let v = unsafe { _mm256_loadu_ps(x.as_ptr().add(k)) };
+        let a = _mm256_and_ps(v, abs_mask);
+        let finite = _mm256_cmp_ps::<_CMP_LT_OQ>(a, inf);
+        m = _mm256_max_ps(m, _mm256_and_ps(a, finite));
+        k += 8;
+    }
+    let mut lanes = [0f32; 8];
+    // SAFETY: `lanes` is 32 writable bytes.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), m) };
+    let absmax = lanes.iter().fold(absmax_finite(&x[k..]), |m, &v| if v > m { v } else { m });
+    if absmax == 0.0 {
+        q.fill(0);
+        return 0.0;
+    }
+    let inv = 127.0 / absmax;
+    let invv = _mm256_set1_ps(inv);
+    let half = _mm256_set1_ps(0.5);
+    let neg_half = _mm256_set1_ps(-0.5);
+    let one = _mm256_set1_ps(1.0);
+    let lim = _mm256_set1_ps(127.0);
+    let neg_lim = _mm256_set1_ps(-127.0);
+    // The oracle's `quantize_one` on eight lanes, as integers in i32 lanes.
+    let quant8 = |at: usize| -> __m256i {
+        // SAFETY: every call below has `at + 8 <= n = x.len()`.
+        let v = unsafe { _mm256_loadu_ps(x.as_ptr().add(at)) };
+        let p = _mm256_mul_ps(v, invv);
+        let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(p);
+        let frac = _mm256_sub_ps(p, t);
+        let up = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(frac, half), one);
+        let down = _mm256_and_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(frac, neg_half), one);
+        let r = _mm256_sub_ps(_mm256_add_ps(t, up), down);
+        let r = _mm256_min_ps(_mm256_max_ps(r, neg_lim), lim);
+        // Zero where x is non-finite or the product is NaN (0 * inf).
+        let ok = _mm256_and_ps(
+            _mm256_cmp_ps::<_CMP_LT_OQ>(_mm256_and_ps(v, abs_mask), inf),
+            _mm256_cmp_ps::<_CMP_ORD_Q>(p, p),
+        );
+        _mm256_cvtps_epi32(_mm256_and_ps(r, ok))
+    };
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    let mut k = 0;
+    while k + 32 <= n {
+        let (v0, v1, v2, v3) = (quant8(k), quant8(k + 8), quant8(k + 16), quant8(k + 24));
+        // Values are in [-127, 127]: the saturating packs are exact.
+        let p = _mm256_packs_epi16(_mm256_packs_epi32(v0, v1), _mm256_packs_epi32(v2, v3));
+        let p = _mm256_permutevar8x32_epi32(p, order);
+        // SAFETY: `k + 32 <= n = q.len()`; `storeu` needs no alignment.
+        unsafe { _mm256_storeu_si256(q.as_mut_ptr().add(k).cast(), p) };
+        k += 32;
+    }
+    for i in k..n {
+        q[i] = quantize_one(x[i], inv);
+    }
+    absmax / 127.0
+}

@@ -1,0 +1,284 @@
+//! `spark-sim generate`: stream text (or token ids) from a `.spark` model with the int8
+//! runtime, greedy or sampled, with optional sparsity statistics and a JSON report whose
+//! `logits_digest` (FNV-1a-64 over every step's logits) pins the exact numerics.
+
+use crate::stats::{stats_json, stats_table, Fnv1a64};
+use crate::ui::{
+    fail, load_model, note, parse_ids, print_json, progress, read_model_file, resolve_model, usage, Backend, CliResult,
+};
+use crate::with_backend;
+use spark_core::sampler::{Sampler, Sampling};
+use spark_core::tokenizer::{Tokenizer, TokenizerError, Utf8Stream};
+use spark_core::{Model, Session};
+use spark_hal::Kernels;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Arguments of `spark-sim generate`.
+#[derive(clap::Args, Debug)]
+pub struct GenerateArgs {
+    /// The `.spark` model [default: the bundled models/demo.spark].
+    #[arg(long, value_name = "FILE")]
+    pub model: Option<PathBuf>,
+    /// Prompt text (the model must carry a tokenizer). Empty or absent: start from the BOS token.
+    #[arg(long, conflicts_with = "prompt_ids")]
+    pub prompt: Option<String>,
+    /// Prompt as comma-separated token ids (for models without a tokenizer), e.g. 1,2,3.
+    #[arg(long, value_name = "IDS")]
+    pub prompt_ids: Option<String>,
+    /// Number of tokens to generate (at least 1).
+    #[arg(long, short = 'n', default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub tokens: u32,
+    /// Seed of the sampler's generator (xoshiro128**).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Sampling temperature; 0 = greedy (argmax).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub temperature: f32,
+    /// Nucleus sampling: keep the smallest set of tokens holding this probability mass (needs --temperature > 0).
+    #[arg(long, value_name = "P")]
+    pub top_p: Option<f32>,
+    /// Kernel backend: auto = fastest for this CPU, scalar = the portable oracle kernels.
+    #[arg(long, value_enum, default_value_t)]
+    pub backend: Backend,
+    /// Do not prepend the tokenizer's BOS token to a text prompt.
+    #[arg(long)]
+    pub no_bos: bool,
+    /// Print per-layer sparsity statistics (to stderr) after the text.
+    #[arg(long)]
+    pub stats: bool,
+    /// Print one JSON object (ids, text, logits digest, speed, statistics) instead of streaming.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Why generation stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    Tokens,
+    Eos,
+    Context,
+}
+
+impl Stop {
+    fn name(self) -> &'static str {
+        match self {
+            Stop::Tokens => "tokens",
+            Stop::Eos => "eos",
+            Stop::Context => "context_full",
+        }
+    }
+}
+
+/// The model's tokenizer, `None` when it stores none.
+pub fn model_tokenizer<'a>(model: &Model<'a>) -> CliResult<Option<Tokenizer<'a>>> {
+    match Tokenizer::new(model) {
+        Ok(t) => Ok(Some(t)),
+        Err(TokenizerError::NoTokenizer) => Ok(None),
+        Err(e) => Err(fail(format!("the model's tokenizer is unusable: {e}"))),
+    }
+}
+
+/// Encode text with the model's tokenizer (BOS first when it has one and `bos` is set).
+pub fn encode_text(tok: &Tokenizer<'_>, text: &[u8], bos: bool) -> CliResult<Vec<u32>> {
+    let mut ids = vec![0u32; text.len() + 1];
+    let n =
+        if bos && tok.bos_id().is_some() { tok.encode_with_bos(text, &mut ids) } else { tok.encode(text, &mut ids) }
+            .map_err(|e| fail(format!("cannot tokenize the text: {e}")))?;
+    ids.truncate(n);
+    Ok(ids)
+}
+
+/// The prompt ids from `--prompt` / `--prompt-ids`.
+pub fn prompt_ids(
+    tok: Option<&Tokenizer<'_>>,
+    text: Option<&str>,
+    ids: Option<&str>,
+    bos: bool,
+    vocab: u32,
+) -> CliResult<Vec<u32>> {
+    let ids = match (ids, text, tok) {
+        (Some(s), _, _) => parse_ids(s).map_err(usage)?,
+        (None, text, Some(t)) => encode_text(t, text.unwrap_or("").as_bytes(), bos)?,
+        (None, Some(_), None) => {
+            return Err(fail("this model has no tokenizer, so it cannot read --prompt text: pass --prompt-ids 1,2,3"))
+        }
+        (None, None, None) => return Err(usage("this model has no tokenizer: give the prompt as --prompt-ids 1,2,3")),
+    };
+    if ids.is_empty() {
+        return Err(fail("the prompt is empty and the tokenizer has no BOS token: give a non-empty --prompt"));
+    }
+    if let Some(&bad) = ids.iter().find(|&&t| t >= vocab) {
+        return Err(fail(format!("prompt token id {bad} is out of range: the model's vocabulary has {vocab} tokens")));
+    }
+    Ok(ids)
+}
+
+/// `spark-sim generate`.
+pub fn generate(a: &GenerateArgs) -> CliResult {
+    let path = resolve_model(a.model.as_deref())?;
+    let blob = read_model_file(&path)?;
+    let model = load_model(&blob, &path)?;
+    let tok = model_tokenizer(&model)?;
+    if a.temperature < 0.0 || !a.temperature.is_finite() {
+        return Err(usage(format!("--temperature {} must be >= 0 (0 = greedy)", a.temperature)));
+    }
+    let sampling = match (a.temperature, a.top_p) {
+        (0.0, _) => Sampling::Greedy,
+        (t, Some(p)) => Sampling::TopP { t, p },
+        (t, None) => Sampling::Temperature { t },
+    };
+    sampling.validate().map_err(|e| usage(format!("{e}")))?;
+    if a.temperature == 0.0 && a.top_p.is_some() {
+        note("note: --top-p has no effect with --temperature 0 (greedy)");
+    }
+    let prompt =
+        prompt_ids(tok.as_ref(), a.prompt.as_deref(), a.prompt_ids.as_deref(), !a.no_bos, model.config.vocab_size)?;
+    let max_seq = model.config.max_seq_len as usize;
+    if prompt.len() > max_seq {
+        return Err(fail(format!(
+            "the prompt is {} tokens but the model's context holds {max_seq} (max_seq_len): shorten the prompt",
+            prompt.len()
+        )));
+    }
+    with_backend!(a.backend, run(&model, tok.as_ref(), &prompt, sampling, a, &path))
+}
+
+fn run<K: Kernels>(
+    model: &Model<'_>,
+    tok: Option<&Tokenizer<'_>>,
+    prompt: &[u32],
+    sampling: Sampling,
+    a: &GenerateArgs,
+    path: &std::path::Path,
+) -> CliResult {
+    let cfg = model.config;
+    let max_seq = cfg.max_seq_len as usize;
+    let mut arena = vec![0u8; model.arena_bytes(max_seq)];
+    let mut sess = Session::<K>::new(model, &mut arena).map_err(|e| fail(e.to_string()))?;
+    let mut sampler = Sampler::new(sampling, a.seed).map_err(|e| usage(e.to_string()))?;
+    let mut scratch = vec![0u32; cfg.vocab_size as usize];
+    let mut digest = Fnv1a64::new();
+    let eos = tok.and_then(|t| t.eos_id()).or(model.tokenizer.eos_id);
+    let bos = tok.and_then(|t| t.bos_id());
+
+    let pb = progress(prompt.len() as u64, !a.json && prompt.len() >= 32, "prefill");
+    let t0 = Instant::now();
+    for &t in prompt {
+        let logits = sess.step(t).map_err(|e| fail(e.to_string()))?;
+        digest.update_f32(logits);
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    let prefill_s = t0.elapsed().as_secs_f64();
+
+    let mut out = io::stdout().lock();
+    let mut stream = Utf8Stream::new();
+    let mut text = String::new();
+    let stream_text = !a.json;
+    // Echo the prompt so the continuation reads naturally (text models only).
+    if stream_text {
+        if let Some(t) = tok {
+            let mut res = Ok(());
+            for &id in prompt.iter().filter(|&&id| Some(id) != bos) {
+                let bytes = t.decode_token(id).map_err(|e| fail(e.to_string()))?;
+                stream.push(bytes, &mut |s: &str| {
+                    if res.is_ok() {
+                        res = write!(out, "{s}");
+                    }
+                });
+            }
+            res?;
+            out.flush()?;
+        } else {
+            let ids: Vec<String> = prompt.iter().map(|i| i.to_string()).collect();
+            write!(out, "{} |", ids.join(" "))?;
+        }
+    }
+
+    let mut generated: Vec<u32> = Vec::with_capacity(a.tokens as usize);
+    let t1 = Instant::now();
+    let stop = loop {
+        let next = sampler.sample(sess.logits(), &mut scratch).map_err(|e| fail(format!("sampling failed: {e}")))?;
+        generated.push(next);
+        if Some(next) == eos {
+            break Stop::Eos;
+        }
+        match tok {
+            Some(t) => {
+                let bytes = t.decode_token(next).map_err(|e| fail(e.to_string()))?;
+                let mut res = Ok(());
+                stream.push(bytes, &mut |s: &str| {
+                    if stream_text && res.is_ok() {
+                        res = write!(out, "{s}");
+                    }
+                    text.push_str(s);
+                });
+                res?;
+            }
+            None if stream_text => write!(out, " {next}")?,
+            None => {}
+        }
+        if stream_text {
+            out.flush()?;
+        }
+        if generated.len() >= a.tokens as usize {
+            break Stop::Tokens;
+        }
+        if sess.pos() >= sess.max_seq() {
+            break Stop::Context;
+        }
+        let logits = sess.step(next).map_err(|e| fail(e.to_string()))?;
+        digest.update_f32(logits);
+    };
+    let decode_s = t1.elapsed().as_secs_f64();
+    let mut res = Ok(());
+    stream.finish(&mut |s: &str| {
+        if stream_text && res.is_ok() {
+            res = write!(out, "{s}");
+        }
+        text.push_str(s);
+    });
+    res?;
+    let tps = generated.len() as f64 / decode_s.max(1e-9);
+    let prefill_tps = prompt.len() as f64 / prefill_s.max(1e-9);
+    if a.json {
+        drop(out);
+        let v = serde_json::json!({
+            "model": path.display().to_string(),
+            "backend": a.backend.kernel_name(),
+            "prompt_ids": prompt,
+            "token_ids": generated,
+            "text": if tok.is_some() { serde_json::Value::String(text) } else { serde_json::Value::Null },
+            "stop": stop.name(),
+            "logits_digest": digest.hex(),
+            "tokens_per_s": tps,
+            "prefill_tokens_per_s": prefill_tps,
+            "stats": stats_json(&cfg, sess.stats()),
+        });
+        return print_json(&v);
+    }
+    writeln!(out)?;
+    out.flush()?;
+    drop(out);
+    match stop {
+        Stop::Eos => note("[stopped at the end-of-sequence token]"),
+        Stop::Context => note(format!(
+            "[stopped: the context is full ({max_seq} tokens, the model's max_seq_len) after {} generated tokens]",
+            generated.len()
+        )),
+        Stop::Tokens => {}
+    }
+    note(format!(
+        "[{} prompt tokens at {prefill_tps:.1} tok/s, {} generated at {tps:.1} tok/s, kernels {}, logits digest {}]",
+        prompt.len(),
+        generated.len(),
+        a.backend.kernel_name(),
+        digest.hex()
+    ));
+    if a.stats {
+        let _ = write!(io::stderr(), "{}", stats_table(&cfg, sess.stats()));
+    }
+    Ok(())
+}

@@ -1,0 +1,375 @@
+//! `spark-sim plan`: does a model fit a target? RAM (the session arena at a context length,
+//! plus a stack estimate) and flash (the model file read in place, plus a code size
+//! estimate) against the memory of the QEMU boards the project runs on, and which knob
+//! fixes a model that does not fit.
+
+use crate::format::parse_table;
+use crate::ui::{fail, human_bytes, load_model, print_json, read_model_file, resolve_model, usage, CliResult};
+use spark_core::Model;
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * 1024;
+const GIB: u64 = 1024 * MIB;
+
+/// A target preset.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// QEMU mps2-an386: RAM 4 MiB (SSRAM2/3 at 0x20000000), flash 4 MiB (SSRAM1 at 0x0, code + model).
+    CortexM4,
+    /// QEMU mps2-an500: RAM 4 MiB (SSRAM2/3 at 0x20000000), flash 4 MiB (SSRAM1 at 0x0, code + model).
+    CortexM7,
+    /// QEMU mps2-an505: RAM 4 MiB (SSRAM2/3, secure alias 0x38000000), flash 4 MiB (SSRAM1, 0x10000000).
+    CortexM33,
+    /// QEMU mps3-an547: RAM 4 MiB (SRAM at 0x21000000), code 512 KiB ITCM at 0x0, model 8 MiB QSPI at 0x28000000.
+    CortexM55,
+    /// A Cortex-A53 Linux board (e.g. Raspberry Pi 3 class): RAM 1 GiB, storage 8 GiB.
+    CortexA53,
+    /// This machine: RAM from /proc/meminfo, storage unlimited.
+    Host,
+}
+
+/// Memory of a target.
+#[derive(Clone, Debug)]
+pub struct Preset {
+    /// Target name.
+    pub name: &'static str,
+    /// Where the figures come from.
+    pub source: &'static str,
+    /// RAM for the arena and the stack.
+    pub ram: u64,
+    /// Read-only memory for the model (and the code, unless `code_region` is set).
+    pub flash: u64,
+    /// A separate code region (mps3-an547's ITCM), if any.
+    pub code_region: Option<u64>,
+    /// Estimated code size.
+    pub code: u64,
+    /// Estimated stack.
+    pub stack: u64,
+}
+
+/// Code size estimate for Cortex-M firmware: spark-core (session, tokenizer, sampler,
+/// top-k, loader), the DSP kernels, libm, postcard and the cortex-m-rt runtime, release
+/// build with LTO. An estimate, not a measurement: override with --code.
+pub const CODE_M: u64 = 128 * KIB;
+/// Stack estimate for a session on Cortex-M: the `Session` value (~3 KiB: 48 layer
+/// statistics records of 56 bytes plus dimensions), the call frames of one decode step
+/// (a few hundred bytes each, no recursion), the tokenizer's 256-byte id filter, and the
+/// application's own frames, with a 2x margin. An estimate: override with --stack.
+pub const STACK_M: u64 = 16 * KIB;
+
+fn host_ram() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).map(|kb| kb * KIB))
+        })
+        .unwrap_or(8 * GIB)
+}
+
+/// The preset of a target.
+pub fn preset(t: Target) -> Preset {
+    let m = |name, source, flash, code_region| Preset {
+        name,
+        source,
+        ram: 4 * MIB,
+        flash,
+        code_region,
+        code: CODE_M,
+        stack: STACK_M,
+    };
+    match t {
+        Target::CortexM4 => m(
+            "cortex-m4",
+            "QEMU mps2-an386: 4 MiB SSRAM1 @0x0 (code + model), 4 MiB SSRAM2/3 @0x20000000 (RAM), as firmware memory-an386.x",
+            4 * MIB,
+            None,
+        ),
+        Target::CortexM7 => m(
+            "cortex-m7",
+            "QEMU mps2-an500: 4 MiB SSRAM1 @0x0 (code + model), 4 MiB SSRAM2/3 @0x20000000 (RAM)",
+            4 * MIB,
+            None,
+        ),
+        Target::CortexM33 => m(
+            "cortex-m33",
+            "QEMU mps2-an505: 4 MiB SSRAM1 @0x10000000 (code + model), 4 MiB SSRAM2/3 @0x38000000 (RAM), as firmware memory-an505.x",
+            4 * MIB,
+            None,
+        ),
+        Target::CortexM55 => m(
+            "cortex-m55",
+            "QEMU mps3-an547: 512 KiB ITCM @0x0 (code), 8 MiB QSPI @0x28000000 (model), 4 MiB SRAM @0x21000000 (RAM)",
+            8 * MIB,
+            Some(512 * KIB),
+        ),
+        Target::CortexA53 => Preset {
+            name: "cortex-a53",
+            source: "a Cortex-A53 Linux board (Raspberry Pi 3 class): 1 GiB RAM, 8 GiB storage",
+            ram: GIB,
+            flash: 8 * GIB,
+            code_region: None,
+            code: 2 * MIB,
+            stack: 8 * MIB,
+        },
+        Target::Host => Preset {
+            name: "host",
+            source: "this machine: RAM = MemTotal of /proc/meminfo, storage unlimited",
+            ram: host_ram(),
+            flash: u64::MAX / 4,
+            code_region: None,
+            code: 2 * MIB,
+            stack: 8 * MIB,
+        },
+    }
+}
+
+/// Arguments of `spark-sim plan`.
+#[derive(clap::Args, Debug)]
+pub struct PlanArgs {
+    /// The `.spark` model [default: the bundled models/demo.spark].
+    #[arg(long, value_name = "FILE")]
+    pub model: Option<PathBuf>,
+    /// Target preset (RAM / flash of the QEMU board the project runs it on).
+    #[arg(long, value_enum)]
+    pub target: Target,
+    /// Override the target's RAM (bytes; K/M/G suffixes allowed, e.g. 512K).
+    #[arg(long, value_parser = parse_size)]
+    pub ram: Option<u64>,
+    /// Override the target's flash (bytes; K/M/G suffixes allowed).
+    #[arg(long, value_parser = parse_size)]
+    pub flash: Option<u64>,
+    /// Override the code size estimate (bytes).
+    #[arg(long, value_parser = parse_size)]
+    pub code: Option<u64>,
+    /// Override the stack estimate (bytes).
+    #[arg(long, value_parser = parse_size)]
+    pub stack: Option<u64>,
+    /// Context length the session is built for [default: the model's max_seq_len].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub max_seq: Option<u64>,
+    /// Exit with code 1 when the model does not fit (for scripts).
+    #[arg(long)]
+    pub check: bool,
+    /// Print machine-readable JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parse `4194304`, `4096K`, `4M`, `1G` (binary units).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mul) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], KIB),
+        Some('M') => (&t[..t.len() - 1], MIB),
+        Some('G') => (&t[..t.len() - 1], GIB),
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|v| v.checked_mul(mul))
+        .ok_or_else(|| format!("{s:?} is not a byte count (e.g. 4194304, 512K, 4M)"))
+}
+
+/// Arena bytes of `model` with a modified config (`f` edits a copy).
+fn arena_with(model: &Model<'_>, max_seq: usize, f: impl Fn(&mut spark_core::Config)) -> u64 {
+    let mut m = model.clone();
+    f(&mut m.config);
+    m.arena_bytes(max_seq) as u64
+}
+
+/// Largest `x` in `lo..=hi` with `ok(x)` (monotone: ok up to some point), if any.
+fn largest(lo: u64, hi: u64, ok: impl Fn(u64) -> bool) -> Option<u64> {
+    if hi < lo || !ok(lo) {
+        return None;
+    }
+    let (mut a, mut b) = (lo, hi);
+    while a < b {
+        let m = a + (b - a).div_ceil(2);
+        if ok(m) {
+            a = m;
+        } else {
+            b = m - 1;
+        }
+    }
+    Some(a)
+}
+
+/// `spark-sim plan`.
+pub fn plan(a: &PlanArgs) -> CliResult {
+    let path = resolve_model(a.model.as_deref())?;
+    let blob = read_model_file(&path)?;
+    let model = load_model(&blob, &path)?;
+    let cfg = model.config;
+    let mut p = preset(a.target);
+    if let Some(v) = a.ram {
+        p.ram = v;
+    }
+    if let Some(v) = a.flash {
+        p.flash = v;
+    }
+    if let Some(v) = a.code {
+        p.code = v;
+    }
+    if let Some(v) = a.stack {
+        p.stack = v;
+    }
+    let max_seq = a.max_seq.map(|v| v as usize).unwrap_or(cfg.max_seq_len as usize);
+    if max_seq > cfg.max_seq_len as usize {
+        return Err(usage(format!("--max-seq {max_seq} exceeds the model's max_seq_len {}", cfg.max_seq_len)));
+    }
+    let arena = model.arena_bytes(max_seq) as u64;
+    let ram_need = arena + p.stack;
+    let model_bytes = blob.len() as u64;
+    let (flash_need, code_fits) = match p.code_region {
+        Some(region) => (model_bytes, p.code <= region),
+        None => (model_bytes + p.code, true),
+    };
+    let fits_ram = ram_need <= p.ram;
+    let fits_flash = flash_need <= p.flash && code_fits;
+    let fits = fits_ram && fits_flash;
+
+    // Knobs.
+    let mut fixes: Vec<String> = Vec::new();
+    let ram_ok = |s: u64| model.arena_bytes(s as usize) as u64 + p.stack <= p.ram;
+    let best_seq = largest(1, cfg.max_seq_len as u64, ram_ok);
+    let kv_per_token = if max_seq > 1 { (arena - model.arena_bytes(max_seq - 1) as u64) as f64 } else { 0.0 };
+    if !fits_ram {
+        match best_seq {
+            Some(s) => fixes.push(format!(
+                "RAM: a context of at most {s} tokens fits (--max-seq {s}; each token of context costs {} of KV cache and scratch)",
+                human_bytes(kv_per_token as u64)
+            )),
+            None => {
+                let layers = largest(1, cfg.n_layers as u64, |l| {
+                    arena_with(&model, 1, |c| c.n_layers = l as u32) + p.stack <= p.ram
+                });
+                let vocab = largest(2, cfg.vocab_size as u64, |v| {
+                    arena_with(&model, 1, |c| c.vocab_size = v as u32) + p.stack <= p.ram
+                });
+                let mut s = "RAM: even a 1-token context does not fit".to_string();
+                match vocab {
+                    Some(v) => s += &format!("; a vocabulary of at most {v} tokens would (logit scratch)"),
+                    None => s += "; shrinking the vocabulary alone does not help",
+                }
+                if let Some(l) = layers {
+                    s += &format!("; or at most {l} layers");
+                }
+                fixes.push(s + ": retrain or pick a smaller model");
+            }
+        }
+    }
+    if !code_fits {
+        fixes.push(format!(
+            "code: the {} estimate exceeds the {} code region",
+            human_bytes(p.code),
+            human_bytes(p.code_region.unwrap_or(0))
+        ));
+    }
+    if flash_need > p.flash {
+        let (per_layer, per_vocab) = layer_and_vocab_bytes(&blob, &cfg);
+        let budget = p.flash.saturating_sub(if p.code_region.is_some() { 0 } else { p.code });
+        let fixed = model_bytes.saturating_sub(per_layer * cfg.n_layers as u64);
+        let layers = budget.saturating_sub(fixed).checked_div(per_layer).unwrap_or(0);
+        let non_vocab = model_bytes.saturating_sub(per_vocab * cfg.vocab_size as u64);
+        let vocab = budget.saturating_sub(non_vocab).checked_div(per_vocab).unwrap_or(0);
+        let mut s = format!("flash: the model is {} over", human_bytes(flash_need - p.flash));
+        if p.code_region.is_none() && p.code >= p.flash {
+            s += &format!("; the code estimate alone ({}) fills the flash", human_bytes(p.code));
+        } else if layers >= 1 {
+            s += &format!("; {layers} of its {} layers would fit ({} per layer)", cfg.n_layers, human_bytes(per_layer));
+        } else {
+            s += &format!("; not even one layer fits beside the embedding ({} per layer)", human_bytes(per_layer));
+        }
+        if vocab >= 2 && vocab < cfg.vocab_size as u64 {
+            s += &format!("; or a vocabulary of at most {vocab} tokens ({} per token)", human_bytes(per_vocab));
+        }
+        fixes.push(s);
+    }
+
+    if a.json {
+        print_json(&serde_json::json!({
+            "model": path.display().to_string(),
+            "target": p.name, "source": p.source,
+            "ram_bytes": p.ram, "flash_bytes": p.flash, "code_region_bytes": p.code_region,
+            "max_seq": max_seq, "arena_bytes": arena, "stack_bytes_estimate": p.stack,
+            "ram_needed": ram_need, "model_bytes": model_bytes, "code_bytes_estimate": p.code,
+            "flash_needed": flash_need, "fits_ram": fits_ram, "fits_flash": fits_flash, "fits": fits,
+            "largest_max_seq_that_fits": best_seq, "kv_bytes_per_token": kv_per_token,
+            "fixes": fixes,
+        }))?;
+    } else {
+        let mut o = io::stdout().lock();
+        let pct = |n: u64, of: u64| if of == 0 { 0.0 } else { 100.0 * n as f64 / of as f64 };
+        let big = |v: u64| if v >= u64::MAX / 8 { "unlimited".to_string() } else { human_bytes(v) };
+        writeln!(o, "plan    {} on {} ({})", path.display(), p.name, p.source)?;
+        writeln!(
+            o,
+            "RAM     arena {} (KV cache + scratch, context {max_seq}) + stack {} (estimate) = {} of {}  ({:.0}%)  {}",
+            human_bytes(arena),
+            human_bytes(p.stack),
+            human_bytes(ram_need),
+            big(p.ram),
+            pct(ram_need, p.ram),
+            if fits_ram { "ok" } else { "TOO BIG" }
+        )?;
+        match p.code_region {
+            Some(r) => writeln!(
+                o,
+                "flash   model {} of {} ({:.0}%); code {} (estimate) of {} code region  {}",
+                human_bytes(model_bytes),
+                big(p.flash),
+                pct(model_bytes, p.flash),
+                human_bytes(p.code),
+                human_bytes(r),
+                if fits_flash { "ok" } else { "TOO BIG" }
+            )?,
+            None => writeln!(
+                o,
+                "flash   model {} + code {} (estimate) = {} of {}  ({:.0}%)  {}",
+                human_bytes(model_bytes),
+                human_bytes(p.code),
+                human_bytes(flash_need),
+                big(p.flash),
+                pct(flash_need, p.flash),
+                if fits_flash { "ok" } else { "TOO BIG" }
+            )?,
+        }
+        writeln!(
+            o,
+            "assume  the model is read in place from flash (zero-copy); stack and code are estimates (override with --stack, --code)"
+        )?;
+        writeln!(o, "verdict {}", if fits { "FITS" } else { "DOES NOT FIT" })?;
+        for f in &fixes {
+            writeln!(o, "fix     {f}")?;
+        }
+        if fits {
+            if let Some(s) = best_seq {
+                if s as usize > max_seq {
+                    writeln!(o, "note    a context of up to {s} tokens would still fit the RAM")?;
+                }
+            }
+        }
+    }
+    if a.check && !fits {
+        return Err(fail(format!("{} does not fit {}", path.display(), p.name)));
+    }
+    Ok(())
+}
+
+/// File bytes per layer (all tensors of layer 0, with alignment) and per vocabulary entry
+/// (embedding row + scale, head row if untied, average tokenizer bytes).
+fn layer_and_vocab_bytes(blob: &[u8], cfg: &spark_core::Config) -> (u64, u64) {
+    let Some((header, entries, _)) = parse_table(blob) else { return (0, 0) };
+    let align = |x: u64| x.div_ceil(64) * 64;
+    let per_layer: u64 =
+        entries.iter().filter(|e| e.id.kind.is_layer() && e.id.layer == 0).map(|e| align(e.len as u64)).sum();
+    let d = cfg.d_model as u64;
+    let heads = if cfg.tie_embeddings { 1 } else { 2 };
+    let tok = if cfg.vocab_size > 0 { header.tokenizer.bytes_len as u64 / cfg.vocab_size as u64 + 4 } else { 0 };
+    (per_layer, heads * (d + 4) + tok)
+}

@@ -1,0 +1,452 @@
+//! The `spark-sim` binary end to end: every subcommand on small models written to a temp
+//! dir (random weights from `testmodel`, a BPE tokenizer trained on a short text), bad
+//! input of every kind (one-line error, exit code 1 or 2, never a panic), determinism of
+//! `generate --json` across runs and backends, the `.npy` writer, FNV-1a-64 test vectors,
+//! and quiet exit on a closed stdout.
+
+use spark_core::{AttnKind, Config, FfnKind};
+use spark_sim::checkpoint::F32Checkpoint;
+use spark_sim::npy;
+use spark_sim::stats::fnv1a64;
+use spark_sim::testmodel::random_writer;
+use spark_sim::tokenizer::BpeTokenizer;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+const CORPUS: &str = "the cat sat on the mat. the dog sat on the log. a cat and a dog met on a mat by the log. \
+                      the small cat ran to the big dog and the dog ran to the cat. ";
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_spark-sim"))
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("spark-sim runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Success, and nothing alarming on stderr.
+fn ok(args: &[&str]) -> String {
+    let o = run(args);
+    let e = stderr(&o);
+    assert!(o.status.success(), "spark-sim {args:?} failed ({:?}): {e}", o.status.code());
+    assert_no_panic(&e);
+    stdout(&o)
+}
+
+fn assert_no_panic(e: &str) {
+    for bad in ["panicked", "RUST_BACKTRACE", "internal error", "stack backtrace"] {
+        assert!(!e.contains(bad), "stderr mentions {bad:?}: {e}");
+    }
+}
+
+/// Fails with `code`, a first stderr line `error: ...` containing every `needles` (case
+/// insensitive); runtime errors (code 1) are exactly one line.
+fn err(args: &[&str], code: i32, needles: &[&str]) -> String {
+    let o = run(args);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(code), "spark-sim {args:?}: expected exit {code}, stderr: {e}");
+    assert_no_panic(&e);
+    let first = e.lines().next().unwrap_or("");
+    assert!(first.starts_with("error:"), "spark-sim {args:?}: first stderr line is not an error: {e}");
+    for n in needles {
+        assert!(first.to_lowercase().contains(&n.to_lowercase()), "spark-sim {args:?}: {n:?} not in {first:?}");
+    }
+    if code == 1 {
+        assert_eq!(e.trim_end().lines().count(), 1, "spark-sim {args:?}: error is not one line: {e}");
+    }
+    first.to_string()
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    let out = ok(args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("spark-sim {args:?}: stdout is not JSON ({e}): {out}"))
+}
+
+fn text_config(vocab: u32) -> Config {
+    Config {
+        vocab_size: vocab,
+        d_model: 32,
+        n_layers: 2,
+        n_heads: 4,
+        n_kv_heads: 2,
+        head_dim: 8,
+        d_ff: 96,
+        ffn_kind: FfnKind::Spark,
+        ffn_r: 12,
+        ffn_k: 9,
+        attn_kind: AttnKind::Spark,
+        attn_r: 4,
+        attn_k: 5,
+        max_seq_len: 32,
+        rope_theta: 10_000.0,
+        norm_eps: 1e-6,
+        query_pre_attn_scalar: 8.0,
+        attn_logit_softcap: 0.0,
+        final_logit_softcap: 0.0,
+        sliding_window: 6,
+        embed_scale: 32f32.sqrt(),
+        tie_embeddings: true,
+        post_norms: true,
+        topk_cap_factor: 2.0,
+    }
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    tok: BpeTokenizer,
+}
+
+impl Fixture {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn p(&self, name: &str) -> String {
+        self.path(name).to_str().unwrap().to_string()
+    }
+}
+
+/// Files shared by the tests: `text.spark` (random Spark model + tokenizer), `ids.spark`
+/// (no tokenizer), `tokenizer.json`, `story.txt`, `ck.safetensors` (train/ naming).
+fn fx() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tok = BpeTokenizer::train_with_specials(CORPUS.as_bytes(), 300);
+        let cfg = text_config(tok.vocab_size() as u32);
+        let mut w = random_writer(&cfg, 11);
+        tok.write_into(&mut w);
+        std::fs::write(dir.path().join("text.spark"), w.finish()).unwrap();
+        std::fs::write(dir.path().join("ids.spark"), random_writer(&text_config(64), 5).finish()).unwrap();
+        let tj = serde_json::json!({
+            "tokens": tok.tokens, "merges": tok.merges.iter().map(|&(a, b, c)| [a, b, c]).collect::<Vec<_>>(),
+            "bos_id": tok.bos_id, "eos_id": tok.eos_id,
+        });
+        std::fs::write(dir.path().join("tokenizer.json"), tj.to_string()).unwrap();
+        std::fs::write(dir.path().join("story.txt"), CORPUS.repeat(2)).unwrap();
+        let ck = F32Checkpoint::random(&cfg, 3);
+        std::fs::write(dir.path().join("ck.safetensors"), ck.to_safetensors_bytes().unwrap()).unwrap();
+        Fixture { dir, tok }
+    })
+}
+
+#[test]
+fn help_has_an_example_for_every_subcommand() {
+    let top = ok(&["--help"]);
+    for sub in ["convert", "inspect", "generate", "eval", "logits", "bench", "plan", "random-model"] {
+        assert!(top.contains(sub), "top-level help lacks {sub}");
+        let h = ok(&[sub, "--help"]);
+        assert!(h.contains("Example"), "{sub} --help has no example:\n{h}");
+    }
+    let plan = ok(&["plan", "--help"]);
+    assert!(plan.contains("mps2-an386") && plan.contains("mps3-an547"), "plan presets not documented");
+    err(&["frobnicate"], 2, &["unrecognized subcommand"]);
+}
+
+#[test]
+fn fnv1a64_published_test_vectors() {
+    // FNV-1a 64-bit reference values (Fowler/Noll/Vo test suite).
+    assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+    assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+}
+
+#[test]
+fn npy_header_hand_computed_and_parsed_back() {
+    // magic, v1.0, HLEN = 118 (little endian), the dict, spaces to byte 127, newline.
+    let dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5), }";
+    let mut want = b"\x93NUMPY\x01\x00\x76\x00".to_vec();
+    want.extend_from_slice(dict.as_bytes());
+    want.extend(std::iter::repeat_n(b' ', 128 - 10 - dict.len() - 1));
+    want.push(b'\n');
+    assert_eq!(npy::header_f32(&[3, 5]), want);
+    for shape in [vec![3usize, 5], vec![7], vec![1, 300], vec![2, 3, 4]] {
+        let h = npy::header_f32(&shape);
+        assert_eq!(h.len() % 64, 0, "{shape:?}");
+        let p = npy::parse_header(&h).unwrap();
+        assert_eq!((p.descr.as_str(), p.fortran_order, &p.shape, p.data_offset), ("<f4", false, &shape, h.len()));
+    }
+}
+
+#[test]
+fn inspect_text_and_json() {
+    let f = fx();
+    let t = ok(&["inspect", &f.p("text.spark")]);
+    assert!(t.contains("arena") && t.contains("dense twin") && t.contains("ByteBpe"), "{t}");
+    let v = json(&["inspect", &f.p("text.spark"), "--json"]);
+    assert!(v["arena_bytes"].as_u64().unwrap() > 0);
+    let m = &v["macs_per_token"];
+    assert!(m["dense_twin"]["ffn"].as_u64().unwrap() > m["model"]["ffn"].as_u64().unwrap());
+}
+
+#[test]
+fn generate_streams_text_and_is_deterministic() {
+    let f = fx();
+    let m = f.p("text.spark");
+    let out = ok(&["generate", "--model", &m, "--prompt", "the cat", "--tokens", "6"]);
+    assert!(out.starts_with("the cat"), "prompt not echoed: {out:?}");
+    let args = [
+        "generate",
+        "--model",
+        &m,
+        "--prompt",
+        "the dog",
+        "--tokens",
+        "10",
+        "--temperature",
+        "0.9",
+        "--top-p",
+        "0.95",
+        "--seed",
+        "42",
+        "--json",
+    ];
+    let strip = |mut v: serde_json::Value| {
+        let o = v.as_object_mut().unwrap();
+        o.remove("tokens_per_s");
+        o.remove("prefill_tokens_per_s");
+        o.remove("backend");
+        v
+    };
+    let a = strip(json(&args));
+    let b = strip(json(&args));
+    assert_eq!(a, b, "same seed, different output");
+    assert_eq!(a["logits_digest"].as_str().unwrap().len(), 16);
+    let ids = a["token_ids"].as_array().unwrap();
+    assert!(!ids.is_empty() && ids.len() <= 10);
+    let expected_text = String::from_utf8_lossy(
+        &f.tok
+            .decode(
+                &ids.iter()
+                    .map(|x| x.as_u64().unwrap() as u32)
+                    .filter(|&i| Some(i) != f.tok.eos_id)
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap(),
+    )
+    .into_owned();
+    assert_eq!(a["text"].as_str().unwrap(), expected_text);
+    assert!(a["stats"]["layers"].as_array().unwrap().len() == 2);
+
+    let mut scalar_args = args.to_vec();
+    scalar_args.extend(["--backend", "scalar"]);
+    let s = strip(json(&scalar_args));
+    let mut auto_args = args.to_vec();
+    auto_args.extend(["--backend", "auto"]);
+    let n = strip(json(&auto_args));
+    assert_eq!(s["token_ids"], n["token_ids"]);
+    assert_eq!(s["logits_digest"], n["logits_digest"], "scalar and auto backends differ");
+}
+
+#[test]
+fn generate_ids_model_and_stats() {
+    let f = fx();
+    let m = f.p("ids.spark");
+    let o = run(&["generate", "--model", &m, "--prompt-ids", "1,2,3", "--tokens", "5", "--stats"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (out, e) = (stdout(&o), stderr(&o));
+    assert!(out.starts_with("1 2 3 |") && out.split_whitespace().count() == 4 + 5, "{out:?}");
+    assert!(e.contains("ffn active") && e.contains("tok/s"), "{e}");
+    // Context full: 30 prompt ids + 8 tokens > 32.
+    let long: Vec<String> = (0..30).map(|i| (i % 60).to_string()).collect();
+    let o = run(&["generate", "--model", &m, "--prompt-ids", &long.join(","), "--tokens", "8"]);
+    assert!(o.status.success());
+    assert!(stderr(&o).contains("context is full"), "{}", stderr(&o));
+}
+
+#[test]
+fn generate_errors() {
+    let f = fx();
+    let m = f.p("text.spark");
+    err(&["generate", "--model", &m, "--tokens", "0"], 2, &["--tokens"]);
+    err(&["generate", "--model", &f.p("missing.spark")], 1, &["missing.spark", "not found"]);
+    let long = "the cat sat on the mat ".repeat(40);
+    err(&["generate", "--model", &m, "--prompt", &long], 1, &["prompt", "context"]);
+    err(&["generate", "--model", &f.p("ids.spark"), "--prompt", "hi"], 1, &["no tokenizer", "--prompt-ids"]);
+    err(&["generate", "--model", &f.p("ids.spark"), "--prompt-ids", "1,x"], 2, &["token id"]);
+    err(&["generate", "--model", &f.p("ids.spark"), "--prompt-ids", "1,999"], 1, &["999", "vocabulary"]);
+    err(&["generate", "--model", &m, "--temperature", "-1"], 2, &["temperature"]);
+    // A truncated .spark file.
+    let blob = std::fs::read(f.path("text.spark")).unwrap();
+    let cut = f.path("truncated.spark");
+    std::fs::write(&cut, &blob[..blob.len() / 2]).unwrap();
+    err(&["generate", "--model", cut.to_str().unwrap()], 1, &["truncated.spark", "truncated"]);
+    err(&["inspect", cut.to_str().unwrap()], 1, &["truncated"]);
+    // Not a model at all.
+    err(&["inspect", &f.p("story.txt")], 1, &["not a valid .spark", "magic"]);
+}
+
+#[test]
+fn logits_print_json_and_npy() {
+    let f = fx();
+    let m = f.p("ids.spark");
+    let t = ok(&["logits", "--model", &m, "--ids", "1,2,3"]);
+    assert_eq!(t.lines().filter(|l| l.starts_with("pos")).count(), 3, "{t}");
+    let v = json(&["logits", "--model", &m, "--ids", "1,2,3", "--json"]);
+    let rows = v["logits"].as_array().unwrap();
+    assert_eq!((rows.len(), rows[0].as_array().unwrap().len()), (3, 64));
+    let npy_path = f.path("l.npy");
+    ok(&["logits", "--model", &m, "--ids", "4,5,6,7", "--out", npy_path.to_str().unwrap()]);
+    let bytes = std::fs::read(&npy_path).unwrap();
+    let h = npy::parse_header(&bytes).unwrap();
+    assert_eq!((h.descr.as_str(), h.fortran_order, h.shape.clone()), ("<f4", false, vec![4, 64]));
+    assert_eq!(bytes.len(), h.data_offset + 4 * 64 * 4);
+    // The first row equals the JSON logits of the same ids.
+    let v = json(&["logits", "--model", &m, "--ids", "4,5,6,7", "--json"]);
+    let first = f32::from_le_bytes(bytes[h.data_offset..h.data_offset + 4].try_into().unwrap());
+    assert_eq!(first, v["logits"][0][0].as_f64().unwrap() as f32);
+    // The f32 oracle is close to the int8 runtime on the same (dequantized) weights.
+    let o = json(&["logits", "--model", &m, "--ids", "4,5,6,7", "--oracle", "f32", "--json"]);
+    let d = (o["logits"][3][0].as_f64().unwrap() - v["logits"][3][0].as_f64().unwrap()).abs();
+    assert!(d < 0.5, "oracle and int8 far apart: {d}");
+    err(&["logits", "--model", &m, "--ids", "1,2,64"], 1, &["64", "vocabulary"]);
+}
+
+#[test]
+fn eval_text_json_and_plot() {
+    let f = fx();
+    let svg = f.path("ffn.svg");
+    let t = ok(&["eval", "--model", &f.p("text.spark"), "--text", &f.p("story.txt"), "--plot", svg.to_str().unwrap()]);
+    assert!(t.contains("perplexity") && t.contains("dequantized int8 weights"), "{t}");
+    let s = std::fs::read_to_string(&svg).unwrap();
+    assert!(s.contains("<svg") && s.contains("configured k/f"), "not an SVG plot");
+    let v = json(&["eval", "--model", &f.p("text.spark"), "--text", &f.p("story.txt"), "--max-tokens", "40", "--json"]);
+    assert!(v["perplexity_int8"].as_f64().unwrap() > 1.0);
+    assert!(v["top1_agreement"].as_f64().unwrap() > 0.0);
+    assert!(v["windows"].as_u64().unwrap() >= 2, "40 tokens in a 32-token context need 2 windows");
+    // With the float checkpoint (same config) as the oracle's weights.
+    let v = json(&[
+        "eval",
+        "--model",
+        &f.p("text.spark"),
+        "--text",
+        &f.p("story.txt"),
+        "--max-tokens",
+        "20",
+        "--checkpoint",
+        &f.p("ck.safetensors"),
+        "--json",
+    ]);
+    assert!(v["oracle"].as_str().unwrap().contains("unquantized"));
+    err(&["eval", "--model", &f.p("ids.spark"), "--text", &f.p("story.txt")], 1, &["no tokenizer"]);
+    err(&["eval", "--model", &f.p("text.spark"), "--text", &f.p("nope.txt")], 1, &["nope.txt", "not found"]);
+}
+
+#[test]
+fn convert_train_checkpoint_with_tokenizer_and_bad_inputs() {
+    let f = fx();
+    let out = f.path("conv.spark");
+    let t =
+        ok(&["convert", &f.p("ck.safetensors"), "-o", out.to_str().unwrap(), "--tokenizer", &f.p("tokenizer.json")]);
+    assert!(t.contains("worst rel L2") && t.contains("tokenizer"), "{t}");
+    let v = json(&["inspect", out.to_str().unwrap(), "--json"]);
+    assert_eq!(v["tokenizer"]["kind"], "ByteBpe");
+    ok(&["generate", "--model", out.to_str().unwrap(), "--prompt", "a cat", "--tokens", "3"]);
+
+    // Tokenizer whose vocabulary differs from the model's.
+    let small = f.path("small_tok.json");
+    let bt = BpeTokenizer::bytes_only();
+    std::fs::write(
+        &small,
+        serde_json::json!({"tokens": bt.tokens, "merges": [], "bos_id": null, "eos_id": null}).to_string(),
+    )
+    .unwrap();
+    err(
+        &["convert", &f.p("ck.safetensors"), "-o", out.to_str().unwrap(), "--tokenizer", small.to_str().unwrap()],
+        1,
+        &["256 tokens", "vocab_size"],
+    );
+
+    // A checkpoint with a missing and one with a mis-shaped tensor.
+    let ck = F32Checkpoint::random(&text_config(f.tok.vocab_size() as u32), 4);
+    let mut missing = ck.clone();
+    missing.tensors.remove("layers.1.ffn.k2");
+    let mp = write_st(f.dir.path(), "missing.safetensors", &missing);
+    err(&["convert", &mp, "-o", out.to_str().unwrap()], 1, &["layers.1.ffn.k2", "missing"]);
+    let mut bad = ck.clone();
+    let (_, v) = bad.tensors.remove("layers.0.attn.wq").unwrap();
+    bad.tensors.insert("layers.0.attn.wq".into(), (vec![16, 64], v));
+    let bp = write_st(f.dir.path(), "misshaped.safetensors", &bad);
+    err(&["convert", &bp, "-o", out.to_str().unwrap()], 1, &["layers.0.attn.wq", "expected shape"]);
+    err(&["convert", &f.p("nothing.safetensors"), "-o", out.to_str().unwrap()], 1, &["not found"]);
+    err(&["convert", &f.p("story.txt"), "-o", out.to_str().unwrap()], 1, &["safetensors"]);
+}
+
+fn write_st(dir: &Path, name: &str, ck: &F32Checkpoint) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, ck.to_safetensors_bytes().unwrap()).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn bench_small_shapes() {
+    let f = fx();
+    let m = f.p("text.spark");
+    let v = json(&["bench", "ffn", "--shape", &m, "--iters", "3", "--llc", "256K", "--json"]);
+    for k in ["spark_ms", "dense_ms", "speedup", "bandwidth_gbs", "spark_of_bound"] {
+        assert!(v[k].as_f64().unwrap() > 0.0, "{k} missing: {v}");
+    }
+    let t = ok(&["bench", "attn", "--shape", &m, "--ctx", "64", "--iters", "3", "--llc", "256K"]);
+    assert!(t.contains("speedup") && t.contains("GB/s"), "{t}");
+    let v = json(&[
+        "bench",
+        "model",
+        "--shape",
+        &m,
+        "--dense",
+        &f.p("ids.spark"),
+        "--ctx",
+        "4",
+        "--iters",
+        "3",
+        "--llc",
+        "256K",
+        "--json",
+    ]);
+    assert!(v["speedup"].as_f64().unwrap() > 0.0);
+    err(&["bench", "ffn", "--shape", "gemma9-9000b"], 2, &["unknown shape", "gemma9-9000b"]);
+    err(&["bench", "ffn", "--threads", "4"], 2, &["--threads"]);
+    err(&["bench", "model", "--shape", &m, "--ctx", "30", "--iters", "5", "--llc", "256K"], 1, &["--ctx", "context"]);
+}
+
+#[test]
+fn plan_fits_and_does_not_fit() {
+    let f = fx();
+    let m = f.p("text.spark");
+    let t = ok(&["plan", "--model", &m, "--target", "cortex-m4"]);
+    assert!(t.contains("verdict FITS") && t.contains("mps2-an386"), "{t}");
+    let t = ok(&["plan", "--model", &m, "--target", "cortex-m55", "--ram", "20K"]);
+    assert!(t.contains("DOES NOT FIT") && t.contains("--max-seq"), "{t}");
+    let v = json(&["plan", "--model", &m, "--target", "cortex-m33", "--flash", "40K", "--code", "16K", "--json"]);
+    assert_eq!(v["fits"], false);
+    assert!(v["fixes"][0].as_str().unwrap().contains("1 of its 2 layers would fit"), "{v}");
+    err(&["plan", "--model", &m, "--target", "cortex-m4", "--ram", "1K", "--check"], 1, &["does not fit"]);
+    err(&["plan", "--model", &m, "--target", "z80"], 2, &["z80"]);
+    err(&["plan", "--model", &m, "--target", "host", "--ram", "lots"], 2, &["lots"]);
+}
+
+#[test]
+fn closed_stdout_exits_quietly() {
+    let f = fx();
+    let ids: Vec<String> = (0..30).map(|i| (i % 60).to_string()).collect();
+    let mut child = bin()
+        .args(["logits", "--model", &f.p("ids.spark"), "--ids", &ids.join(","), "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away before anything is written
+    let o = child.wait_with_output().unwrap();
+    let e = stderr(&o);
+    assert_no_panic(&e);
+    assert!(e.trim().is_empty(), "unexpected stderr: {e}");
+    assert_eq!(o.status.code(), Some(0));
+}
