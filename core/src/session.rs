@@ -208,8 +208,13 @@ pub fn geglu_ffn<K: Kernels>(w: &GegluFfn<'_>, h: &[f32], s: &mut FfnScratch<'_>
     let sel = stat_topk(&s.scores[..w.wg.rows], w.k, w.z, s.idx, s.t);
     let idx = &s.idx[..sel.len];
 
-    // u_i = Wu_i . h for the selected neurons (s.xq still holds h quantized).
-    K::gemv_rows_i8(w.wu.data, w.wu.cols, idx, &s.xq[..h.len()], &mut s.acc[..sel.len]);
+    // u_i = Wu_i . h for the selected neurons (s.xq still holds h quantized); when every
+    // neuron is selected (dense) the plain gemv streams Wu without an index list.
+    if sel.len == w.wu.rows {
+        K::gemv_i8(w.wu.data, w.wu.cols, &s.xq[..h.len()], &mut s.acc[..sel.len]);
+    } else {
+        K::gemv_rows_i8(w.wu.data, w.wu.cols, idx, &s.xq[..h.len()], &mut s.acc[..sel.len]);
+    }
     let coef = &mut s.t[..sel.len];
     for j in 0..sel.len {
         let i = idx[j] as usize;
