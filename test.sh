@@ -76,6 +76,19 @@ aarch64_test max
 step "spark-hal tests on aarch64 under qemu-aarch64 -cpu cortex-a53 (NEON, no dotprod)"
 aarch64_test cortex-a53
 
+# Cross-target determinism: the bundled model on aarch64 (NEON + sdot, and NEON without
+# dotprod) must reproduce the token ids and the logits digest that the x86 scalar
+# backend recorded in models/expected_int8.json, bit for bit.
+aarch64_demo() {
+  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu $1" \
+    cargo test -p spark-sim --test demo_model --target aarch64-unknown-linux-gnu -- bundled_int8 --nocapture
+}
+step "determinism: bundled model on aarch64 under qemu-aarch64 -cpu max (NEON + sdot)"
+aarch64_demo max
+step "determinism: bundled model on aarch64 under qemu-aarch64 -cpu cortex-a53 (NEON, no dotprod)"
+aarch64_demo cortex-a53
+
 # firmware/kernel-test is its own cargo project (own .cargo/config.toml with the QEMU
 # runners); its build output goes under the workspace target directory.
 FW_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/kernel-test"

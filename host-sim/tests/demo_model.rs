@@ -111,6 +111,10 @@ fn bundled_int8_output_is_exactly_the_committed_one_on_every_backend() {
         assert_eq!((got_n, digest_n), (got, digest), "{text}: {} backend differs from scalar", Native::NAME);
         let mut text_out = vec![0u8; 4096];
         let len = tok.decode(&want, &mut text_out).unwrap();
-        println!("{text:<24} -> {:?}", String::from_utf8_lossy(&text_out[..len]));
+        println!(
+            "{text:<24} [{} = scalar] -> {:?}",
+            spark_hal::native_backend_name(),
+            String::from_utf8_lossy(&text_out[..len])
+        );
     }
 }
