@@ -97,7 +97,12 @@ fn compare(name: &str) -> Report {
     let dir = golden_dir();
     let ck = F32Checkpoint::load(&dir.join(format!("{name}.safetensors"))).expect("golden checkpoint loads");
     let golden = safetensors_tokens(&dir.join(format!("{name}.golden.safetensors")));
-    let (writer, _) = to_writer(&ck).expect("converts");
+    compare_seq(name, &ck, &golden)
+}
+
+/// Run the int8 session and both oracles over `golden` from position 0.
+fn compare_seq(name: &str, ck: &F32Checkpoint, golden: &[u32]) -> Report {
+    let (writer, _) = to_writer(ck).expect("converts");
     let blob = writer.finish();
     let model = Model::load(&blob).expect("converted model loads");
     let deq = F32Checkpoint::from_spark(&model).expect("dequantizes");
@@ -110,7 +115,7 @@ fn compare(name: &str) -> Report {
     let mut r = Report::default();
     let (mut all_a, mut all_b) = (Vec::new(), Vec::new());
     let (mut top1, mut fj, mut fjn, mut aj, mut ajn) = (0usize, 0f64, 0usize, 0f64, 0usize);
-    for &tok in &golden {
+    for &tok in golden {
         let mut sets = StepSets::default();
         let a = s.step_observed(tok, &mut sets).expect("int8 step").to_vec();
         let o = oracle.step_trace(tok).expect("oracle step");
@@ -213,4 +218,38 @@ fn int8_matches_oracle_on_golden_models() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The trained demo model (`models/demo_spark.safetensors`), on the 5 prompts of
+/// `models/expected_f32.json` followed by PyTorch's greedy continuations: a real model,
+/// where the free-running comparison is asserted too.
+#[test]
+fn int8_matches_oracle_on_the_trained_demo_model() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let ck = F32Checkpoint::load(&dir.join("demo_spark.safetensors")).expect("demo checkpoint");
+    let text = std::fs::read_to_string(dir.join("expected_f32.json")).expect("models/expected_f32.json");
+    let expected: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let ids = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    };
+    let (mut worst_free, mut worst_forced, mut min_top1) = (0f64, 0f64, 1f64);
+    for p in expected["prompts"].as_array().unwrap() {
+        let seq = [ids(&p["prompt_ids"]), ids(&p["generated_ids"])].concat();
+        let r = compare_seq("demo", &ck, &seq);
+        println!(
+            "demo {:<24} free relL2 {:.3}% top-1 {:.1}%  forced relL2 {:.3}%  FFN Jaccard {:.3} attn Jaccard {:.3}",
+            p["prompt"].as_str().unwrap(),
+            100.0 * r.rel_l2,
+            100.0 * r.top1,
+            100.0 * r.forced_rel_l2,
+            r.ffn_jaccard,
+            r.attn_jaccard
+        );
+        worst_free = worst_free.max(r.rel_l2);
+        worst_forced = worst_forced.max(r.forced_rel_l2);
+        min_top1 = min_top1.min(r.top1);
+    }
+    assert!(worst_free < 0.05, "demo model: free-running logits relative L2 {worst_free:.4} >= 0.05");
+    assert!(worst_forced < 0.05, "demo model: forced logits relative L2 {worst_forced:.4} >= 0.05");
+    assert!(min_top1 >= 0.9, "demo model: greedy agreement {min_top1:.3} < 0.90");
 }
