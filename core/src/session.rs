@@ -115,6 +115,17 @@ fn sparse_rows_out<K: Kernels>(
     }
 }
 
+/// The sparse vector-matrix coefficients of an FFN: for selected neuron `i = idx[j]`,
+/// `t[j] <- gelu(t[j]) * u_i * out_scale_i` with `u_i = acc[j] * x_scale * up_scale_i`
+/// (the dequantized up/`K2` projection).
+fn gated_coefficients(t: &mut [f32], idx: &[u32], acc: &[i32], x_scale: f32, up: F32Slice<'_>, out: F32Slice<'_>) {
+    for j in 0..t.len() {
+        let i = idx[j] as usize;
+        let u = acc[j] as f32 * x_scale * up.get(i);
+        t[j] = gelu(t[j]) * u * out.get(i);
+    }
+}
+
 /// Scratch of one FFN call (views into the session arena, or any caller buffers).
 pub struct FfnScratch<'s> {
     /// Predictor or gate scores `[f]`.
@@ -176,11 +187,7 @@ pub fn spark_ffn<K: Kernels>(w: &SparkFfn<'_>, h: &[f32], s: &mut FfnScratch<'_>
 
     // coef_i = gelu(t_i) * u_i * scale_V_i, then y = sum_i coef_i V_i.
     let coef = &mut s.t[..sel.len];
-    for j in 0..sel.len {
-        let i = idx[j] as usize;
-        let u = s.acc[j] as f32 * hs * w.k2.scales.get(i);
-        coef[j] = gelu(coef[j]) * u * w.v.scales.get(i);
-    }
+    gated_coefficients(coef, idx, &s.acc[..sel.len], hs, w.k2.scales, w.v.scales);
     sparse_rows_out::<K>(&w.v, idx, coef, s.xq, s.acc, y);
     sel
 }
@@ -216,11 +223,7 @@ pub fn geglu_ffn<K: Kernels>(w: &GegluFfn<'_>, h: &[f32], s: &mut FfnScratch<'_>
         K::gemv_rows_i8(w.wu.data, w.wu.cols, idx, &s.xq[..h.len()], &mut s.acc[..sel.len]);
     }
     let coef = &mut s.t[..sel.len];
-    for j in 0..sel.len {
-        let i = idx[j] as usize;
-        let u = s.acc[j] as f32 * hs * w.wu.scales.get(i);
-        coef[j] = gelu(coef[j]) * u * w.wd_t.scales.get(i);
-    }
+    gated_coefficients(coef, idx, &s.acc[..sel.len], hs, w.wu.scales, w.wd_t.scales);
     sparse_rows_out::<K>(&w.wd_t, idx, coef, s.xq, s.acc, y);
     sel
 }
