@@ -106,5 +106,31 @@ kernel_qemu thumbv7em-none-eabihf mps2-an386 cortex-m4
 step "Cortex-M33 DSP kernels under qemu-system-arm -machine mps2-an505"
 kernel_qemu thumbv8m.main-none-eabihf mps2-an505 cortex-m33
 
+# firmware/app: the bundled demo model on Cortex-M (cortex-m-rt firmware, own cargo project
+# like kernel-test). It bundles models/demo.spark and its dense twin, which is not committed
+# as a .spark file: convert it first (dev-profile spark-sim, already built by the workspace
+# tests; its output is byte-identical to a release build's). The run must reproduce
+# models/expected_int8.json bit for bit on the DSP kernels and prints instruction counts.
+FW_APP_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/app"
+DENSE_TWIN="${CARGO_TARGET_DIR:-$PWD/target}/demo_dense.spark"
+step "dense twin for the firmware: models/demo_dense.safetensors -> $DENSE_TWIN"
+cargo run -q -p spark-sim -- convert models/demo_dense.safetensors -o "$DENSE_TWIN.new" >/dev/null
+# (replaced only when it changed, so an unchanged twin does not rebuild the firmware)
+if cmp -s "$DENSE_TWIN.new" "$DENSE_TWIN"; then rm "$DENSE_TWIN.new"; else mv "$DENSE_TWIN.new" "$DENSE_TWIN"; fi
+step "Cortex-M firmware (firmware/app): fmt and clippy"
+(cd firmware/app && cargo fmt --check &&
+  SPARK_DENSE_MODEL="$DENSE_TWIN" cargo clippy --release --target-dir "$FW_APP_TARGET_DIR" -- -D warnings)
+
+app_qemu() { # target machine cpu
+  (cd firmware/app && SPARK_DENSE_MODEL="$DENSE_TWIN" cargo build --release --target "$1" --target-dir "$FW_APP_TARGET_DIR")
+  timeout 300 qemu-system-arm -machine "$2" -cpu "$3" -nographic -icount shift=0 \
+    -semihosting-config enable=on,target=native \
+    -kernel "$FW_APP_TARGET_DIR/$1/release/spark-app"
+}
+step "demo model on Cortex-M4 (DSP) under qemu-system-arm -machine mps2-an386: expected_int8.json bit for bit"
+app_qemu thumbv7em-none-eabihf mps2-an386 cortex-m4
+step "demo model on Cortex-M33 (DSP) under qemu-system-arm -machine mps2-an505: expected_int8.json bit for bit"
+app_qemu thumbv8m.main-none-eabihf mps2-an505 cortex-m33
+
 echo
 echo "test.sh: all checks passed"
