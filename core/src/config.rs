@@ -171,6 +171,23 @@ impl Config {
             "topk_cap_factor",
             "must be in 1.0..=64.0",
         )?;
+        check(
+            self.session_bytes_estimate() <= isize::MAX as u64,
+            "max_seq_len",
+            "a session at max_seq_len would not fit this target's address space",
+        )?;
         Ok(())
+    }
+
+    /// An upper bound, in u64, on the arena a session at `max_seq_len` needs (KV cache with
+    /// its scales, plus every scratch vector with room for alignment). `validate` requires it
+    /// to fit `isize`, so the exact `usize` arithmetic of the arena plan can never overflow,
+    /// also on 32-bit microcontrollers.
+    pub fn session_bytes_estimate(&self) -> u64 {
+        let (l, kv, s) = (self.n_layers as u64, self.n_kv_heads as u64, self.max_seq_len as u64);
+        let dh = self.head_dim as u64;
+        let kv_cache = l * kv * s * (2 * dh + 3 * 4 + 3 * 16);
+        let vectors = self.d_model as u64 + self.q_dim() as u64 + self.d_ff as u64 + self.vocab_size as u64 + s;
+        kv_cache + 64 * vectors + 64 * 1024
     }
 }

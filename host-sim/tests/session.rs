@@ -272,3 +272,28 @@ proptest! {
         prop_assert_eq!(s.step(0).err(), Some(RunError::ContextFull { max_seq: cfg.max_seq_len as usize }));
     }
 }
+
+#[test]
+fn session_estimate_bounds_the_exact_arena() {
+    // The u64 estimate that Config::validate checks against the address space must never
+    // be below the exact arena, or 32-bit targets could overflow the exact plan.
+    for (name, cfg) in configs() {
+        let blob = random_model(&cfg, 9);
+        let model = Model::load(&blob).unwrap();
+        let exact = model.arena_bytes(cfg.max_seq_len as usize) as u64;
+        let est = cfg.session_bytes_estimate();
+        assert!(est >= exact, "{name}: estimate {est} < exact {exact}");
+        assert!(est < 4 * exact + (1 << 20), "{name}: estimate {est} is not a tight bound of {exact}");
+    }
+    // The largest context a valid config allows, on a 64-bit host, still fits.
+    let big = Config {
+        n_layers: 48,
+        n_heads: 64,
+        n_kv_heads: 64,
+        head_dim: 1024,
+        d_model: 65536,
+        max_seq_len: 65536,
+        ..small_spark_config()
+    };
+    assert!(big.session_bytes_estimate() > u32::MAX as u64, "this config must not fit a 32-bit address space");
+}
