@@ -1,5 +1,7 @@
 //! The differential suite (`kernel_suite!`) for every ISA backend compiled for this target,
-//! larger shapes than the proptest ranges, the panic contract, and the native selection.
+//! larger shapes than the proptest ranges (model-sized rows, and many short rows with row
+//! lists that exercise the grouped reductions and the stream / gather prefetch paths), the
+//! panic contract, and the native selection.
 //!
 //! x86-64: `Avx2`, `Avx512Vnni` (each skipped with a message when the CPU lacks it) and the
 //! run-time dispatching `x86::Auto`. aarch64 (run under `qemu-aarch64` by `test.sh`, once
@@ -60,10 +62,104 @@ fn big_shapes<B: Kernels>() {
     }
 }
 
+/// Row lists that exercise every prefetch and grouping path: contiguous streams, runs of
+/// 1-5 consecutive rows between gaps (a row becomes part of a stream after 3 predecessors),
+/// repeats, descending order, a scattered selection, and the rows at the very end of `w`.
+fn row_lists(n_rows: usize) -> Vec<Vec<u32>> {
+    let n = n_rows as u32;
+    let mut lists = vec![
+        (0..n).collect::<Vec<u32>>(),
+        (0..n).rev().collect(),
+        (0..n).step_by(3).collect(),
+        (0..n).filter(|i| i.wrapping_mul(2654435761) >> 28 < 2).collect(),
+        vec![n - 1; 21],
+        (n.saturating_sub(9)..n).chain(0..n.min(7)).collect(),
+    ];
+    // Runs of length 1, 2, 3, 4, 5, 1, 2, ... separated by gaps of 2 rows.
+    let mut runs = Vec::new();
+    let (mut at, mut len) = (0u32, 1u32);
+    while at + len <= n {
+        runs.extend(at..at + len);
+        at += len + 2;
+        len = len % 5 + 1;
+    }
+    lists.push(runs);
+    lists
+}
+
+/// Many rows (the 16-row reductions, 4- and 8-row groups of `gemv_t_rows`, gather prefetch
+/// distances longer and shorter than the list) at short and long row lengths, with `w`
+/// starting at every offset modulo 64 inside its allocation.
+fn many_rows<B: Kernels>() {
+    let shapes: &[(usize, usize)] = &[
+        (4096, 128),
+        (1030, 256),
+        (700, 257),
+        (600, 64),
+        (513, 1),
+        (300, 17),
+        (257, 63),
+        (200, 65),
+        (130, 192),
+        (129, 200),
+        (100, 320),
+        (40, 2304),
+        (33, 1280),
+    ];
+    for (s, &(rows, cols)) in shapes.iter().enumerate() {
+        let off = (s * 23) % 64;
+        let buf = v(rows * cols + off + 7, (rows * 7 + cols) as u32);
+        let w = &buf[off..off + rows * cols];
+        let x = v(cols, cols as u32 + 5);
+        let (mut y0, mut y1) = (vec![0i32; rows], vec![9i32; rows]);
+        Scalar::gemv_i8(w, cols, &x, &mut y0);
+        B::gemv_i8(w, cols, &x, &mut y1);
+        assert_eq!(y0, y1, "{} gemv {rows}x{cols} offset {off}", B::NAME);
+        for (l, idx) in row_lists(rows).iter().enumerate() {
+            let (mut z0, mut z1) = (vec![0i32; idx.len()], vec![1i32; idx.len()]);
+            Scalar::gemv_rows_i8(w, cols, idx, &x, &mut z0);
+            B::gemv_rows_i8(w, cols, idx, &x, &mut z1);
+            assert_eq!(z0, z1, "{} gemv_rows {rows}x{cols} list {l} ({} rows)", B::NAME, idx.len());
+            let c = v(idx.len(), (l * 13 + s) as u32);
+            let (mut t0, mut t1) = (vec![3i32; cols], vec![3i32; cols]);
+            Scalar::gemv_t_rows_i8(w, cols, idx, &c, &mut t0);
+            B::gemv_t_rows_i8(w, cols, idx, &c, &mut t1);
+            assert_eq!(t0, t1, "{} gemv_t_rows {rows}x{cols} list {l} ({} rows)", B::NAME, idx.len());
+        }
+        // Every partial group size at the end of a list (1..=17 rows).
+        for m in 1..=17.min(rows) {
+            let idx: Vec<u32> = (0..m as u32).map(|i| (i * 5) % rows as u32).collect();
+            let c = vec![-128i8; m];
+            let (mut t0, mut t1) = (vec![0i32; cols], vec![0i32; cols]);
+            Scalar::gemv_t_rows_i8(w, cols, &idx, &c, &mut t0);
+            B::gemv_t_rows_i8(w, cols, &idx, &c, &mut t1);
+            assert_eq!(t0, t1, "{} gemv_t_rows {rows}x{cols} first {m} rows", B::NAME);
+            let (mut z0, mut z1) = (vec![0i32; m], vec![1i32; m]);
+            Scalar::gemv_rows_i8(w, cols, &idx, &x, &mut z0);
+            B::gemv_rows_i8(w, cols, &idx, &x, &mut z1);
+            assert_eq!(z0, z1, "{} gemv_rows {rows}x{cols} first {m} rows", B::NAME);
+        }
+        // Extreme values through the grouped paths: all -128 weights and activations.
+        let wm = vec![-128i8; rows.min(40) * cols];
+        let xm = vec![-128i8; cols];
+        let (mut y0, mut y1) = (vec![0i32; rows.min(40)], vec![0i32; rows.min(40)]);
+        Scalar::gemv_i8(&wm, cols, &xm, &mut y0);
+        B::gemv_i8(&wm, cols, &xm, &mut y1);
+        assert_eq!(y0, y1, "{} gemv -128 {rows}x{cols}", B::NAME);
+    }
+}
+
 #[test]
 fn native_big_shapes() {
     println!("native backend: {}", native_backend_name());
     big_shapes::<Native>();
+    many_rows::<Native>();
+}
+
+#[test]
+fn scalar_many_rows_self_check() {
+    // The row lists and shapes themselves are valid (the oracle against itself).
+    many_rows::<Scalar>();
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -72,11 +168,13 @@ fn x86_big_shapes() {
     use spark_hal::x86::{avx2::Avx2, avx512vnni::Avx512Vnni};
     if Avx2::available() {
         big_shapes::<Avx2>();
+        many_rows::<Avx2>();
     } else {
         eprintln!("skipped: avx2 not supported on this CPU");
     }
     if Avx512Vnni::available() {
         big_shapes::<Avx512Vnni>();
+        many_rows::<Avx512Vnni>();
     } else {
         eprintln!("skipped: avx512-vnni not supported on this CPU");
     }
@@ -87,8 +185,10 @@ fn x86_big_shapes() {
 fn arm_big_shapes() {
     use spark_hal::arm::neon::{Neon, NeonDot};
     big_shapes::<Neon>();
+    many_rows::<Neon>();
     if NeonDot::available() {
         big_shapes::<NeonDot>();
+        many_rows::<NeonDot>();
     } else {
         eprintln!("skipped: neon-sdot not supported on this CPU");
     }

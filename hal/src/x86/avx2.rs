@@ -8,11 +8,13 @@
 //! the wrapped result equals the exact one regardless of the order of additions.
 //!
 //! - `gemv` kernels stream one row at a time (measured faster than sharing activation loads
-//!   across four rows, see the note above `gemv`); `gemv_rows` prefetches the row two
-//!   entries ahead in its list.
+//!   across four rows, see the note above `gemv`), with the prefetching of `x86::prefetch`:
+//!   page-entry prefetches along consecutive rows, L2 prefetches of the rows about 64 KiB
+//!   ahead in a `gemv_rows` list.
 //! - `gemv_t_rows` pairs rows: the int16 words of rows `a` and `b` are interleaved so one
 //!   `vpmaddwd` against the broadcast pair `(c_a, c_b)` gives `c_a*W_a + c_b*W_b` per column;
-//!   up to four pairs are summed before `y` is read and written.
+//!   up to four pairs are summed before `y` is read and written, and the next eight listed
+//!   rows are prefetched into L2 a cache line per 64 columns.
 //! - `quantize_sym_i8` runs the oracle's exact float steps (absmax over finite values,
 //!   `127/absmax`, truncate, compare the exact fraction with 0.5, clamp) eight lanes at a time,
 //!   so it is bit-identical to [`Scalar`](crate::Scalar).
@@ -22,6 +24,7 @@
 
 use core::arch::x86_64::*;
 
+use super::prefetch::{in_stream, lines_l2, pages_ahead, Gather};
 use crate::scalar::{absmax_finite, quantize_one};
 use crate::{check, Kernels};
 
@@ -62,7 +65,7 @@ impl Kernels for Avx2 {
         check::dot(a, b);
         Self::require();
         // SAFETY: AVX2 is available (checked just above).
-        unsafe { dot(a, b, &[]) }
+        unsafe { dot(a, b, false) }
     }
 
     fn gemv_i8(w: &[i8], cols: usize, x: &[i8], y: &mut [i32]) {
@@ -122,16 +125,6 @@ unsafe fn widen16(s: &[i8], at: usize) -> __m256i {
     _mm256_cvtepi8_epi16(unsafe { load16(s, at) })
 }
 
-/// Prefetches the cache line holding byte `k` of `r`, if `k < r.len()` (a hint only).
-#[inline(always)]
-pub(crate) fn prefetch(r: &[i8], k: usize) {
-    if k < r.len() {
-        // SAFETY: `k < r.len()`, so the pointer is inside `r`; prefetching is only a hint
-        // and accesses nothing.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(r.as_ptr().add(k)) };
-    }
-}
-
 /// Horizontal sum of eight i32 lanes (wrapping).
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -153,19 +146,20 @@ fn tail_dot(a: &[i8], b: &[i8], from: usize) -> i32 {
 }
 
 /// `a . b` (`a.len() == b.len()`), 64 products per iteration into four accumulators.
-/// `next` (a row the caller reads later, or empty) is prefetched one cache line per
-/// iteration, which helps when rows are not consecutive in memory (`gemv_rows`).
+/// `page`: `a` is part of a stream of consecutive rows, give it page-entry prefetches.
 ///
 /// # Safety
 /// The CPU supports AVX2.
 #[target_feature(enable = "avx2")]
-unsafe fn dot(a: &[i8], b: &[i8], next: &[i8]) -> i32 {
+unsafe fn dot(a: &[i8], b: &[i8], page: bool) -> i32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
+    if page {
+        pages_ahead(a.as_ptr(), n);
+    }
     let mut acc = [_mm256_setzero_si256(); 4];
     let mut k = 0;
     while k + 64 <= n {
-        prefetch(next, k);
         for (j, acc) in acc.iter_mut().enumerate() {
             // SAFETY: `k + 16j + 16 <= k + 64 <= n` = both lengths.
             let (aj, bj) = unsafe { (widen16(a, k + 16 * j), widen16(b, k + 16 * j)) };
@@ -184,15 +178,11 @@ unsafe fn dot(a: &[i8], b: &[i8], next: &[i8]) -> i32 {
 }
 
 // One row per pass: on the x86-64 machine measured (docs/PERFORMANCE.md), streaming one
-// row at a time ran `gemv_i8` at about 90% of the single-thread read bandwidth, against
-// 50-70% for four rows per pass sharing each activation load (four interleaved streams
-// defeat part of the hardware prefetching); the activations stay in L1 either way.
-// Consecutive rows need no software prefetch (it measured neutral to harmful); listed rows
-// (`gemv_rows`) prefetch the row `PREFETCH_ROWS` ahead (distance 2 measured best: the
-// every-8th-row gather went from 4.4x to 2.8x the bandwidth bound).
-
-/// How many listed rows ahead `gemv_rows` prefetches.
-pub(crate) const PREFETCH_ROWS: usize = 2;
+// row at a time beat four rows per pass sharing each activation load (four interleaved
+// streams defeat part of the hardware prefetching); the activations stay in L1 either way.
+// What the hardware prefetchers miss is the start of every 4 KiB page: the page-entry
+// prefetch (`x86::prefetch`) took `gemv_i8` on DRAM-resident rows from 1.1-1.3x to
+// 0.75-0.9x the time of a plain summing pass over the same bytes.
 
 /// # Safety
 /// The CPU supports AVX2; shapes checked by [`check::gemv`].
@@ -203,9 +193,8 @@ unsafe fn gemv(w: &[i8], cols: usize, x: &[i8], y: &mut [i32]) {
         return;
     }
     for (yi, r) in y.iter_mut().zip(w.chunks_exact(cols)) {
-        // SAFETY: AVX2 is enabled on this function. Consecutive rows stream sequentially:
-        // no prefetch needed.
-        *yi = unsafe { dot(r, x, &[]) };
+        // SAFETY: AVX2 is enabled on this function. Consecutive rows form one stream.
+        *yi = unsafe { dot(r, x, true) };
     }
 }
 
@@ -213,26 +202,46 @@ unsafe fn gemv(w: &[i8], cols: usize, x: &[i8], y: &mut [i32]) {
 /// The CPU supports AVX2; shapes checked by [`check::gemv_rows`] with `cols > 0`.
 #[target_feature(enable = "avx2")]
 unsafe fn gemv_rows(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
-    let row = |j: usize| rows.get(j).map_or(&[][..], |&r| check::row(w, cols, r));
+    let gp = Gather::start(w, cols, rows);
     for j in 0..rows.len() {
+        gp.at(j);
         // SAFETY: AVX2 is enabled on this function.
-        y[j] = unsafe { dot(row(j), x, row(j + PREFETCH_ROWS)) };
+        y[j] = unsafe { dot(check::row(w, cols, rows[j]), x, in_stream(rows, j)) };
     }
 }
 
 /// `y += sum_p (c_a * row_a + c_b * row_b)` over `P` row pairs; every row has `y.len()`
 /// elements. `cp[p]` packs `(c_a, c_b)` as the low and high int16 halves of an i32.
+/// `next`: rows read after these, prefetched into L2 one cache line per 64 columns;
+/// `stream`: the rows are part of a stream of consecutive rows (page-entry prefetches).
 ///
 /// # Safety
 /// The CPU supports AVX2.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn t_pairs<const P: usize>(r: [(&[i8], &[i8]); P], cp: [i32; P], y: &mut [i32]) {
+unsafe fn t_pairs<const P: usize>(
+    r: [(&[i8], &[i8]); P],
+    cp: [i32; P],
+    next: &[*const i8],
+    stream: bool,
+    y: &mut [i32],
+) {
     let n = y.len();
     let r = r.map(|(a, b)| (&a[..n], &b[..n]));
     let cv = cp.map(|v| _mm256_set1_epi32(v));
+    if stream {
+        for (a, b) in r {
+            pages_ahead(a.as_ptr(), n);
+            pages_ahead(b.as_ptr(), n);
+        }
+    }
     let mut k = 0;
     while k + 16 <= n {
+        if k % 64 == 0 {
+            for &p in next {
+                lines_l2(p.wrapping_add(k), 1);
+            }
+        }
         let mut lo = _mm256_setzero_si256();
         let mut hi = _mm256_setzero_si256();
         for p in 0..P {
@@ -276,8 +285,16 @@ fn pack_pair(a: i8, b: i8) -> i32 {
 unsafe fn gemv_t_rows(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
     let row = |j: usize| check::row(w, cols, rows[j]);
     let m = rows.len();
+    // Start addresses of the 8 listed rows after position `j` (for prefetching only).
+    let next = |j: usize| -> [*const i8; 8] {
+        core::array::from_fn(|t| {
+            rows.get(j + t).map_or(core::ptr::null(), |&r| w.as_ptr().wrapping_add((r as usize).wrapping_mul(cols)))
+        })
+    };
     let mut j = 0;
     while j + 8 <= m {
+        let nx = next(j + 8);
+        let n_next = (m - j - 8).min(8);
         let r = [(row(j), row(j + 1)), (row(j + 2), row(j + 3)), (row(j + 4), row(j + 5)), (row(j + 6), row(j + 7))];
         let cp = [
             pack_pair(c[j], c[j + 1]),
@@ -285,19 +302,20 @@ unsafe fn gemv_t_rows(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i3
             pack_pair(c[j + 4], c[j + 5]),
             pack_pair(c[j + 6], c[j + 7]),
         ];
+        let stream = (j..j + 8).all(|t| in_stream(rows, t));
         // SAFETY: AVX2 is enabled on this function; every row has `cols = y.len()` elements.
-        unsafe { t_pairs(r, cp, y) };
+        unsafe { t_pairs(r, cp, &nx[..n_next], stream, y) };
         j += 8;
     }
     while j + 2 <= m {
         // SAFETY: as above.
-        unsafe { t_pairs([(row(j), row(j + 1))], [pack_pair(c[j], c[j + 1])], y) };
+        unsafe { t_pairs([(row(j), row(j + 1))], [pack_pair(c[j], c[j + 1])], &[], false, y) };
         j += 2;
     }
     if j < m {
         // The odd row pairs with itself under a zero coefficient.
         // SAFETY: as above.
-        unsafe { t_pairs([(row(j), row(j))], [pack_pair(c[j], 0)], y) };
+        unsafe { t_pairs([(row(j), row(j))], [pack_pair(c[j], 0)], &[], false, y) };
     }
 }
 

@@ -10,20 +10,30 @@
 //! and the true result fits in `i32` (see [`crate::MAX_ACC_TERMS`]), so the wrapped
 //! result is exact.
 //!
-//! `gemv` streams one row at a time (see the note above `avx2::gemv`). Ragged ends use
-//! AVX-512 masked loads and stores (masked-off bytes read as zero and are
-//! never accessed), so there is no scalar tail: a zero `x` byte cancels whatever `u` holds.
-//! `gemv_t_rows` interleaves the bytes of four rows so each i32 lane holds one column of
-//! all four, `vpdpbusd` against the broadcast coefficients `(c0, c1, c2, c3)` then gives
-//! `sum_j c_j * W_j[col]`; a 4x4 transpose of 128-bit blocks restores column order.
-//! `quantize_sym_i8` is the AVX2 one.
+//! - `gemv`, `gemv_rows`, `dot`: rows are read one after the other (each row's loads are
+//!   sequential) into one accumulator per row (two for rows of 128+ bytes), and 16 rows are
+//!   reduced together by a transpose-and-add tree (about 2 shuffles per row instead of a
+//!   full horizontal reduction per row) into one 16-lane store.
+//! - `gemv_t_rows` interleaves the bytes of four rows so each i32 lane holds one column of
+//!   all four; `vpdpbusd` against the broadcast coefficients `(c0, c1, c2, c3)` then gives
+//!   `sum_j c_j * W_j[col]`, and a 4x4 transpose of 128-bit blocks restores column order.
+//!   Rows of at most 256 columns keep all of `y` in registers (16 accumulators) for the
+//!   whole row list; longer rows are taken 8 at a time across all columns, `y` staying
+//!   in L1.
+//! - Prefetching follows `x86::prefetch`: page-entry prefetches for streams (consecutive
+//!   rows), L2 prefetches of the rows about 64 KiB ahead in a row list, and for
+//!   `gemv_t_rows` on long rows the next 8 rows, chunk by chunk.
+//!
+//! Ragged ends use AVX-512 masked loads and stores (masked-off bytes read as zero and are
+//! never accessed), so there is no scalar tail: a zero `x` byte cancels whatever `u` holds,
+//! and masked-off output lanes are never stored. `quantize_sym_i8` is the AVX2 one.
 //!
 //! Tested bit-exact against the scalar oracle by `kernel_suite!(avx512vnni_suite, ..)` in
 //! `tests/backends.rs` (skipped, with a message, on CPUs without AVX-512 VNNI).
 
 use core::arch::x86_64::*;
 
-use super::avx2::{prefetch, PREFETCH_ROWS};
+use super::prefetch::{in_stream, lines_l2, pages_ahead, Gather};
 use crate::{check, Kernels};
 
 /// The AVX-512 VNNI backend (needs `avx512f`, `avx512bw`, `avx512vnni`, and `avx2` for
@@ -85,10 +95,14 @@ impl Kernels for Avx512Vnni {
     fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
         check::dot(a, b);
         Self::require();
-        let mut out = 0;
-        // SAFETY: the CPU features are available (checked just above).
-        unsafe { gemv_by(a.len(), 1, |_| a, b, 0, |_, v| out = v) };
-        out
+        if a.is_empty() {
+            return 0;
+        }
+        let mut out = [0];
+        // SAFETY: the CPU features are available (checked just above); `a` has `b.len()`
+        // elements.
+        unsafe { gemv_by(Rows::One(a), b, &mut out) };
+        out[0]
     }
 
     fn gemv_i8(w: &[i8], cols: usize, x: &[i8], y: &mut [i32]) {
@@ -98,8 +112,9 @@ impl Kernels for Avx512Vnni {
             y.fill(0);
             return;
         }
-        // SAFETY: the CPU features are available (checked just above).
-        unsafe { gemv_by(cols, y.len(), |i| &w[i * cols..(i + 1) * cols], x, 0, |i, v| y[i] = v) };
+        // SAFETY: the CPU features are available (checked just above); `w` holds `y.len()`
+        // rows of `cols = x.len() > 0` elements.
+        unsafe { gemv_by(Rows::Stream(w), x, y) };
     }
 
     fn gemv_rows_i8(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
@@ -108,8 +123,9 @@ impl Kernels for Avx512Vnni {
             return;
         }
         Self::require();
-        // SAFETY: the CPU features are available (checked just above).
-        unsafe { gemv_by(cols, rows.len(), |j| check::row(w, cols, rows[j]), x, PREFETCH_ROWS, |j, v| y[j] = v) };
+        // SAFETY: the CPU features are available (checked just above); every listed row
+        // has `cols = x.len() > 0` elements, `y.len() = rows.len()`.
+        unsafe { gemv_by(Rows::List(w, rows), x, y) };
     }
 
     fn gemv_t_rows_i8(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
@@ -153,6 +169,18 @@ unsafe fn load64(s: &[i8], at: usize) -> __m512i {
     unsafe { _mm512_maskz_loadu_epi8(m, s.as_ptr().add(at)) }
 }
 
+/// Loads the full 64 bytes of `s` at `at`.
+///
+/// # Safety
+/// `at + 64 <= s.len()`; the CPU supports AVX-512 F.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn load64_full(s: &[i8], at: usize) -> __m512i {
+    debug_assert!(at + 64 <= s.len());
+    // SAFETY: the caller guarantees the 64 bytes are inside `s`; `loadu` needs no alignment.
+    unsafe { _mm512_loadu_si512(s.as_ptr().add(at).cast()) }
+}
+
 /// `sum x` (wrapping i32), via `vpdpbusd` with all-ones unsigned bytes.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
@@ -168,46 +196,125 @@ fn sum_i8(x: &[i8]) -> i32 {
     _mm512_reduce_add_epi32(acc)
 }
 
-/// `out(i, row(i) . x)` for `i in 0..m`, one row at a time (see the note above
-/// `avx2::gemv`), prefetching `row(i + pf)` unless `pf == 0`. Every `row(i)` has
-/// `cols = x.len()` elements.
+/// Sixteen accumulators to one vector whose lane `i` is the (wrapping) sum of the lanes
+/// of `a[i]`: pairs are interleaved and added (`unpack` + `add`) until each 128-bit block
+/// holds four row sums, then the four blocks of each vector are transposed and added.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn reduce16(a: &[__m512i; 16]) -> __m512i {
+    // Per 128-bit block: [sum a, sum b, sum c, sum d] of that block's lanes.
+    let four = |a: __m512i, b: __m512i, c: __m512i, d: __m512i| {
+        let ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+        let cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+        _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd))
+    };
+    let u0 = four(a[0], a[1], a[2], a[3]);
+    let u1 = four(a[4], a[5], a[6], a[7]);
+    let u2 = four(a[8], a[9], a[10], a[11]);
+    let u3 = four(a[12], a[13], a[14], a[15]);
+    // Blocks (0 + 2, 1 + 3) of u0 and u1, then of u2 and u3.
+    let v01 =
+        _mm512_add_epi32(_mm512_shuffle_i32x4::<0b01_00_01_00>(u0, u1), _mm512_shuffle_i32x4::<0b11_10_11_10>(u0, u1));
+    let v23 =
+        _mm512_add_epi32(_mm512_shuffle_i32x4::<0b01_00_01_00>(u2, u3), _mm512_shuffle_i32x4::<0b11_10_11_10>(u2, u3));
+    // [u0, u1, u2, u3] totals, four rows each, in row order.
+    _mm512_add_epi32(_mm512_shuffle_i32x4::<0b10_00_10_00>(v01, v23), _mm512_shuffle_i32x4::<0b11_01_11_01>(v01, v23))
+}
+
+/// The rows a [`gemv_by`] loop reads, which also decides its prefetching (see
+/// `x86::prefetch`).
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    /// One row (a single dot product): no prefetching.
+    One(&'a [i8]),
+    /// All rows of `w`, consecutive in memory: page-entry prefetches.
+    Stream(&'a [i8]),
+    /// Rows of `w` listed by index: gather prefetches ahead, page-entry prefetches for rows
+    /// [`in_stream`].
+    List(&'a [i8], &'a [u32]),
+}
+
+/// `sum_k (r[k] ^ 0x80) * x[k]` over all of `x` (`r.len() == x.len()`) in the lanes of
+/// the result, 128 columns per step into two chains; `page`: `r` is part of a stream, give
+/// it its page-entry prefetches.
 ///
 /// # Safety
 /// The CPU supports AVX-512 F, BW and VNNI.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn gemv_by<'w>(
-    cols: usize,
-    m: usize,
-    row: impl Fn(usize) -> &'w [i8],
-    x: &[i8],
-    pf: usize,
-    mut out: impl FnMut(usize, i32),
-) {
-    let x = &x[..cols];
-    let corr = sum_i8(x).wrapping_mul(128);
+unsafe fn row_dot(r: &[i8], x: &[i8], page: bool) -> __m512i {
+    let n = x.len();
+    let r = &r[..n];
     let flip = _mm512_set1_epi8(-128);
-    for i in 0..m {
-        let r = &row(i)[..cols];
-        let next = if pf > 0 && i + pf < m { row(i + pf) } else { &[][..] };
-        let mut acc = _mm512_setzero_si512();
-        let mut k = 0;
-        while k + 64 <= cols {
-            prefetch(next, k);
-            // SAFETY: `k + 64 <= cols` and both slices have exactly `cols` elements, so
-            // the two full 64-byte loads are in bounds (`loadu`: no alignment needed).
-            let (u0, x0) =
-                unsafe { (_mm512_loadu_si512(r.as_ptr().add(k).cast()), _mm512_loadu_si512(x.as_ptr().add(k).cast())) };
-            acc = _mm512_dpbusd_epi32(acc, _mm512_xor_si512(u0, flip), x0);
-            k += 64;
+    if page {
+        pages_ahead(r.as_ptr(), n);
+    }
+    let (mut a0, mut a1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+    let mut k = 0;
+    while k + 128 <= n {
+        // SAFETY: `k + 128 <= n` and both slices have exactly `n` elements.
+        let (u0, x0, u1, x1) =
+            unsafe { (load64_full(r, k), load64_full(x, k), load64_full(r, k + 64), load64_full(x, k + 64)) };
+        a0 = _mm512_dpbusd_epi32(a0, _mm512_xor_si512(u0, flip), x0);
+        a1 = _mm512_dpbusd_epi32(a1, _mm512_xor_si512(u1, flip), x1);
+        k += 128;
+    }
+    while k < n {
+        // The last 1-127 columns, masked (zero activations cancel the flipped weights).
+        // SAFETY: `k < n` and both slices have exactly `n` elements.
+        let (u0, x0) = unsafe { (load64(r, k), load64(x, k)) };
+        a0 = _mm512_dpbusd_epi32(a0, _mm512_xor_si512(u0, flip), x0);
+        k += 64;
+    }
+    _mm512_add_epi32(a0, a1)
+}
+
+/// `y[i] = row i . x` for every row of `src` (`y.len()` rows; each row has `x.len() > 0`
+/// elements), 16 rows per reduction.
+///
+/// (A variant for rows of at most 256 bytes that loads each activation chunk once for 16
+/// rows, all accumulators in registers, measured slower on cache-resident `[4096 x 128]`:
+/// 17.5 us against 14.8 us for this row-after-row loop.)
+///
+/// # Safety
+/// The CPU supports AVX-512 F, BW and VNNI.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn gemv_by(src: Rows<'_>, x: &[i8], y: &mut [i32]) {
+    let n = x.len();
+    let m = y.len();
+    let corr = _mm512_set1_epi32(sum_i8(x).wrapping_mul(128));
+    let gather = match src {
+        Rows::List(w, rows) => Some(Gather::start(w, n, rows)),
+        _ => None,
+    };
+    let mut i = 0;
+    while i < m {
+        let g = (m - i).min(16);
+        let mut acc = [_mm512_setzero_si512(); 16];
+        // SAFETY (all arms): the CPU features are enabled here and every row passed to
+        // `row_dot` has `n` elements.
+        match (src, &gather) {
+            (Rows::Stream(w), _) => {
+                for (a, r) in acc.iter_mut().zip(w[i * n..(i + g) * n].chunks_exact(n)) {
+                    *a = unsafe { row_dot(r, x, true) };
+                }
+            }
+            (Rows::List(w, rows), Some(gp)) => {
+                for (t, a) in acc.iter_mut().enumerate().take(g) {
+                    gp.at(i + t);
+                    *a = unsafe { row_dot(check::row(w, n, rows[i + t]), x, in_stream(rows, i + t)) };
+                }
+            }
+            (Rows::One(r), _) => acc[0] = unsafe { row_dot(r, x, false) },
+            (Rows::List(..), None) => unreachable!(),
         }
-        if k < cols {
-            // The last 1-63 columns, masked (zero activations cancel the flipped weights).
-            // SAFETY: `k < cols` and both slices have exactly `cols` elements.
-            let (u0, x0) = unsafe { (load64(r, k), load64(x, k)) };
-            acc = _mm512_dpbusd_epi32(acc, _mm512_xor_si512(u0, flip), x0);
-        }
-        out(i, _mm512_reduce_add_epi32(acc).wrapping_sub(corr));
+        let s = _mm512_sub_epi32(reduce16(&acc), corr);
+        let mask = ((1u32 << g) - 1) as __mmask16;
+        // SAFETY: only the `mask`-selected i32s `y[i..i + g]`, all inside `y`, are written;
+        // masked-off elements are neither written nor able to fault.
+        unsafe { _mm512_mask_storeu_epi32(y.as_mut_ptr().add(i), mask, s) };
+        i += g;
     }
 }
 
@@ -217,63 +324,189 @@ fn pack4(c: [i8; 4]) -> i32 {
     i32::from_le_bytes(c.map(|v| v as u8))
 }
 
-/// `y += sum_q sum_j c_qj * row_qj` over `Q` groups of four rows; every row has `y.len()`
-/// elements.
-///
-/// # Safety
-/// The CPU supports AVX-512 F, BW and VNNI.
+/// `acc[0..4] += (c0 u0 + c1 u1 + c2 u2 + c3 u3)` per column, the 64 columns of the
+/// (already flipped) row chunks `u` in the lane order that [`store_add`] undoes; `cv` is
+/// `(c0, c1, c2, c3)` broadcast to every i32 lane.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn t_quads<const Q: usize>(r: [[&[i8]; 4]; Q], c: [[i8; 4]; Q], y: &mut [i32]) {
+fn quad_dp(acc: &mut [__m512i; 4], u: [__m512i; 4], cv: __m512i) {
+    let lo01 = _mm512_unpacklo_epi8(u[0], u[1]);
+    let hi01 = _mm512_unpackhi_epi8(u[0], u[1]);
+    let lo23 = _mm512_unpacklo_epi8(u[2], u[3]);
+    let hi23 = _mm512_unpackhi_epi8(u[2], u[3]);
+    // Per 128-bit lane L, these hold columns 16L+0..4, +4..8, +8..12, +12..16, each i32
+    // lane as the bytes (u0, u1, u2, u3) of one column.
+    acc[0] = _mm512_dpbusd_epi32(acc[0], _mm512_unpacklo_epi16(lo01, lo23), cv);
+    acc[1] = _mm512_dpbusd_epi32(acc[1], _mm512_unpackhi_epi16(lo01, lo23), cv);
+    acc[2] = _mm512_dpbusd_epi32(acc[2], _mm512_unpacklo_epi16(hi01, hi23), cv);
+    acc[3] = _mm512_dpbusd_epi32(acc[3], _mm512_unpackhi_epi16(hi01, hi23), cv);
+}
+
+/// `y[..min(64, y.len())] += ` the 64 column sums held by `acc` in [`quad_dp`] order.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn store_add(acc: [__m512i; 4], y: &mut [i32]) {
+    // 4x4 transpose of 128-bit blocks: out[L] = [acc0.L, acc1.L, acc2.L, acc3.L].
+    let t0 = _mm512_shuffle_i32x4::<0b01_00_01_00>(acc[0], acc[1]);
+    let t1 = _mm512_shuffle_i32x4::<0b01_00_01_00>(acc[2], acc[3]);
+    let t2 = _mm512_shuffle_i32x4::<0b11_10_11_10>(acc[0], acc[1]);
+    let t3 = _mm512_shuffle_i32x4::<0b11_10_11_10>(acc[2], acc[3]);
+    let out = [
+        _mm512_shuffle_i32x4::<0b10_00_10_00>(t0, t1),
+        _mm512_shuffle_i32x4::<0b11_01_11_01>(t0, t1),
+        _mm512_shuffle_i32x4::<0b10_00_10_00>(t2, t3),
+        _mm512_shuffle_i32x4::<0b11_01_11_01>(t2, t3),
+    ];
+    let n = y.len().min(64);
+    for (b, v) in out.into_iter().enumerate() {
+        let at = 16 * b;
+        if at >= n {
+            break;
+        }
+        let left = n - at;
+        let m: __mmask16 = if left >= 16 { !0 } else { (1u16 << left) - 1 };
+        // SAFETY: only the `m`-selected i32s `y[at..at + min(16, left)]`, all inside `y`,
+        // are accessed; masked-off elements are neither read, written nor able to fault.
+        unsafe {
+            let p = y.as_mut_ptr().add(at);
+            _mm512_mask_storeu_epi32(p, m, _mm512_add_epi32(_mm512_maskz_loadu_epi32(m, p), v));
+        }
+    }
+}
+
+/// Loads up to 64 bytes of row `r` at column `k` (zero past its end), flipped to unsigned.
+///
+/// # Safety
+/// `k <= r.len()`; the CPU supports AVX-512 F and BW.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn flipped(r: &[i8], k: usize) -> __m512i {
+    // SAFETY: forwarded from the caller's contract.
+    _mm512_xor_si512(unsafe { load64(r, k) }, _mm512_set1_epi8(-128))
+}
+
+/// Rows of the quad starting at list position `j` (the missing ones of a last partial quad
+/// repeat its first row, with a zero coefficient) and their coefficients.
+#[inline(always)]
+fn quad<'w>(row: &impl Fn(usize) -> &'w [i8], c: &[i8], j: usize) -> ([&'w [i8]; 4], [i8; 4]) {
+    let g = (c.len() - j).min(4);
+    let mut r = [row(j); 4];
+    let mut cc = [0i8; 4];
+    for t in 0..g {
+        r[t] = row(j + t);
+        cc[t] = c[j + t];
+    }
+    (r, cc)
+}
+
+/// `gemv_t_rows` for rows of `NC * 64 - 63 ..= NC * 64` columns (`NC` in 1..=4): all of
+/// `y` lives in `NC * 4` accumulators for the whole row list, one quad of rows at a time.
+///
+/// # Safety
+/// The CPU supports AVX-512 F, BW and VNNI; `y.len() <= NC * 64`, every listed row has
+/// `y.len()` elements.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn t_short<const NC: usize>(w: &[i8], rows: &[u32], c: &[i8], y: &mut [i32]) {
     let n = y.len();
-    let r = r.map(|q| q.map(|s| &s[..n]));
-    let cv = c.map(|q| _mm512_set1_epi32(pack4(q)));
-    let csum: i32 = c.iter().flatten().map(|&v| v as i32).sum();
-    let corr = _mm512_set1_epi32(-128 * csum);
+    let row = |j: usize| check::row(w, n, rows[j]);
+    let csum = c.iter().fold(0i32, |s, &v| s.wrapping_add(v as i32));
+    // Every flipped weight adds 128 * c to its column: subtract 128 * sum c once.
+    let corr = _mm512_set1_epi32(csum.wrapping_mul(-128));
+    let mut acc = [[corr; 4]; NC];
+    let gp = Gather::start(w, n, rows);
+    let mut j = 0;
+    while j < rows.len() {
+        let (r, cc) = quad(&row, c, j);
+        let cv = _mm512_set1_epi32(pack4(cc));
+        for t in 0..4.min(rows.len() - j) {
+            gp.at(j + t);
+            if in_stream(rows, j + t) {
+                pages_ahead(r[t].as_ptr(), n);
+            }
+        }
+        for (q, a) in acc.iter_mut().enumerate() {
+            if 64 * q < n {
+                // SAFETY: `64 q < n` = every row's length.
+                let u = unsafe { r.map(|s| flipped(s, 64 * q)) };
+                quad_dp(a, u, cv);
+            }
+        }
+        j += 4;
+    }
+    for (q, a) in acc.into_iter().enumerate() {
+        if 64 * q < n {
+            store_add(a, &mut y[64 * q..]);
+        }
+    }
+}
+
+/// Rows per pass of [`t_long`] (two quads).
+const T_GROUP: usize = 8;
+
+/// `gemv_t_rows` for any row length: [`T_GROUP`] listed rows at a time over all columns
+/// (`y` stays in L1). At every 64-column chunk the same chunk of the next group's rows is
+/// prefetched into L2, and rows [`in_stream`] also get page-entry prefetches. (Measured
+/// on the dense down projection, 9216 consecutive rows of 2304: groups of 8 with both
+/// prefetches 0.92-1.06x the plain-sum time, groups of 16 1.16-1.44x, page-entry
+/// prefetches alone 1.7-2.1x.)
+///
+/// # Safety
+/// The CPU supports AVX-512 F, BW and VNNI; every listed row has `y.len()` elements.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn t_long(w: &[i8], rows: &[u32], c: &[i8], y: &mut [i32]) {
+    const G: usize = T_GROUP;
+    let n = y.len();
+    let m = rows.len();
     let flip = _mm512_set1_epi8(-128);
-    let mut k = 0;
-    while k < n {
-        let mut acc = [corr; 4];
-        for q in 0..Q {
-            // SAFETY: `k < n` and every row has exactly `n` elements.
-            let [u0, u1, u2, u3] = r[q].map(|s| _mm512_xor_si512(unsafe { load64(s, k) }, flip));
-            let lo01 = _mm512_unpacklo_epi8(u0, u1);
-            let hi01 = _mm512_unpackhi_epi8(u0, u1);
-            let lo23 = _mm512_unpacklo_epi8(u2, u3);
-            let hi23 = _mm512_unpackhi_epi8(u2, u3);
-            // Per 128-bit lane L, these hold columns 16L+0..4, +4..8, +8..12, +12..16, each
-            // i32 lane as the bytes (u0, u1, u2, u3) of one column.
-            acc[0] = _mm512_dpbusd_epi32(acc[0], _mm512_unpacklo_epi16(lo01, lo23), cv[q]);
-            acc[1] = _mm512_dpbusd_epi32(acc[1], _mm512_unpackhi_epi16(lo01, lo23), cv[q]);
-            acc[2] = _mm512_dpbusd_epi32(acc[2], _mm512_unpacklo_epi16(hi01, hi23), cv[q]);
-            acc[3] = _mm512_dpbusd_epi32(acc[3], _mm512_unpackhi_epi16(hi01, hi23), cv[q]);
+    let mut j = 0;
+    while j < m {
+        let g = (m - j).min(G);
+        // Row starts of this group, bounds-checked (a last, partial group repeats its first
+        // row under a zero coefficient), and the coefficients.
+        let first = check::row(w, n, rows[j]).as_ptr();
+        let mut rp = [first; G];
+        let mut cc = [0i8; G];
+        for t in 0..g {
+            rp[t] = check::row(w, n, rows[j + t]).as_ptr();
+            cc[t] = c[j + t];
         }
-        // 4x4 transpose of 128-bit blocks: out[L] = [acc0.L, acc1.L, acc2.L, acc3.L].
-        let t0 = _mm512_shuffle_i32x4::<0b01_00_01_00>(acc[0], acc[1]);
-        let t1 = _mm512_shuffle_i32x4::<0b01_00_01_00>(acc[2], acc[3]);
-        let t2 = _mm512_shuffle_i32x4::<0b11_10_11_10>(acc[0], acc[1]);
-        let t3 = _mm512_shuffle_i32x4::<0b11_10_11_10>(acc[2], acc[3]);
-        let out = [
-            _mm512_shuffle_i32x4::<0b10_00_10_00>(t0, t1),
-            _mm512_shuffle_i32x4::<0b11_01_11_01>(t0, t1),
-            _mm512_shuffle_i32x4::<0b10_00_10_00>(t2, t3),
-            _mm512_shuffle_i32x4::<0b11_01_11_01>(t2, t3),
-        ];
-        for (b, v) in out.into_iter().enumerate() {
-            let at = k + 16 * b;
-            if at >= n {
-                break;
-            }
-            let left = n - at;
-            let m: __mmask16 = if left >= 16 { !0 } else { (1u16 << left) - 1 };
-            // SAFETY: only the `m`-selected i32s `y[at..at + min(16, left)]`, all inside `y`,
-            // are accessed; masked-off elements are neither read, written nor able to fault.
-            unsafe {
-                let p = y.as_mut_ptr().add(at);
-                _mm512_mask_storeu_epi32(p, m, _mm512_add_epi32(_mm512_maskz_loadu_epi32(m, p), v));
+        for t in 0..g {
+            if in_stream(rows, j + t) {
+                pages_ahead(rp[t], n);
             }
         }
-        k += 64;
+        let csum = cc.iter().fold(0i32, |s, &v| s.wrapping_add(v as i32));
+        let corr = _mm512_set1_epi32(csum.wrapping_mul(-128));
+        let cv: [__m512i; G / 4] = core::array::from_fn(|q| {
+            _mm512_set1_epi32(pack4([cc[4 * q], cc[4 * q + 1], cc[4 * q + 2], cc[4 * q + 3]]))
+        });
+        let nq = g.div_ceil(4);
+        // The next group's rows: start addresses for the prefetches only.
+        let next: [*const i8; G] = core::array::from_fn(|t| {
+            rows.get(j + g + t).map_or(core::ptr::null(), |&r| w.as_ptr().wrapping_add((r as usize).wrapping_mul(n)))
+        });
+        let n_next = (m - j - g).min(G);
+        let mut k = 0;
+        while k < n {
+            for &p in &next[..n_next] {
+                lines_l2(p.wrapping_add(k), 1);
+            }
+            let mask = byte_mask(n - k);
+            let mut acc = [corr; 4];
+            for q in 0..nq {
+                // SAFETY: every `rp[t]` starts a row of `n` bytes inside `w` and `mask`
+                // selects bytes `k..min(k + 64, n)` of it; masked-off bytes are not accessed.
+                let u: [__m512i; 4] = core::array::from_fn(|t| unsafe {
+                    _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, rp[4 * q + t].add(k)), flip)
+                });
+                quad_dp(&mut acc, u, cv[q]);
+            }
+            store_add(acc, &mut y[k..]);
+            k += 64;
+        }
+        j += g;
     }
 }
 
@@ -282,32 +515,16 @@ unsafe fn t_quads<const Q: usize>(r: [[&[i8]; 4]; Q], c: [[i8; 4]; Q], y: &mut [
 /// `cols > 0`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn gemv_t_rows(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
-    let row = |j: usize| check::row(w, cols, rows[j]);
-    let quad = |j: usize| [row(j), row(j + 1), row(j + 2), row(j + 3)];
-    let cq = |j: usize| [c[j], c[j + 1], c[j + 2], c[j + 3]];
-    let m = rows.len();
-    let mut j = 0;
-    while j + 16 <= m {
-        // SAFETY: the CPU features are enabled on this function; rows have `cols` elements.
-        unsafe {
-            t_quads([quad(j), quad(j + 4), quad(j + 8), quad(j + 12)], [cq(j), cq(j + 4), cq(j + 8), cq(j + 12)], y)
-        };
-        j += 16;
-    }
-    while j + 4 <= m {
-        // SAFETY: as above.
-        unsafe { t_quads([quad(j)], [cq(j)], y) };
-        j += 4;
-    }
-    if j < m {
-        // The last 1-3 rows, padded with zero coefficients on a repeated row.
-        let mut rq = [row(j); 4];
-        let mut cc = [0i8; 4];
-        for t in 0..m - j {
-            rq[t] = row(j + t);
-            cc[t] = c[j + t];
+    debug_assert_eq!(cols, y.len());
+    // SAFETY (all arms): the CPU features are enabled on this function, `cols = y.len()`
+    // is every row's length and within each arm's bound.
+    unsafe {
+        match cols.div_ceil(64) {
+            1 => t_short::<1>(w, rows, c, y),
+            2 => t_short::<2>(w, rows, c, y),
+            3 => t_short::<3>(w, rows, c, y),
+            4 => t_short::<4>(w, rows, c, y),
+            _ => t_long(w, rows, c, y),
         }
-        // SAFETY: as above.
-        unsafe { t_quads([rq], [cc], y) };
     }
 }
