@@ -8,6 +8,7 @@
 //! Timings are medians over `--iters` calls after a short warm-up.
 
 use crate::format::ModelWriter;
+use crate::testmodel::for_each_weight;
 use crate::ui::{
     fail, human_bytes, load_model, median, print_json, progress, read_model_file, usage, Backend, CliResult,
 };
@@ -16,7 +17,6 @@ use spark_core::format::{F32Slice, QMatrix};
 use spark_core::session::{
     attend_head, geglu_ffn, spark_ffn, AttnParams, AttnScratch, FfnScratch, GegluFfn, KvView, SparkFfn,
 };
-use spark_core::tensor::{expected, GLOBAL_KINDS, LAYER_KINDS};
 use spark_core::topk::{stat_topk, topk_capacity, topk_z};
 use spark_core::{AttnKind, Config, DType, FfnKind, Model, Session, TensorId, TokenizerMeta};
 use spark_hal::Kernels;
@@ -741,30 +741,15 @@ fn bench_attn<K: Kernels>(a: &BenchArgs, s: &BenchShape) -> CliResult {
 pub fn synthetic_model(cfg: &Config, seed: u64) -> Vec<u8> {
     let mut fill = Fill(seed | 1);
     let mut w = ModelWriter::new(*cfg, TokenizerMeta::NONE);
-    let mut add = |w: &mut ModelWriter, id: TensorId| {
-        let Some((dtype, [rows, cols])) = expected(cfg, id.kind) else { return };
-        let (rows, cols) = (rows as usize, cols as usize);
-        match dtype {
-            DType::I8 => {
-                let m = RandMatrix::new(&mut fill, rows, cols);
-                w.add_raw(id, DType::I8, [rows as u32, cols as u32], m.data.iter().map(|&x| x as u8).collect());
-                let scale_kind = id.kind.scale().unwrap_or(id.kind);
-                w.add_raw(TensorId { kind: scale_kind, layer: id.layer }, DType::F32, [rows as u32, 1], m.scales);
-            }
-            DType::F32 if !id.kind.name().ends_with(".scale") => {
-                w.add_f32(id, &vec![1.0f32; rows]);
-            }
-            _ => {}
+    for_each_weight(cfg, |id, dtype, rows, cols| match dtype {
+        DType::I8 => {
+            let m = RandMatrix::new(&mut fill, rows, cols);
+            w.add_raw(id, DType::I8, [rows as u32, cols as u32], m.data.iter().map(|&x| x as u8).collect());
+            let scale_kind = id.kind.scale().unwrap_or(id.kind);
+            w.add_raw(TensorId { kind: scale_kind, layer: id.layer }, DType::F32, [rows as u32, 1], m.scales);
         }
-    };
-    for &k in GLOBAL_KINDS {
-        add(&mut w, TensorId::global(k));
-    }
-    for l in 0..cfg.n_layers as usize {
-        for &k in LAYER_KINDS {
-            add(&mut w, TensorId::layer(l, k));
-        }
-    }
+        _ => w.add_f32(id, &vec![1.0f32; rows]),
+    });
     w.finish()
 }
 

@@ -39,34 +39,42 @@ pub fn small_spark_config() -> Config {
     }
 }
 
+/// Call `f(id, dtype, rows, cols)` for every tensor `cfg` requires except the scale vectors
+/// of quantized matrices and the tokenizer, globals first then each layer, in the
+/// canonical order of `GLOBAL_KINDS` / `LAYER_KINDS`.
+pub fn for_each_weight(cfg: &Config, mut f: impl FnMut(TensorId, DType, usize, usize)) {
+    let mut visit = |id: TensorId| {
+        if let Some((dtype, [rows, cols])) = expected(cfg, id.kind) {
+            if !is_scale(id.kind) {
+                f(id, dtype, rows as usize, cols as usize);
+            }
+        }
+    };
+    for &k in GLOBAL_KINDS {
+        visit(TensorId::global(k));
+    }
+    for l in 0..cfg.n_layers as usize {
+        for &k in LAYER_KINDS {
+            visit(TensorId::layer(l, k));
+        }
+    }
+}
+
 /// Fill a writer with random weights for every tensor `cfg` requires (no tokenizer).
 pub fn random_writer(cfg: &Config, seed: u64) -> ModelWriter {
     let mut rng = SplitMix64(seed);
     let mut w = ModelWriter::new(*cfg, TokenizerMeta::NONE);
-    let mut add = |w: &mut ModelWriter, id: TensorId| {
-        let Some((dtype, [rows, cols])) = expected(cfg, id.kind) else { return };
-        let (rows, cols) = (rows as usize, cols as usize);
-        match dtype {
-            DType::I8 => {
-                let s = 1.0 / (cols as f64).sqrt();
-                let v: Vec<f32> = (0..rows * cols).map(|_| (rng.normal() * s) as f32).collect();
-                w.add_quantized(id, &v, rows, cols);
-            }
-            DType::F32 if !is_scale(id.kind) => {
-                let v: Vec<f32> = (0..rows).map(|_| (1.0 + 0.1 * rng.normal()) as f32).collect();
-                w.add_f32(id, &v);
-            }
-            _ => {}
+    for_each_weight(cfg, |id, dtype, rows, cols| match dtype {
+        DType::I8 => {
+            let s = 1.0 / (cols as f64).sqrt();
+            let v: Vec<f32> = (0..rows * cols).map(|_| (rng.normal() * s) as f32).collect();
+            w.add_quantized(id, &v, rows, cols);
         }
-    };
-    for &k in GLOBAL_KINDS {
-        add(&mut w, TensorId::global(k));
-    }
-    for l in 0..cfg.n_layers as usize {
-        for &k in LAYER_KINDS {
-            add(&mut w, TensorId::layer(l, k));
+        _ => {
+            let v: Vec<f32> = (0..rows).map(|_| (1.0 + 0.1 * rng.normal()) as f32).collect();
+            w.add_f32(id, &v);
         }
-    }
+    });
     w
 }
 
