@@ -51,6 +51,35 @@
 #[cfg(all(feature = "std", not(test)))]
 extern crate std;
 
+/// `impl Kernels for $ty` where every kernel forwards to `$dispatch!(kernel(args))`, a
+/// macro of the calling module that picks a backend at run time (the `Auto` types).
+#[allow(unused_macros)]
+macro_rules! dispatching_kernels {
+    ($ty:ident, $dispatch:ident) => {
+        impl Kernels for $ty {
+            const NAME: &'static str = "auto";
+
+            fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+                $dispatch!(dot_i8(a, b))
+            }
+            fn gemv_i8(w: &[i8], cols: usize, x: &[i8], y: &mut [i32]) {
+                $dispatch!(gemv_i8(w, cols, x, y))
+            }
+            fn gemv_rows_i8(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
+                $dispatch!(gemv_rows_i8(w, cols, rows, x, y))
+            }
+            fn gemv_t_rows_i8(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+                $dispatch!(gemv_t_rows_i8(w, cols, rows, c, y))
+            }
+            fn quantize_sym_i8(x: &[f32], q: &mut [i8]) -> f32 {
+                $dispatch!(quantize_sym_i8(x, q))
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use dispatching_kernels;
+
 pub mod arena;
 #[cfg(any(spark_neon, spark_dsp, all(target_arch = "x86_64", any(feature = "std", target_feature = "avx2"))))]
 mod check;

@@ -576,23 +576,5 @@ mod auto {
         }
     }
 
-    impl Kernels for Auto {
-        const NAME: &'static str = "auto";
-
-        fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-            dispatch!(dot_i8(a, b))
-        }
-        fn gemv_i8(w: &[i8], cols: usize, x: &[i8], y: &mut [i32]) {
-            dispatch!(gemv_i8(w, cols, x, y))
-        }
-        fn gemv_rows_i8(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
-            dispatch!(gemv_rows_i8(w, cols, rows, x, y))
-        }
-        fn gemv_t_rows_i8(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
-            dispatch!(gemv_t_rows_i8(w, cols, rows, c, y))
-        }
-        fn quantize_sym_i8(x: &[f32], q: &mut [i8]) -> f32 {
-            dispatch!(quantize_sym_i8(x, q))
-        }
-    }
+    crate::dispatching_kernels!(Auto, dispatch);
 }
