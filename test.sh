@@ -75,6 +75,12 @@ step "spark-hal tests on aarch64 under qemu-aarch64 -cpu max (NEON + sdot)"
 aarch64_test max
 step "spark-hal tests on aarch64 under qemu-aarch64 -cpu cortex-a53 (NEON, no dotprod)"
 aarch64_test cortex-a53
+# spark-core's own tests on aarch64: statistical top-k and the vectorised elementary
+# functions (core::math: a vectorised loop gives the scalar bits, accuracy vs f64).
+step "spark-core tests on aarch64 under qemu-aarch64 -cpu max"
+CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu max" \
+  cargo test -p spark-core --target aarch64-unknown-linux-gnu --lib --tests
 
 # Cross-target determinism: the bundled model on aarch64 (NEON + sdot, and NEON without
 # dotprod) must reproduce the token ids and the logits digest that the x86 scalar

@@ -11,6 +11,7 @@
 pub mod config;
 pub mod error;
 pub mod format;
+pub mod math;
 pub mod sampler;
 pub mod session;
 pub mod tensor;

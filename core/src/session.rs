@@ -22,6 +22,7 @@
 use crate::config::{AttnKind, Config, FfnKind, MAX_LAYERS};
 use crate::error::RunError;
 use crate::format::{F32Slice, Model, QMatrix};
+use crate::math::{exp_shifted_in_place, softcap_in_place, tanh_f32};
 use crate::tensor::TensorKind as T;
 use crate::topk::{select_above, stat_topk, stat_topk_threshold, topk_capacity, topk_z, Selection, StatAccumulator};
 use core::marker::PhantomData;
@@ -39,7 +40,7 @@ const PREDICTOR_CHUNK: usize = 256;
 pub fn gelu(x: f32) -> f32 {
     let x3 = x * x * x;
     let inner = SQRT_2_OVER_PI * (x + 0.044715 * x3);
-    0.5 * x * (1.0 + libm::tanhf(inner))
+    0.5 * x * (1.0 + tanh_f32(inner))
 }
 
 /// `ln(1 + e^x)`, with `x > 20 -> x`.
@@ -50,12 +51,6 @@ pub fn softplus(x: f32) -> f32 {
     } else {
         libm::log1pf(libm::expf(x))
     }
-}
-
-/// `c * tanh(z / c)` (the caller skips it when `c == 0`).
-#[inline]
-fn softcap(z: f32, c: f32) -> f32 {
-    c * libm::tanhf(z / c)
 }
 
 /// `out = x / sqrt(mean(x^2) + eps) * w`.
@@ -119,10 +114,14 @@ fn sparse_rows_out<K: Kernels>(
 /// `t[j] <- gelu(t[j]) * u_i * out_scale_i` with `u_i = acc[j] * x_scale * up_scale_i`
 /// (the dequantized up/`K2` projection).
 fn gated_coefficients(t: &mut [f32], idx: &[u32], acc: &[i32], x_scale: f32, up: F32Slice<'_>, out: F32Slice<'_>) {
+    // gelu over the contiguous scores first (this loop vectorises), then the gathers.
+    for v in t.iter_mut() {
+        *v = gelu(*v);
+    }
     for j in 0..t.len() {
         let i = idx[j] as usize;
         let u = acc[j] as f32 * x_scale * up.get(i);
-        t[j] = gelu(t[j]) * u * out.get(i);
+        t[j] = t[j] * u * out.get(i);
     }
 }
 
@@ -323,12 +322,12 @@ pub fn attend_head<K: Kernels>(
     let qs = K::quantize_sym_i8(&q[..ra], &mut s.xq[..ra]);
     K::gemv_i8(&kv.k1[start * ra..(end + 1) * ra], ra, &s.xq[..ra], &mut s.acc[..n]);
     let s1 = &mut s.scores[..n];
+    let k1_scale = &kv.k1_scale[start..=end];
     for j in 0..n {
-        let mut v = s.acc[j] as f32 * qs * kv.k1_scale[start + j] * p.c;
-        if p.softcap > 0.0 {
-            v = softcap(v, p.softcap);
-        }
-        s1[j] = v;
+        s1[j] = s.acc[j] as f32 * qs * k1_scale[j] * p.c;
+    }
+    if p.softcap > 0.0 {
+        softcap_in_place(s1, p.softcap);
     }
 
     // Select keys (local indices, ascending).
@@ -342,6 +341,14 @@ pub fn attend_head<K: Kernels>(
         (n, None)
     };
 
+    // A selection is a gather: start fetching the selected K2 and V rows now, so both
+    // gathers overlap the softmax and each other instead of waiting on memory in turn.
+    if p.sparse {
+        let sel = &s.idx[..len];
+        K::prefetch_rows(&kv.k2[start * rb..], rb, sel);
+        K::prefetch_rows(&kv.v[start * dh..], dh, sel);
+    }
+
     // w_j = softmax over the selected of s1_j.
     let idx = &mut s.idx[..len];
     let w = &mut s.w[..len];
@@ -349,9 +356,12 @@ pub fn attend_head<K: Kernels>(
     for j in 0..len {
         mx = mx.max(s1[idx[j] as usize]);
     }
+    for j in 0..len {
+        w[j] = s1[idx[j] as usize];
+    }
+    exp_shifted_in_place(w, mx);
     let mut sum = 0.0f32;
     for j in 0..len {
-        w[j] = libm::expf(s1[idx[j] as usize] - mx);
         sum += w[j];
     }
     for j in 0..len {
@@ -925,9 +935,7 @@ impl<'m, 'a, K: Kernels> Session<'m, 'a, K> {
         Self::matvec(&m.head_matrix(), b.h, b.xq, b.acc, b.logits);
         let cap = self.cfg.final_logit_softcap;
         if cap > 0.0 {
-            for z in b.logits.iter_mut() {
-                *z = softcap(*z, cap);
-            }
+            softcap_in_place(b.logits, cap);
         }
     }
 }

@@ -74,6 +74,9 @@ macro_rules! dispatching_kernels {
             fn quantize_sym_i8(x: &[f32], q: &mut [i8]) -> f32 {
                 $dispatch!(quantize_sym_i8(x, q))
             }
+            fn prefetch_rows(w: &[i8], cols: usize, rows: &[u32]) {
+                $dispatch!(prefetch_rows(w, cols, rows))
+            }
         }
     };
 }
@@ -139,6 +142,16 @@ pub trait Kernels {
     /// All-zero (or all non-finite) input gives scale 0 and all-zero `q`.
     /// `q.len() == x.len()`.
     fn quantize_sym_i8(x: &[f32], q: &mut [i8]) -> f32;
+
+    /// A hint that the listed rows of `w` (`[n_rows, cols]`) are about to be read by a
+    /// row kernel: backends with software prefetch start fetching them, so that two
+    /// gathers (Spark attention's K2 rows, then its V rows) overlap instead of waiting on
+    /// memory one after the other. No result, no memory access, never faults; listed rows
+    /// outside `w` are ignored. The default does nothing.
+    #[inline(always)]
+    fn prefetch_rows(w: &[i8], cols: usize, rows: &[u32]) {
+        let _ = (w, cols, rows);
+    }
 }
 
 /// Reinterpret raw model bytes as int8 weights (zero-copy).

@@ -158,6 +158,25 @@ macro_rules! kernel_suite {
                 check_gemv_t_rows(&w1, 8, &idx, &c, 0);
             }
 
+            /// `prefetch_rows` is a hint: rows outside the matrix, `cols = 0` and empty
+            /// matrices are ignored without a fault, and a later row kernel over the same
+            /// rows still equals the scalar oracle.
+            #[test]
+            fn prefetch_rows_is_harmless() {
+                if skip() {
+                    return;
+                }
+                let w = vec_i8(7 * 40, 3);
+                let rows = [6u32, 0, 7, 1_000_000, u32::MAX, 3];
+                <B as Kernels>::prefetch_rows(&w, 40, &rows);
+                <B as Kernels>::prefetch_rows(&w, 0, &rows);
+                <B as Kernels>::prefetch_rows(&[], 40, &rows);
+                <B as Kernels>::prefetch_rows(&w[..5], 40, &rows);
+                let x = vec_i8(40, 4);
+                check_gemv_rows(&w, 40, &[6, 0, 3], &x);
+                check_gemv_t_rows(&w, 40, &[6, 0, 3], &[5, -7, 127], 1);
+            }
+
             #[test]
             fn quantize_edge_cases() {
                 if skip() {

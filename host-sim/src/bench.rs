@@ -8,6 +8,7 @@
 //! Timings are medians over `--iters` calls after a short warm-up.
 
 use crate::format::ModelWriter;
+use crate::hugemem::HugeBytes;
 use crate::testmodel::for_each_weight;
 use crate::ui::{
     fail, human_bytes, load_model, median, print_json, progress, read_model_file, usage, Backend, CliResult,
@@ -206,13 +207,19 @@ pub fn llc_bytes() -> (u64, bool) {
 /// bound is the larger.
 pub fn read_bandwidth(bytes: usize, passes: usize) -> (f64, f64) {
     let words = bytes / 8;
-    let buf: Vec<u64> = (0..words as u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
+    // Huge-page-advised like the benchmarks' weights and KV caches (`hugemem`).
+    let mut mem = HugeBytes::zeroed(words * 8).expect("bench: anonymous mapping for the bandwidth buffer");
+    let buf: &mut [u64] = bytemuck::cast_slice_mut(&mut mem[..]);
+    for (i, w) in buf.iter_mut().enumerate() {
+        *w = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    let buf: &[u64] = buf;
     let (mut plain, mut pf) = (f64::INFINITY, f64::INFINITY);
     for _ in 0..passes.max(1) {
         for prefetch in [false, true] {
             let t = Instant::now();
             let (mut a, mut b, mut c, mut d) = (0u64, 0u64, 0u64, 0u64);
-            for ch in black_box(&buf[..]).chunks_exact(4) {
+            for ch in black_box(buf).chunks_exact(4) {
                 if prefetch {
                     page_prefetch(ch.as_ptr());
                 }
@@ -257,14 +264,15 @@ impl Fill {
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
     /// Uniform int8 in [-127, 127].
-    fn i8s(&mut self, n: usize) -> Vec<i8> {
-        let mut v = Vec::with_capacity(n + 8);
-        while v.len() < n {
-            for b in self.next().to_le_bytes() {
-                v.push(if b == 0x80 { 0x81u8 as i8 } else { b as i8 });
+    /// `n` uniform int8 values in [-127, 127], in a huge-page-advised buffer.
+    fn i8s(&mut self, n: usize) -> HugeBytes {
+        let mut v = HugeBytes::zeroed(n).expect("bench: anonymous mapping for the weights");
+        for ch in v.chunks_mut(8) {
+            let w = self.next().to_le_bytes();
+            for (o, &b) in ch.iter_mut().zip(&w) {
+                *o = if b == 0x80 { 0x81 } else { b };
             }
         }
-        v.truncate(n);
         v
     }
     /// Standard normal-ish f32 (sum of four uniforms, scaled).
@@ -287,7 +295,7 @@ impl Fill {
 
 /// A random int8 matrix with row scales.
 struct RandMatrix {
-    data: Vec<i8>,
+    data: HugeBytes,
     scales: Vec<u8>,
     rows: usize,
     cols: usize,
@@ -299,7 +307,7 @@ impl RandMatrix {
         RandMatrix { data: fill.i8s(rows * cols), scales: fill.scales(rows, base), rows, cols }
     }
     fn q(&self) -> QMatrix<'_> {
-        QMatrix { data: &self.data, scales: F32Slice(&self.scales), rows: self.rows, cols: self.cols }
+        QMatrix { data: self.data.as_i8(), scales: F32Slice(&self.scales), rows: self.rows, cols: self.cols }
     }
 }
 
@@ -591,9 +599,9 @@ fn report(
 // ---------------------------------------------------------------------------------------
 
 struct KvCopy {
-    k1: Vec<i8>,
-    k2: Vec<i8>,
-    v: Vec<i8>,
+    k1: HugeBytes,
+    k2: HugeBytes,
+    v: HugeBytes,
     k1s: Vec<f32>,
     k2s: Vec<f32>,
     vs: Vec<f32>,
@@ -618,9 +626,9 @@ impl KvCopy {
     }
     fn view(&self, ra: usize, rb: usize) -> KvView<'_> {
         KvView {
-            k1: &self.k1,
-            k2: &self.k2,
-            v: &self.v,
+            k1: self.k1.as_i8(),
+            k2: self.k2.as_i8(),
+            v: self.v.as_i8(),
             k1_scale: &self.k1s,
             k2_scale: &self.k2s,
             v_scale: &self.vs,
@@ -744,7 +752,7 @@ pub fn synthetic_model(cfg: &Config, seed: u64) -> Vec<u8> {
     for_each_weight(cfg, |id, dtype, rows, cols| match dtype {
         DType::I8 => {
             let m = RandMatrix::new(&mut fill, rows, cols);
-            w.add_raw(id, DType::I8, [rows as u32, cols as u32], m.data.iter().map(|&x| x as u8).collect());
+            w.add_raw(id, DType::I8, [rows as u32, cols as u32], m.data.to_vec());
             let scale_kind = id.kind.scale().unwrap_or(id.kind);
             w.add_raw(TensorId { kind: scale_kind, layer: id.layer }, DType::F32, [rows as u32, 1], m.scales);
         }
@@ -805,7 +813,8 @@ fn time_decode<K: Kernels>(
 ) -> CliResult<Vec<(Vec<f64>, Vec<spark_core::LayerStats>)>> {
     let iters = a.iters as usize;
     let max_seq = ctx + iters;
-    let mut arenas: Vec<Vec<u8>> = models.iter().map(|(_, m)| vec![0u8; m.arena_bytes(max_seq)]).collect();
+    let mut arenas =
+        models.iter().map(|(_, m)| HugeBytes::zeroed(m.arena_bytes(max_seq))).collect::<io::Result<Vec<_>>>()?;
     let mut decs = Vec::new();
     for ((name, m), arena) in models.iter().zip(arenas.iter_mut()) {
         let sess = Session::<K>::with_max_seq(m, arena, max_seq).map_err(|e| fail(format!("{name}: {e}")))?;

@@ -8,6 +8,7 @@
 //! is predicted from the ones before it.
 
 use crate::generate::{encode_text, model_tokenizer};
+use crate::hugemem::HugeBytes;
 use crate::logits::oracle_checkpoint;
 use crate::oracle::{OracleSession, EVENT_OVERFLOW, EVENT_UNDERFLOW};
 use crate::stats::stats_json;
@@ -110,7 +111,7 @@ fn evaluate<K: Kernels>(
     let cfg = model.config;
     let n_layers = cfg.n_layers as usize;
     let max_seq = windows.iter().map(Vec::len).max().unwrap_or(1).max(1);
-    let mut arena = vec![0u8; model.arena_bytes(max_seq)];
+    let mut arena = HugeBytes::zeroed(model.arena_bytes(max_seq))?;
     let mut sess = Session::<K>::with_max_seq(model, &mut arena, max_seq).map_err(|e| fail(e.to_string()))?;
     let mut oracle = OracleSession::new(ck).map_err(|e| fail(e.to_string()))?;
     let mut r = EvalReport { int8_stats: vec![LayerStats::EMPTY; n_layers], ..Default::default() };

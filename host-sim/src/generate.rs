@@ -2,6 +2,7 @@
 //! runtime, greedy or sampled, with optional sparsity statistics and a JSON report whose
 //! `logits_digest` (FNV-1a-64 over every step's logits) pins the exact numerics.
 
+use crate::hugemem::HugeBytes;
 use crate::stats::{stats_json, stats_table, Fnv1a64};
 use crate::ui::{
     fail, load_model, note, parse_ids, print_json, progress, read_model_file, resolve_model, usage, Backend, CliResult,
@@ -155,7 +156,7 @@ fn run<K: Kernels>(
 ) -> CliResult {
     let cfg = model.config;
     let max_seq = cfg.max_seq_len as usize;
-    let mut arena = vec![0u8; model.arena_bytes(max_seq)];
+    let mut arena = HugeBytes::zeroed(model.arena_bytes(max_seq))?;
     let mut sess = Session::<K>::new(model, &mut arena).map_err(|e| fail(e.to_string()))?;
     let mut sampler = Sampler::new(sampling, a.seed).map_err(|e| usage(e.to_string()))?;
     let mut scratch = vec![0u32; cfg.vocab_size as usize];

@@ -10,6 +10,7 @@ pub mod eval;
 pub mod format;
 pub mod generate;
 pub mod hf;
+pub mod hugemem;
 pub mod logits;
 pub mod npy;
 pub mod oracle;

@@ -100,6 +100,10 @@ impl Kernels for Avx2 {
         // SAFETY: AVX2 is available (checked just above).
         unsafe { quantize(x, q) }
     }
+
+    fn prefetch_rows(w: &[i8], cols: usize, rows: &[u32]) {
+        super::prefetch::rows_l2(w, cols, rows);
+    }
 }
 
 /// Loads 16 bytes of `s` starting at `at`.

@@ -143,6 +143,10 @@ impl Kernels for Avx512Vnni {
         // SAFETY: AVX2 is available (part of the check just above).
         unsafe { super::avx2::quantize(x, q) }
     }
+
+    fn prefetch_rows(w: &[i8], cols: usize, rows: &[u32]) {
+        super::prefetch::rows_l2(w, cols, rows);
+    }
 }
 
 /// Mask selecting the first `n` (<= 64) bytes of a 64-byte block.

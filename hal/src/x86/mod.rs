@@ -72,6 +72,18 @@ pub(crate) mod prefetch {
         }
     }
 
+    /// Every line of every listed row of `w` (`[n_rows, cols]`) into L2; rows outside `w`
+    /// are skipped (`Kernels::prefetch_rows`).
+    #[inline]
+    pub(crate) fn rows_l2(w: &[i8], cols: usize, rows: &[u32]) {
+        let n_rows = w.len().checked_div(cols).unwrap_or(0);
+        for &r in rows {
+            if (r as usize) < n_rows {
+                lines_l2(w.as_ptr().wrapping_add(r as usize * cols), cols);
+            }
+        }
+    }
+
     /// How many listed rows of `cols` bytes ahead the gather prefetch runs (at least 2).
     #[inline(always)]
     pub(crate) fn gather_rows_ahead(cols: usize) -> usize {
