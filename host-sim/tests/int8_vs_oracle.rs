@@ -4,19 +4,25 @@
 //! The oracle runs on the *dequantized* int8 weights (`F32Checkpoint::from_spark`), so the
 //! comparison isolates what the int8 path adds: activation, coefficient and KV-cache
 //! quantization. Two oracles run side by side: a free-running one (its own top-k
-//! selections) and one forced to the int8 path's active sets (`step_forced`), which
-//! measures numeric error without threshold flips. Asserted per model on the forced
-//! comparison: logits relative L2 error < 5% and the same greedy next token on >= 90% of
-//! positions. Reported for both: those figures, active-set Jaccard overlap (FFN and
-//! attention), top-k events. The free-running figures are not asserted: on the tiny
-//! random golden models a 1% activation perturbation flips near-threshold selections,
-//! and a flipped Spark-attention key carries a full softmax weight (docs/ACCURACY.md). Also asserted: every rule of SPEC section 6 fires on a real
-//! layer of the int8 path (capacity overflow and underflow on `spark_overflow`, `k >= n`
-//! identity on the dense twin, `n <= ka` take-all at early positions, top-k at late ones).
+//! selections, so int8 noise that moves a score across a threshold counts) and one forced
+//! to the int8 path's active sets (`step_forced`), which measures numeric error without
+//! threshold flips. Asserted per model, for both: logits relative L2 error < 5% and the
+//! same greedy next token on >= 90% of positions. Reported: those figures, active-set
+//! Jaccard overlap (FFN and attention) between the int8 path and the free oracle, top-k
+//! events. The golden Spark models are built to be realistic in what decides how their
+//! selections react to int8 noise (`attn_k` 12-32 over 80-128 tokens; the random models'
+//! embedding anisotropy and attention-logit spread taken from the trained demo model;
+//! docs/ACCURACY.md, `train/reference.py`).
+//!
+//! Also asserted: every rule of SPEC section 6 fires on a real layer of the int8 path
+//! (capacity overflow and underflow, FFN and attention, on `spark_overflow`; the `k >= n`
+//! identity on the dense twin), and on every Spark model a query head takes every visible
+//! key exactly when their count `n` (inside the window on local layers) is `<= ka`, with
+//! both cases present, and statistical top-k runs on the windowed layers too.
 
 use spark_core::session::Observer;
 use spark_core::topk::Selection;
-use spark_core::{Model, Session};
+use spark_core::{AttnKind, Model, Session};
 use spark_hal::Scalar;
 use spark_sim::checkpoint::{to_writer, F32Checkpoint};
 use spark_sim::oracle::{ForcedSets, OracleSession};
@@ -91,6 +97,12 @@ struct Report {
     attn_underflow: u32,
     attn_take_all: u32,
     attn_topk: u32,
+    /// Top-k calls on local (sliding-window) layers.
+    attn_topk_local: u32,
+    /// Heads whose take-all / top-k choice or take-all set disagrees with `n <= ka`.
+    attn_rule_errors: u32,
+    /// The model has Spark attention.
+    spark_attn: bool,
 }
 
 fn compare(name: &str) -> Report {
@@ -115,7 +127,10 @@ fn compare_seq(name: &str, ck: &F32Checkpoint, golden: &[u32]) -> Report {
     let mut r = Report::default();
     let (mut all_a, mut all_b) = (Vec::new(), Vec::new());
     let (mut top1, mut fj, mut fjn, mut aj, mut ajn) = (0usize, 0f64, 0usize, 0f64, 0usize);
-    for &tok in golden {
+    let cfg = model.config;
+    let spark_attn = cfg.attn_kind == AttnKind::Spark;
+    r.spark_attn = spark_attn;
+    for (p, &tok) in golden.iter().enumerate() {
         let mut sets = StepSets::default();
         let a = s.step_observed(tok, &mut sets).expect("int8 step").to_vec();
         let o = oracle.step_trace(tok).expect("oracle step");
@@ -134,16 +149,26 @@ fn compare_seq(name: &str, ck: &F32Checkpoint, golden: &[u32]) -> Report {
             r.ffn_overflow += sel.overflow as u32;
             r.ffn_underflow += sel.underflow as u32;
             r.ffn_identity += sel.identity as u32;
+            // Visible keys of this query: the last `sliding_window` on local layers.
+            let window = cfg.sliding_window as usize;
+            let n = if cfg.is_local_layer(l) { (p + 1).min(window) } else { p + 1 };
+            let sparse_expected = spark_attn && n > cfg.attn_k as usize;
             for h in 0..sets.attn[l].len() {
                 aj += jaccard(&sets.attn[l][h], &o.attn_active[l][h]);
                 ajn += 1;
                 match &sets.attn_sparse[l][h] {
                     Some(sel) => {
                         r.attn_topk += 1;
+                        r.attn_topk_local += cfg.is_local_layer(l) as u32;
                         r.attn_overflow += sel.overflow as u32;
                         r.attn_underflow += sel.underflow as u32;
+                        r.attn_rule_errors += !sparse_expected as u32;
                     }
-                    None => r.attn_take_all += 1,
+                    None => {
+                        r.attn_take_all += 1;
+                        let all: Vec<u32> = ((p + 1 - n) as u32..=p as u32).collect();
+                        r.attn_rule_errors += (sparse_expected || sets.attn[l][h] != all) as u32;
+                    }
                 }
             }
         }
@@ -179,16 +204,16 @@ fn models() -> Vec<String> {
 #[test]
 fn int8_matches_oracle_on_golden_models() {
     let mut failures = Vec::new();
-    println!("int8 vs f32 oracle (dequantized weights). 'forced' = oracle on the int8 active sets (asserted); 'free' = oracle's own selections (reported)");
-    println!("model              forced relL2  forced top-1  free relL2  free top-1  FFN Jaccard  attn Jaccard  FFN ovf/unf/id  attn ovf/unf  take-all/top-k");
+    println!("int8 vs f32 oracle (dequantized weights). 'free' = oracle's own selections; 'forced' = oracle on the int8 active sets; both asserted");
+    println!("model              free relL2  free top-1  forced relL2  forced top-1  FFN Jaccard  attn Jaccard  FFN ovf/unf/id  attn ovf/unf  take-all/top-k (local)");
     for name in models() {
         let r = compare(&name);
         println!(
-            "{name:<18} {:>11.3}%  {:>11.1}%  {:>9.3}%  {:>9.1}%  {:>11.3}  {:>12.3}  {:>5}/{:>3}/{:>4}  {:>6}/{:>4}  {:>6}/{:>5}",
-            100.0 * r.forced_rel_l2,
-            100.0 * r.forced_top1,
+            "{name:<18} {:>9.3}%  {:>9.1}%  {:>11.3}%  {:>11.1}%  {:>11.3}  {:>12.3}  {:>5}/{:>3}/{:>4}  {:>6}/{:>4}  {:>6}/{:>5} ({})",
             100.0 * r.rel_l2,
             100.0 * r.top1,
+            100.0 * r.forced_rel_l2,
+            100.0 * r.forced_top1,
             r.ffn_jaccard,
             r.attn_jaccard,
             r.ffn_overflow,
@@ -197,23 +222,32 @@ fn int8_matches_oracle_on_golden_models() {
             r.attn_overflow,
             r.attn_underflow,
             r.attn_take_all,
-            r.attn_topk
+            r.attn_topk,
+            r.attn_topk_local
         );
-        if r.forced_rel_l2 >= 0.05 {
-            failures.push(format!("{name}: logits relative L2 {:.4} >= 0.05", r.forced_rel_l2));
+        for (what, rel, top1) in [("free-running", r.rel_l2, r.top1), ("forced", r.forced_rel_l2, r.forced_top1)] {
+            if rel.is_nan() || rel >= 0.05 {
+                failures.push(format!("{name}: {what} logits relative L2 {rel:.4} >= 0.05"));
+            }
+            if top1 < 0.9 {
+                failures.push(format!("{name}: {what} greedy agreement {top1:.3} < 0.90"));
+            }
         }
-        if r.forced_top1 < 0.9 {
-            failures.push(format!("{name}: greedy agreement {:.3} < 0.90", r.forced_top1));
+        if r.attn_rule_errors != 0 {
+            failures.push(format!(
+                "{name}: {} query heads disagree with the rule 'take every visible key iff n <= ka'",
+                r.attn_rule_errors
+            ));
         }
         let missing = match name.as_str() {
             "spark_overflow" => {
                 r.ffn_overflow == 0 || r.ffn_underflow == 0 || r.attn_overflow == 0 || r.attn_underflow == 0
             }
             "dense_geglu" => r.ffn_identity == 0 || r.attn_topk != 0,
-            "spark_basic" => r.attn_take_all == 0 || r.attn_topk == 0,
+            "spark_gqa_window" => r.attn_topk_local == 0,
             _ => false,
         };
-        if missing {
+        if missing || (r.spark_attn && (r.attn_take_all == 0 || r.attn_topk == 0)) {
             failures.push(format!("{name}: a SPEC section 6 rule expected on this model did not fire: {r:?}"));
         }
     }
