@@ -11,7 +11,6 @@
 pub mod config;
 pub mod error;
 pub mod format;
-pub mod math;
 pub mod sampler;
 pub mod session;
 pub mod tensor;

@@ -22,11 +22,11 @@
 use crate::config::{AttnKind, Config, FfnKind, MAX_LAYERS};
 use crate::error::RunError;
 use crate::format::{F32Slice, Model, QMatrix};
-use crate::math::{exp_shifted_in_place, softcap_in_place, tanh_f32};
 use crate::tensor::TensorKind as T;
 use crate::topk::{select_above, stat_topk, stat_topk_threshold, topk_capacity, topk_z, Selection, StatAccumulator};
 use core::marker::PhantomData;
 use spark_hal::arena::{arena_cost, Arena};
+use spark_hal::math::{softplus_f32, tanh_f32};
 use spark_hal::Kernels;
 
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
@@ -43,14 +43,10 @@ pub fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + tanh_f32(inner))
 }
 
-/// `ln(1 + e^x)`, with `x > 20 -> x`.
+/// `ln(1 + e^x)` ([`spark_hal::math::softplus_f32`]).
 #[inline]
 pub fn softplus(x: f32) -> f32 {
-    if x > 20.0 {
-        x
-    } else {
-        libm::log1pf(libm::expf(x))
-    }
+    softplus_f32(x)
 }
 
 /// `out = x / sqrt(mean(x^2) + eps) * w`.
@@ -178,6 +174,11 @@ pub fn spark_ffn<K: Kernels>(w: &SparkFfn<'_>, h: &[f32], s: &mut FfnScratch<'_>
         select_above(scores, stat_topk_threshold(&stats.finish(), w.z), s.idx, s.t)
     };
     let idx = &s.idx[..sel.len];
+    // The row scales of the selected neurons are a gather too (one f32 per row, spread
+    // over the whole scale vector): start fetching them now. (The K2 and V row kernels
+    // prefetch their own rows.)
+    K::prefetch_rows(w.k2.scales.0, 4, idx);
+    K::prefetch_rows(w.v.scales.0, 4, idx);
 
     // u_i = K2_i . h[r..d) for the selected neurons only.
     let h2 = &h[r..];
@@ -219,6 +220,8 @@ pub fn geglu_ffn<K: Kernels>(w: &GegluFfn<'_>, h: &[f32], s: &mut FfnScratch<'_>
     if sel.len == w.wu.rows {
         K::gemv_i8(w.wu.data, w.wu.cols, &s.xq[..h.len()], &mut s.acc[..sel.len]);
     } else {
+        K::prefetch_rows(w.wu.scales.0, 4, idx); // as in `spark_ffn`
+        K::prefetch_rows(w.wd_t.scales.0, 4, idx);
         K::gemv_rows_i8(w.wu.data, w.wu.cols, idx, &s.xq[..h.len()], &mut s.acc[..sel.len]);
     }
     let coef = &mut s.t[..sel.len];
@@ -327,7 +330,7 @@ pub fn attend_head<K: Kernels>(
         s1[j] = s.acc[j] as f32 * qs * k1_scale[j] * p.c;
     }
     if p.softcap > 0.0 {
-        softcap_in_place(s1, p.softcap);
+        K::softcap_f32(s1, p.softcap);
     }
 
     // Select keys (local indices, ascending).
@@ -341,12 +344,15 @@ pub fn attend_head<K: Kernels>(
         (n, None)
     };
 
-    // A selection is a gather: start fetching the selected K2 and V rows now, so both
-    // gathers overlap the softmax and each other instead of waiting on memory in turn.
+    // A selection is a gather: start fetching the selected K2 and V rows and their scales
+    // now, so the gathers overlap the softmax and each other instead of waiting on memory
+    // in turn.
     if p.sparse {
         let sel = &s.idx[..len];
         K::prefetch_rows(&kv.k2[start * rb..], rb, sel);
         K::prefetch_rows(&kv.v[start * dh..], dh, sel);
+        K::prefetch_rows(&kv.k2_scale[start..], 1, sel);
+        K::prefetch_rows(&kv.v_scale[start..], 1, sel);
     }
 
     // w_j = softmax over the selected of s1_j.
@@ -359,7 +365,7 @@ pub fn attend_head<K: Kernels>(
     for j in 0..len {
         w[j] = s1[idx[j] as usize];
     }
-    exp_shifted_in_place(w, mx);
+    K::exp_shifted_f32(w, mx);
     let mut sum = 0.0f32;
     for j in 0..len {
         sum += w[j];
@@ -373,8 +379,14 @@ pub fn attend_head<K: Kernels>(
     if p.spark {
         let q2s = K::quantize_sym_i8(&q[ra..dh], &mut s.xq[..rb]);
         K::gemv_rows_i8(kv.k2, rb, idx, &s.xq[..rb], &mut s.acc[..len]);
+        // The scores are no longer needed: their buffer holds the softplus arguments, so
+        // the softplus loop runs over a contiguous slice (and vectorises).
+        let g = &mut s.scores[..len];
         for j in 0..len {
-            w[j] *= softplus(s.acc[j] as f32 * q2s * kv.k2_scale[idx[j] as usize] * p.c);
+            g[j] = s.acc[j] as f32 * q2s * kv.k2_scale[idx[j] as usize] * p.c;
+        }
+        for j in 0..len {
+            w[j] *= softplus_f32(g[j]);
         }
     }
 
@@ -935,7 +947,7 @@ impl<'m, 'a, K: Kernels> Session<'m, 'a, K> {
         Self::matvec(&m.head_matrix(), b.h, b.xq, b.acc, b.logits);
         let cap = self.cfg.final_logit_softcap;
         if cap > 0.0 {
-            softcap_in_place(b.logits, cap);
+            K::softcap_f32(b.logits, cap);
         }
     }
 }

@@ -74,7 +74,13 @@ macro_rules! dispatching_kernels {
             fn quantize_sym_i8(x: &[f32], q: &mut [i8]) -> f32 {
                 $dispatch!(quantize_sym_i8(x, q))
             }
-            fn prefetch_rows(w: &[i8], cols: usize, rows: &[u32]) {
+            fn softcap_f32(z: &mut [f32], cap: f32) {
+                $dispatch!(softcap_f32(z, cap))
+            }
+            fn exp_shifted_f32(x: &mut [f32], max: f32) {
+                $dispatch!(exp_shifted_f32(x, max))
+            }
+            fn prefetch_rows<T>(w: &[T], cols: usize, rows: &[u32]) {
                 $dispatch!(prefetch_rows(w, cols, rows))
             }
         }
@@ -86,6 +92,7 @@ pub(crate) use dispatching_kernels;
 pub mod arena;
 #[cfg(any(spark_neon, spark_dsp, all(target_arch = "x86_64", any(feature = "std", target_feature = "avx2"))))]
 mod check;
+pub mod math;
 mod scalar;
 #[doc(hidden)]
 pub mod testing;
@@ -143,13 +150,28 @@ pub trait Kernels {
     /// `q.len() == x.len()`.
     fn quantize_sym_i8(x: &[f32], q: &mut [i8]) -> f32;
 
-    /// A hint that the listed rows of `w` (`[n_rows, cols]`) are about to be read by a
-    /// row kernel: backends with software prefetch start fetching them, so that two
-    /// gathers (Spark attention's K2 rows, then its V rows) overlap instead of waiting on
-    /// memory one after the other. No result, no memory access, never faults; listed rows
+    /// Logit soft-cap in place: `z[i] <- cap * tanh(z[i] * (1 / cap))` (`cap > 0`), with
+    /// exactly the bits of [`math::softcap_in_place`] (the default).
+    #[inline(always)]
+    fn softcap_f32(z: &mut [f32], cap: f32) {
+        math::softcap_in_place(z, cap)
+    }
+
+    /// Softmax numerators in place: `x[i] <- e^(x[i] - max)`, with exactly the bits of
+    /// [`math::exp_shifted_in_place`] (the default).
+    #[inline(always)]
+    fn exp_shifted_f32(x: &mut [f32], max: f32) {
+        math::exp_shifted_in_place(x, max)
+    }
+
+    /// A hint that the listed rows of `w` (`[n_rows, cols]`, any element type: int8
+    /// weights or their `f32` row scales) are about to be read: backends with software
+    /// prefetch start fetching them, so that the gathers of a selection (Spark attention's
+    /// K2 rows, V rows and their scales) overlap instead of waiting on memory one after
+    /// the other. No result, no memory access, never faults; listed rows
     /// outside `w` are ignored. The default does nothing.
     #[inline(always)]
-    fn prefetch_rows(w: &[i8], cols: usize, rows: &[u32]) {
+    fn prefetch_rows<T>(w: &[T], cols: usize, rows: &[u32]) {
         let _ = (w, cols, rows);
     }
 }

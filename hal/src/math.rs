@@ -1,5 +1,11 @@
-//! Elementary functions of the int8 path that run once per visible key or per logit:
-//! `tanh` (the Gemma-2 logit soft-caps) and `exp`.
+//! Elementwise f32 functions of the int8 path that run once per visible key, neuron or
+//! logit: `tanh` (the Gemma-2 logit soft-caps, GELU) and `exp` (softmax).
+//!
+//! This module is the scalar oracle of the elementwise kernels
+//! ([`Kernels::softcap_f32`](crate::Kernels::softcap_f32),
+//! [`Kernels::exp_shifted_f32`](crate::Kernels::exp_shifted_f32)); the x86 backends compile
+//! the very same loops with AVX2 / AVX-512 enabled, and `kernel_suite!` checks they give
+//! these bits.
 //!
 //! Why not `libm`: `libm::tanhf` is one branchy scalar call per element (about 12 ns
 //! here), and at long contexts the attention soft-cap (one `tanh` per visible key per
@@ -13,8 +19,8 @@
 //!
 //! Accuracy (tested against `f64` over sweeps of the whole useful range): [`exp_f32`]
 //! within 1.5 ulp (1.21 seen), [`tanh_f32`] within 2.5 ulp (1.86 seen). Tests: the unit tests below (accuracy against
-//! `f64`, symmetry, saturation, NaN, slice == per-element bits); test.sh also runs them
-//! under `qemu-aarch64`.
+//! `f64`, symmetry, saturation, NaN, slice == per-element bits), which test.sh also runs
+//! under `qemu-aarch64`, and `kernel_suite!` (every backend == these bits).
 
 /// `log2(e)`.
 const LOG2_E: f32 = core::f32::consts::LOG2_E;
@@ -102,16 +108,47 @@ pub fn tanh_f32(x: f32) -> f32 {
     }
 }
 
-/// Logit soft-cap of every element: `z <- cap * tanh(z / cap)` (`cap > 0`). The loop
-/// vectorises; each element gets exactly the bits of the scalar expression.
+/// `ln(1 + e^x)`, branch-free: `max(x, 0) + log1p(e^-|x|)`, where `log1p(u)` for
+/// `u` in `(0, 1]` is `2 atanh(s)` with `s = u / (2 + u)` in `(0, 1/3]` (no cancellation for
+/// small `u`), by its odd series to `s^15` (truncation below `3e-9` relative). NaN gives
+/// NaN; `+inf` gives `+inf`.
+#[inline(always)]
+pub fn softplus_f32(x: f32) -> f32 {
+    let u = exp_f32(-x.abs());
+    let s = u / (2.0 + u);
+    let s2 = s * s;
+    let p = 1.0 / 15.0;
+    let p = p * s2 + 1.0 / 13.0;
+    let p = p * s2 + 1.0 / 11.0;
+    let p = p * s2 + 1.0 / 9.0;
+    let p = p * s2 + 1.0 / 7.0;
+    let p = p * s2 + 1.0 / 5.0;
+    let p = p * s2 + 1.0 / 3.0;
+    let l = 2.0 * (s + s * s2 * p);
+    let m = if x > 0.0 { x } else { 0.0 };
+    let r = m + l;
+    if x.is_nan() {
+        x
+    } else {
+        r
+    }
+}
+
+/// Logit soft-cap of every element: `z <- cap * tanh(z * (1 / cap))` (`cap > 0`; the
+/// reciprocal is rounded once). The loop vectorises; each element gets exactly the bits of
+/// the scalar expression. The oracle of [`Kernels::softcap_f32`](crate::Kernels::softcap_f32).
+#[inline(always)]
 pub fn softcap_in_place(z: &mut [f32], cap: f32) {
+    let inv = 1.0 / cap;
     for v in z.iter_mut() {
-        *v = cap * tanh_f32(*v / cap);
+        *v = cap * tanh_f32(*v * inv);
     }
 }
 
 /// `x[j] <- e^(x[j] - max)` for every `j` (the softmax numerators). Vectorises like
-/// [`softcap_in_place`].
+/// [`softcap_in_place`]. The oracle of
+/// [`Kernels::exp_shifted_f32`](crate::Kernels::exp_shifted_f32).
+#[inline(always)]
 pub fn exp_shifted_in_place(x: &mut [f32], max: f32) {
     for v in x.iter_mut() {
         *v = exp_f32(*v - max);
@@ -174,6 +211,29 @@ mod tests {
     }
 
     #[test]
+    fn softplus_is_within_3_ulp_of_f64() {
+        let mut worst = (0.0, 0.0f32);
+        for m in sweep(1e-30, 40.0, 997) {
+            for x in [m, -m] {
+                let want = if x > 30.0 { x as f64 } else { (x as f64).exp().ln_1p() };
+                if want < 1e-37 {
+                    continue; // exp_f32 clamps below e^-87
+                }
+                let u = ulps(softplus_f32(x), want);
+                if u > worst.0 {
+                    worst = (u, x);
+                }
+            }
+        }
+        assert!(worst.0 <= 3.0, "softplus_f32: {} ulp at x = {:e}", worst.0, worst.1);
+        assert_eq!(softplus_f32(0.0), core::f32::consts::LN_2);
+        assert_eq!(softplus_f32(100.0), 100.0);
+        assert_eq!(softplus_f32(f32::INFINITY), f32::INFINITY);
+        assert!(softplus_f32(f32::NEG_INFINITY) >= 0.0 && softplus_f32(-200.0) < 1e-37);
+        assert!(softplus_f32(f32::NAN).is_nan());
+    }
+
+    #[test]
     fn tanh_edge_cases() {
         assert_eq!(tanh_f32(0.0).to_bits(), 0.0f32.to_bits());
         assert_eq!(tanh_f32(-0.0).to_bits(), (-0.0f32).to_bits());
@@ -205,7 +265,7 @@ mod tests {
         let mut got = z.clone();
         softcap_in_place(&mut got, cap);
         for (g, &x) in got.iter().zip(&z) {
-            let want = cap * tanh_f32(x / cap);
+            let want = cap * tanh_f32(x * (1.0 / cap));
             assert!(g.to_bits() == want.to_bits() || (g.is_nan() && want.is_nan()), "softcap({x})");
             // Within 1e-6 relative of the f64 soft-cap.
             if x.is_finite() {

@@ -158,6 +158,35 @@ macro_rules! kernel_suite {
                 check_gemv_t_rows(&w1, 8, &idx, &c, 0);
             }
 
+            /// The elementwise kernels give the scalar oracle's bits: every length up to
+            /// 70 (vector bodies and tails), values across both `tanh` branches, the clamps,
+            /// subnormals and non-finite inputs.
+            #[test]
+            fn elementwise_f32_kernels() {
+                if skip() {
+                    return;
+                }
+                let mut vals: Vec<f32> = (0..600).map(|i| ((i as f32) - 300.0) * 0.037).collect();
+                vals.extend([0.4, -0.4, 9.0, 10.0, -88.0, 89.0, 1e-40, -0.0, 1e30, f32::MAX]);
+                vals.extend([f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::MIN_POSITIVE]);
+                let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+                for len in (0..70).chain([vals.len()]) {
+                    let x = &vals[vals.len() - len..];
+                    for cap in [1.0f32, 3.0, 30.0, 50.0] {
+                        let (mut a, mut b) = (x.to_vec(), x.to_vec());
+                        Scalar::softcap_f32(&mut a, cap);
+                        <B as Kernels>::softcap_f32(&mut b, cap);
+                        assert!(same(&a, &b), "softcap_f32 len {len} cap {cap}");
+                    }
+                    for max in [0.0f32, 2.5, -3.0] {
+                        let (mut a, mut b) = (x.to_vec(), x.to_vec());
+                        Scalar::exp_shifted_f32(&mut a, max);
+                        <B as Kernels>::exp_shifted_f32(&mut b, max);
+                        assert!(same(&a, &b), "exp_shifted_f32 len {len} max {max}");
+                    }
+                }
+            }
+
             /// `prefetch_rows` is a hint: rows outside the matrix, `cols = 0` and empty
             /// matrices are ignored without a fault, and a later row kernel over the same
             /// rows still equals the scalar oracle.
@@ -170,7 +199,8 @@ macro_rules! kernel_suite {
                 let rows = [6u32, 0, 7, 1_000_000, u32::MAX, 3];
                 <B as Kernels>::prefetch_rows(&w, 40, &rows);
                 <B as Kernels>::prefetch_rows(&w, 0, &rows);
-                <B as Kernels>::prefetch_rows(&[], 40, &rows);
+                <B as Kernels>::prefetch_rows::<i8>(&[], 40, &rows);
+                <B as Kernels>::prefetch_rows(&[1.5f32; 9], 1, &rows);
                 <B as Kernels>::prefetch_rows(&w[..5], 40, &rows);
                 let x = vec_i8(40, 4);
                 check_gemv_rows(&w, 40, &[6, 0, 3], &x);

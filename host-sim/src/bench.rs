@@ -598,17 +598,22 @@ fn report(
 // Attention
 // ---------------------------------------------------------------------------------------
 
+/// One layer's int8 KV cache for all kv heads, in one huge-page-advised buffer like the
+/// session arena (a separate mapping per head part would be too small for a 2 MiB page):
+/// per kv head `K1 [n, ra] | K2 [n, rb] | V [n, dh]`, plus the per-row scales.
 struct KvCopy {
-    k1: HugeBytes,
-    k2: HugeBytes,
-    v: HugeBytes,
-    k1s: Vec<f32>,
-    k2s: Vec<f32>,
-    vs: Vec<f32>,
+    mem: HugeBytes,
+    k1s: Vec<Vec<f32>>,
+    k2s: Vec<Vec<f32>>,
+    vs: Vec<Vec<f32>>,
+    n: usize,
+    ra: usize,
+    rb: usize,
+    dh: usize,
 }
 
 impl KvCopy {
-    fn new(fill: &mut Fill, n: usize, ra: usize, rb: usize, dh: usize) -> Self {
+    fn new(fill: &mut Fill, nkv: usize, n: usize, ra: usize, rb: usize, dh: usize) -> Self {
         let sc = |fill: &mut Fill, w: usize| -> Vec<f32> {
             fill.scales(n, 1.0 / 127.0 * (w as f32).sqrt().recip() * 4.0)
                 .chunks_exact(4)
@@ -616,25 +621,22 @@ impl KvCopy {
                 .collect()
         };
         KvCopy {
-            k1: fill.i8s(n * ra),
-            k2: fill.i8s(n * rb),
-            v: fill.i8s(n * dh),
-            k1s: sc(fill, ra),
-            k2s: if rb > 0 { sc(fill, rb) } else { Vec::new() },
-            vs: sc(fill, dh),
-        }
-    }
-    fn view(&self, ra: usize, rb: usize) -> KvView<'_> {
-        KvView {
-            k1: self.k1.as_i8(),
-            k2: self.k2.as_i8(),
-            v: self.v.as_i8(),
-            k1_scale: &self.k1s,
-            k2_scale: &self.k2s,
-            v_scale: &self.vs,
+            mem: fill.i8s(nkv * n * (ra + rb + dh)),
+            k1s: (0..nkv).map(|_| sc(fill, ra)).collect(),
+            k2s: (0..nkv).map(|_| if rb > 0 { sc(fill, rb) } else { Vec::new() }).collect(),
+            vs: (0..nkv).map(|_| sc(fill, dh)).collect(),
+            n,
             ra,
             rb,
+            dh,
         }
+    }
+    fn view(&self, h: usize) -> KvView<'_> {
+        let (n, ra, rb, dh) = (self.n, self.ra, self.rb, self.dh);
+        let head = &self.mem.as_i8()[h * n * (ra + rb + dh)..(h + 1) * n * (ra + rb + dh)];
+        let (k1, rest) = head.split_at(n * ra);
+        let (k2, v) = rest.split_at(n * rb);
+        KvView { k1, k2, v, k1_scale: &self.k1s[h], k2_scale: &self.k2s[h], v_scale: &self.vs[h], ra, rb }
     }
 }
 
@@ -652,9 +654,9 @@ fn bench_attn<K: Kernels>(a: &BenchArgs, s: &BenchShape) -> CliResult {
     let mut spark = Vec::new();
     let mut dense = Vec::new();
     for _ in 0..copies {
-        spark.push((0..nkv).map(|_| KvCopy::new(&mut fill, n, ra, rb, dh)).collect::<Vec<_>>());
+        spark.push(KvCopy::new(&mut fill, nkv, n, ra, rb, dh));
         pb.inc(1);
-        dense.push((0..nkv).map(|_| KvCopy::new(&mut fill, n, dh, 0, dh)).collect::<Vec<_>>());
+        dense.push(KvCopy::new(&mut fill, nkv, n, dh, 0, dh));
         pb.inc(1);
     }
     pb.finish_and_clear();
@@ -682,11 +684,11 @@ fn bench_attn<K: Kernels>(a: &BenchArgs, s: &BenchShape) -> CliResult {
     let pb = progress(total as u64, show, "attn");
     for it in 0..total {
         let q = &qs[it % qs.len()];
-        let mut run = |kv: &[KvCopy], p: &AttnParams, r1: usize, r2: usize| -> (f64, usize) {
+        let mut run = |kv: &KvCopy, p: &AttnParams| -> (f64, usize) {
             let t0 = Instant::now();
             let mut sel = 0;
             for hd in 0..nh {
-                let view = kv[hd / group].view(r1, r2);
+                let view = kv.view(hd / group);
                 let mut sc = AttnScratch { scores: &mut scores, idx: &mut idx, w: &mut w, xq: &mut xq, acc: &mut acc };
                 let (len, _) = attend_head::<K>(
                     black_box(&q[hd * dh..(hd + 1) * dh]),
@@ -702,8 +704,8 @@ fn bench_attn<K: Kernels>(a: &BenchArgs, s: &BenchShape) -> CliResult {
             black_box(&out);
             (t0.elapsed().as_secs_f64(), sel)
         };
-        let (e1, sel) = run(&spark[it % copies], &sp, ra, rb);
-        let (e2, _) = run(&dense[it % copies], &dp, dh, 0);
+        let (e1, sel) = run(&spark[it % copies], &sp);
+        let (e2, _) = run(&dense[it % copies], &dp);
         if it >= warm {
             ts.push(e1);
             td.push(e2);

@@ -75,11 +75,13 @@ pub(crate) mod prefetch {
     /// Every line of every listed row of `w` (`[n_rows, cols]`) into L2; rows outside `w`
     /// are skipped (`Kernels::prefetch_rows`).
     #[inline]
-    pub(crate) fn rows_l2(w: &[i8], cols: usize, rows: &[u32]) {
+    pub(crate) fn rows_l2<T>(w: &[T], cols: usize, rows: &[u32]) {
         let n_rows = w.len().checked_div(cols).unwrap_or(0);
+        let row_bytes = cols * core::mem::size_of::<T>();
+        let base = w.as_ptr().cast::<i8>();
         for &r in rows {
             if (r as usize) < n_rows {
-                lines_l2(w.as_ptr().wrapping_add(r as usize * cols), cols);
+                lines_l2(base.wrapping_add(r as usize * row_bytes), row_bytes);
             }
         }
     }
