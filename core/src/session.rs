@@ -324,14 +324,9 @@ pub fn attend_head<K: Kernels>(
     // Predictor scores over the visible keys.
     let qs = K::quantize_sym_i8(&q[..ra], &mut s.xq[..ra]);
     K::gemv_i8(&kv.k1[start * ra..(end + 1) * ra], ra, &s.xq[..ra], &mut s.acc[..n]);
+    // s1_j = acc_j * scale_q * scale_K1_j * c, soft-capped when the model says so.
     let s1 = &mut s.scores[..n];
-    let k1_scale = &kv.k1_scale[start..=end];
-    for j in 0..n {
-        s1[j] = s.acc[j] as f32 * qs * k1_scale[j] * p.c;
-    }
-    if p.softcap > 0.0 {
-        K::softcap_f32(s1, p.softcap);
-    }
+    K::scores_f32(&s.acc[..n], qs, &kv.k1_scale[start..=end], p.c, p.softcap, s1);
 
     // Select keys (local indices, ascending).
     let (len, sel) = if p.sparse {

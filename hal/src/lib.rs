@@ -80,6 +80,9 @@ macro_rules! dispatching_kernels {
             fn exp_shifted_f32(x: &mut [f32], max: f32) {
                 $dispatch!(exp_shifted_f32(x, max))
             }
+            fn scores_f32(acc: &[i32], a: f32, row_scale: &[f32], c: f32, softcap: f32, out: &mut [f32]) {
+                $dispatch!(scores_f32(acc, a, row_scale, c, softcap, out))
+            }
             fn prefetch_rows<T>(w: &[T], cols: usize, rows: &[u32]) {
                 $dispatch!(prefetch_rows(w, cols, rows))
             }
@@ -155,6 +158,14 @@ pub trait Kernels {
     #[inline(always)]
     fn softcap_f32(z: &mut [f32], cap: f32) {
         math::softcap_in_place(z, cap)
+    }
+
+    /// Attention scores from a predictor matvec, optionally soft-capped, in one pass:
+    /// `out[j] = acc[j] * a * row_scale[j] * c`, then `softcap * tanh(out[j] / softcap)`
+    /// when `softcap > 0`; exactly the bits of [`math::scores_in_place`] (the default).
+    #[inline(always)]
+    fn scores_f32(acc: &[i32], a: f32, row_scale: &[f32], c: f32, softcap: f32, out: &mut [f32]) {
+        math::scores_in_place(acc, a, row_scale, c, softcap, out)
     }
 
     /// Softmax numerators in place: `x[i] <- e^(x[i] - max)`, with exactly the bits of

@@ -145,6 +145,25 @@ pub fn softcap_in_place(z: &mut [f32], cap: f32) {
     }
 }
 
+/// Attention scores from a predictor matvec: `out[j] = acc[j] * a * row_scale[j] * c`
+/// (in that order, `f32`), then, when `softcap > 0`, the soft-cap of
+/// [`softcap_in_place`] on each, in one pass. The oracle of
+/// [`Kernels::scores_f32`](crate::Kernels::scores_f32). Shapes: `acc`, `row_scale` and
+/// `out` of equal length (the shortest decides).
+#[inline(always)]
+pub fn scores_in_place(acc: &[i32], a: f32, row_scale: &[f32], c: f32, softcap: f32, out: &mut [f32]) {
+    if softcap > 0.0 {
+        let inv = 1.0 / softcap;
+        for ((o, &x), &r) in out.iter_mut().zip(acc).zip(row_scale) {
+            *o = softcap * tanh_f32(x as f32 * a * r * c * inv);
+        }
+    } else {
+        for ((o, &x), &r) in out.iter_mut().zip(acc).zip(row_scale) {
+            *o = x as f32 * a * r * c;
+        }
+    }
+}
+
 /// `x[j] <- e^(x[j] - max)` for every `j` (the softmax numerators). Vectorises like
 /// [`softcap_in_place`]. The oracle of
 /// [`Kernels::exp_shifted_f32`](crate::Kernels::exp_shifted_f32).
@@ -231,6 +250,21 @@ mod tests {
         assert_eq!(softplus_f32(f32::INFINITY), f32::INFINITY);
         assert!(softplus_f32(f32::NEG_INFINITY) >= 0.0 && softplus_f32(-200.0) < 1e-37);
         assert!(softplus_f32(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn scores_equal_the_two_step_computation() {
+        let acc: Vec<i32> = (0..300).map(|i| (i * 7919 % 20011) - 10005).collect();
+        let rs: Vec<f32> = (0..300).map(|i| 1e-3 * (1.0 + (i % 13) as f32)).collect();
+        for cap in [0.0f32, 50.0, 3.0] {
+            let mut got = vec![0.0f32; 300];
+            scores_in_place(&acc, 0.013, &rs, 0.0625, cap, &mut got);
+            let mut want: Vec<f32> = acc.iter().zip(&rs).map(|(&x, &r)| x as f32 * 0.013 * r * 0.0625).collect();
+            if cap > 0.0 {
+                softcap_in_place(&mut want, cap);
+            }
+            assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "cap {cap}");
+        }
     }
 
     #[test]

@@ -178,6 +178,14 @@ macro_rules! kernel_suite {
                         <B as Kernels>::softcap_f32(&mut b, cap);
                         assert!(same(&a, &b), "softcap_f32 len {len} cap {cap}");
                     }
+                    let acc: Vec<i32> = x.iter().map(|v| (v * 1000.0) as i32).collect();
+                    let rs: Vec<f32> = x.iter().map(|v| v.abs().min(1e3) * 1e-3).collect();
+                    for cap in [0.0f32, 3.0, 50.0] {
+                        let (mut a, mut b) = (vec![0.0f32; len], vec![1.0f32; len]);
+                        Scalar::scores_f32(&acc, 0.02, &rs, 0.0625, cap, &mut a);
+                        <B as Kernels>::scores_f32(&acc, 0.02, &rs, 0.0625, cap, &mut b);
+                        assert!(same(&a, &b), "scores_f32 len {len} cap {cap}");
+                    }
                     for max in [0.0f32, 2.5, -3.0] {
                         let (mut a, mut b) = (x.to_vec(), x.to_vec());
                         Scalar::exp_shifted_f32(&mut a, max);

@@ -598,45 +598,44 @@ fn report(
 // Attention
 // ---------------------------------------------------------------------------------------
 
-/// One layer's int8 KV cache for all kv heads, in one huge-page-advised buffer like the
-/// session arena (a separate mapping per head part would be too small for a 2 MiB page):
-/// per kv head `K1 [n, ra] | K2 [n, rb] | V [n, dh]`, plus the per-row scales.
+/// One layer's int8 KV cache for all kv heads, with its row scales, in one
+/// huge-page-advised buffer as in the session arena (separate mappings per head part or
+/// per scale vector would be too small for a 2 MiB page): per kv head
+/// `K1 [n, ra] | K2 [n, rb] | V [n, dh]`, then per kv head the f32 scales
+/// `K1 [n] | K2 [n] | V [n]`.
 struct KvCopy {
     mem: HugeBytes,
-    k1s: Vec<Vec<f32>>,
-    k2s: Vec<Vec<f32>>,
-    vs: Vec<Vec<f32>>,
     n: usize,
     ra: usize,
     rb: usize,
     dh: usize,
+    nkv: usize,
 }
 
 impl KvCopy {
     fn new(fill: &mut Fill, nkv: usize, n: usize, ra: usize, rb: usize, dh: usize) -> Self {
-        let sc = |fill: &mut Fill, w: usize| -> Vec<f32> {
-            fill.scales(n, 1.0 / 127.0 * (w as f32).sqrt().recip() * 4.0)
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
-        };
-        KvCopy {
-            mem: fill.i8s(nkv * n * (ra + rb + dh)),
-            k1s: (0..nkv).map(|_| sc(fill, ra)).collect(),
-            k2s: (0..nkv).map(|_| if rb > 0 { sc(fill, rb) } else { Vec::new() }).collect(),
-            vs: (0..nkv).map(|_| sc(fill, dh)).collect(),
-            n,
-            ra,
-            rb,
-            dh,
+        let i8_len = nkv * n * (ra + rb + dh);
+        let mut mem = fill.i8s(i8_len.next_multiple_of(64) + nkv * 3 * n * 4);
+        let scales: &mut [f32] = bytemuck::cast_slice_mut(&mut mem[i8_len.next_multiple_of(64)..]);
+        for (part, sc) in scales.chunks_exact_mut(n).enumerate() {
+            let w = [ra, rb, dh][part % 3];
+            let base = 1.0 / 127.0 * (w.max(1) as f32).sqrt().recip() * 4.0;
+            for (v, b) in sc.iter_mut().zip(fill.scales(n, base).chunks_exact(4)) {
+                *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
         }
+        KvCopy { mem, n, ra, rb, dh, nkv }
     }
     fn view(&self, h: usize) -> KvView<'_> {
         let (n, ra, rb, dh) = (self.n, self.ra, self.rb, self.dh);
+        let i8_len = self.nkv * n * (ra + rb + dh);
         let head = &self.mem.as_i8()[h * n * (ra + rb + dh)..(h + 1) * n * (ra + rb + dh)];
         let (k1, rest) = head.split_at(n * ra);
         let (k2, v) = rest.split_at(n * rb);
-        KvView { k1, k2, v, k1_scale: &self.k1s[h], k2_scale: &self.k2s[h], v_scale: &self.vs[h], ra, rb }
+        let scales: &[f32] = bytemuck::cast_slice(&self.mem[i8_len.next_multiple_of(64)..]);
+        let hs = &scales[h * 3 * n..(h + 1) * 3 * n];
+        let k2_scale = if rb > 0 { &hs[n..2 * n] } else { &hs[n..n] };
+        KvView { k1, k2, v, k1_scale: &hs[..n], k2_scale, v_scale: &hs[2 * n..], ra, rb }
     }
 }
 

@@ -113,6 +113,12 @@ impl Kernels for Avx2 {
         unsafe { exp_shifted_f32(x, max) }
     }
 
+    fn scores_f32(acc: &[i32], a: f32, row_scale: &[f32], c: f32, softcap: f32, out: &mut [f32]) {
+        Self::require();
+        // SAFETY: the CPU features are available (checked just above).
+        unsafe { scores_f32(acc, a, row_scale, c, softcap, out) }
+    }
+
     fn prefetch_rows<T>(w: &[T], cols: usize, rows: &[u32]) {
         super::prefetch::rows_l2(w, cols, rows);
     }
@@ -421,4 +427,13 @@ pub(crate) unsafe fn quantize(x: &[f32], q: &mut [i8]) -> f32 {
         q[i] = quantize_one(x[i], inv);
     }
     absmax / 127.0
+}
+
+/// [`crate::math::scores_in_place`] compiled with avx2 enabled.
+///
+/// # Safety
+/// The CPU must support avx2.
+#[target_feature(enable = "avx2")]
+unsafe fn scores_f32(acc: &[i32], a: f32, row_scale: &[f32], c: f32, softcap: f32, out: &mut [f32]) {
+    crate::math::scores_in_place(acc, a, row_scale, c, softcap, out)
 }
