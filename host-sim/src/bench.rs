@@ -858,9 +858,10 @@ fn bench_model<K: Kernels>(a: &BenchArgs, file: Option<&Path>) -> CliResult {
                 return Err(usage("--ctx + --iters must be <= 65536"));
             }
             let pb = progress(2, show, "model");
-            let s = synthetic_model(&sc, a.seed);
+            // In huge-page-advised buffers, as `read_model_file` reads model files.
+            let s = HugeBytes::copy_of(&synthetic_model(&sc, a.seed))?;
             pb.inc(1);
-            let d = synthetic_model(&dc, a.seed + 1);
+            let d = HugeBytes::copy_of(&synthetic_model(&dc, a.seed + 1))?;
             pb.finish_and_clear();
             (s, Some(d), "gemma2-2b-shaped 1-layer model (vocab 4096), Spark vs dense twin".to_string())
         }

@@ -10,9 +10,11 @@
 //! the environment variable `SPARK_SIM_NO_HUGE_PAGES` skips the advice (to measure what it
 //! brings).
 //!
-//! Used for the session arena of `generate`/`eval`/`bench model` and for the weight and
+//! Used for model files (`ui::read_model_file`: every subcommand that loads a `.spark`
+//! file), the session arenas of `generate`/`eval`/`bench model`, and the weight and
 //! KV-cache copies of `bench ffn`/`bench attn` (both the Spark and the dense variant, and
-//! the read-bandwidth bound, so ratios compare like with like). Tested in this module.
+//! the read-bandwidth bound, so ratios compare like with like). Tested in this module and
+//! through the CLI tests.
 
 use memmap2::{MmapMut, MmapOptions};
 use std::io;
@@ -37,6 +39,13 @@ impl HugeBytes {
             }
         }
         Ok(HugeBytes { map, len })
+    }
+
+    /// A copy of `bytes` in a huge-page-advised buffer.
+    pub fn copy_of(bytes: &[u8]) -> io::Result<Self> {
+        let mut b = Self::zeroed(bytes.len())?;
+        b.copy_from_slice(bytes);
+        Ok(b)
     }
 
     /// The bytes as signed int8 weights.
@@ -103,6 +112,8 @@ mod tests {
                 assert_eq!(b.as_i8()[len - 1], -128);
                 b.as_i8_mut()[0] = -1;
                 assert_eq!(b[0], 0xff);
+                let c = HugeBytes::copy_of(&b).unwrap();
+                assert_eq!(&c[..], &b[..]);
             }
             assert_eq!(b.as_ptr() as usize % 4096, 0, "page aligned");
         }

@@ -5,10 +5,11 @@
 //! Exit codes: 0 success (also when stdout is closed early, e.g. piped into `head`),
 //! 1 runtime or input error, 2 usage error (clap's own, or [`CliError::Usage`]).
 
+use crate::hugemem::HugeBytes;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use spark_core::Model;
 use std::fmt;
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -157,9 +158,32 @@ macro_rules! with_backend {
     };
 }
 
-/// Read a whole model file, with a one-line message that says what to do.
-pub fn read_model_file(path: &Path) -> CliResult<Vec<u8>> {
-    read_input(path, "model file")
+/// Read a whole model file into a huge-page-advised buffer (`hugemem`: the sparse row
+/// gathers of a large model then cost no page walk per row), with a one-line message that
+/// says what to do.
+pub fn read_model_file(path: &Path) -> CliResult<HugeBytes> {
+    let what = "model file";
+    let err = |e: io::Error| match e.kind() {
+        io::ErrorKind::NotFound => fail(format!("{what} {} not found: check the path", path.display())),
+        io::ErrorKind::IsADirectory => fail(format!("{what} {} is a directory: give a file", path.display())),
+        _ => fail(format!("cannot read {what} {}: {e}", path.display())),
+    };
+    let mut f = std::fs::File::open(path).map_err(err)?;
+    let meta = f.metadata().map_err(err)?;
+    if meta.is_dir() {
+        return Err(err(io::Error::from(io::ErrorKind::IsADirectory)));
+    }
+    let len = usize::try_from(meta.len())
+        .map_err(|_| fail(format!("{what} {} is too large for this machine", path.display())))?;
+    let mut buf = HugeBytes::zeroed(len).map_err(err)?;
+    f.read_exact(&mut buf).map_err(err)?;
+    // The file must not have grown meanwhile: a truncated read would fail validation, a
+    // longer file would be silently cut.
+    let mut probe = [0u8; 1];
+    if f.read(&mut probe).map_err(err)? != 0 {
+        return Err(fail(format!("{what} {} changed while it was read: try again", path.display())));
+    }
+    Ok(buf)
 }
 
 /// Read a whole input file (`what` names it in messages).

@@ -268,6 +268,11 @@ fn generate_errors() {
     let m = f.p("text.spark");
     err(&["generate", "--model", &m, "--tokens", "0"], 2, &["--tokens"]);
     err(&["generate", "--model", &f.p("missing.spark")], 1, &["missing.spark", "not found"]);
+    let d = f.path("a_directory.spark");
+    std::fs::create_dir_all(&d).unwrap();
+    err(&["generate", "--model", d.to_str().unwrap()], 1, &["a_directory.spark", "is a directory"]);
+    std::fs::write(f.path("empty.spark"), b"").unwrap();
+    err(&["generate", "--model", &f.p("empty.spark")], 1, &["empty.spark", "not a valid .spark model"]);
     let long = "the cat sat on the mat ".repeat(40);
     err(&["generate", "--model", &m, "--prompt", &long], 1, &["prompt", "context"]);
     err(&["generate", "--model", &f.p("ids.spark"), "--prompt", "hi"], 1, &["no tokenizer", "--prompt-ids"]);
