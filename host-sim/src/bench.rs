@@ -293,10 +293,11 @@ impl Fill {
     }
 }
 
-/// A random int8 matrix with row scales.
+/// A random int8 matrix with row scales, both in one huge-page-advised buffer (as in a
+/// model file: the scale gathers of a sparse layer then hit the same 2 MiB pages):
+/// `data [rows, cols]`, padding to 64 bytes, `scales [rows]` (f32 little-endian).
 struct RandMatrix {
-    data: HugeBytes,
-    scales: Vec<u8>,
+    mem: HugeBytes,
     rows: usize,
     cols: usize,
 }
@@ -304,10 +305,20 @@ struct RandMatrix {
 impl RandMatrix {
     fn new(fill: &mut Fill, rows: usize, cols: usize) -> Self {
         let base = 1.0 / (127.0 * (cols as f32).sqrt()) * 1.7;
-        RandMatrix { data: fill.i8s(rows * cols), scales: fill.scales(rows, base), rows, cols }
+        let at = (rows * cols).next_multiple_of(64);
+        let mut mem = fill.i8s(at + 4 * rows);
+        let scales = fill.scales(rows, base);
+        mem[at..].copy_from_slice(&scales);
+        RandMatrix { mem, rows, cols }
+    }
+    fn data(&self) -> &[i8] {
+        &self.mem.as_i8()[..self.rows * self.cols]
+    }
+    fn scales(&self) -> &[u8] {
+        &self.mem[(self.rows * self.cols).next_multiple_of(64)..]
     }
     fn q(&self) -> QMatrix<'_> {
-        QMatrix { data: self.data.as_i8(), scales: F32Slice(&self.scales), rows: self.rows, cols: self.cols }
+        QMatrix { data: self.data(), scales: F32Slice(self.scales()), rows: self.rows, cols: self.cols }
     }
 }
 
@@ -753,9 +764,14 @@ pub fn synthetic_model(cfg: &Config, seed: u64) -> Vec<u8> {
     for_each_weight(cfg, |id, dtype, rows, cols| match dtype {
         DType::I8 => {
             let m = RandMatrix::new(&mut fill, rows, cols);
-            w.add_raw(id, DType::I8, [rows as u32, cols as u32], m.data.to_vec());
+            w.add_raw(id, DType::I8, [rows as u32, cols as u32], bytemuck::cast_slice(m.data()).to_vec());
             let scale_kind = id.kind.scale().unwrap_or(id.kind);
-            w.add_raw(TensorId { kind: scale_kind, layer: id.layer }, DType::F32, [rows as u32, 1], m.scales);
+            w.add_raw(
+                TensorId { kind: scale_kind, layer: id.layer },
+                DType::F32,
+                [rows as u32, 1],
+                m.scales().to_vec(),
+            );
         }
         _ => w.add_f32(id, &vec![1.0f32; rows]),
     });

@@ -58,9 +58,10 @@ impl HugeBytes {
         bytemuck::cast_slice_mut(&mut self.map[..self.len])
     }
 
-    /// Kibibytes of this buffer that the kernel currently backs with huge pages
-    /// (`AnonHugePages` of its mapping in `/proc/self/smaps`; `None` where that file does
-    /// not exist or does not list the mapping).
+    /// Kibibytes backed by huge pages in the kernel mapping (VMA) that holds this buffer
+    /// (`AnonHugePages` in `/proc/self/smaps`; the kernel may have merged the buffer with
+    /// adjacent anonymous mappings, whose huge pages then count too). `None` where that
+    /// file does not exist or does not list the mapping.
     pub fn huge_pages_kib(&self) -> Option<u64> {
         let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
         let start = self.map.as_ptr() as usize;
@@ -124,9 +125,9 @@ mod tests {
     fn the_mapping_is_found_in_smaps() {
         let mut b = HugeBytes::zeroed(8 << 20).unwrap();
         b.fill(1); // fault the pages in
-                   // Whether huge pages were granted depends on the machine; the mapping must be found.
+                   // Whether huge pages were granted depends on the machine (and the mapping may have
+                   // been merged with others, e.g. another test's): the mapping must be found.
         let kib = b.huge_pages_kib().expect("mapping listed in /proc/self/smaps");
-        eprintln!("huge pages: {kib} KiB of 8192");
-        assert!(kib <= 8 << 10);
+        eprintln!("huge pages in the mapping holding the 8 MiB buffer: {kib} KiB");
     }
 }
