@@ -124,9 +124,10 @@ mod tests {
     #[cfg(target_os = "linux")]
     fn the_mapping_is_found_in_smaps() {
         let mut b = HugeBytes::zeroed(8 << 20).unwrap();
-        b.fill(1); // fault the pages in
-                   // Whether huge pages were granted depends on the machine (and the mapping may have
-                   // been merged with others, e.g. another test's): the mapping must be found.
+        // Fault the pages in. Whether huge pages were granted depends on the machine (and
+        // the mapping may have been merged with others, e.g. another test's): the mapping
+        // must be found.
+        b.fill(1);
         let kib = b.huge_pages_kib().expect("mapping listed in /proc/self/smaps");
         eprintln!("huge pages in the mapping holding the 8 MiB buffer: {kib} KiB");
     }
