@@ -412,6 +412,62 @@ mod x86 {
             }
         }
     }
+
+    type Elementwise = (&'static str, fn(&[i32], &[f32], &mut [f32]));
+
+    /// The per-key float passes of attention over `n` cache-resident scores, per backend:
+    /// predictor dequantisation + soft-cap (`scores_f32`), soft-cap alone (`softcap_f32`),
+    /// softmax numerators (`exp_shifted_f32`), and the `libm::tanhf` soft-cap loop they
+    /// replaced. Interleaved rounds, medians.
+    pub fn elementwise_summary() {
+        const CAP: f32 = 50.0;
+        println!("\nelementwise f32 kernels (cache-resident, single thread, medians of interleaved rounds):");
+        for n in [4096usize, 8192] {
+            let acc: Vec<i32> = pattern_i8(n, 5).map(|v| v as i32 * 211).collect();
+            let rs: Vec<f32> = (0..n).map(|i| 1e-3 * (1.0 + (i % 7) as f32)).collect();
+            let mut out = vec![0.0f32; n];
+            let mut cases: Vec<Elementwise> = vec![
+                ("libm tanhf soft-cap loop", |a, r, o| {
+                    for ((o, &x), &s) in o.iter_mut().zip(a).zip(r) {
+                        let v = x as f32 * 0.01 * s * 0.0625;
+                        *o = CAP * libm::tanhf(v / CAP);
+                    }
+                }),
+                ("scores_f32 scalar", |a, r, o| Scalar::scores_f32(a, 0.01, r, 0.0625, CAP, o)),
+                ("softcap_f32 scalar", |_, _, o| Scalar::softcap_f32(o, CAP)),
+                ("exp_shifted_f32 scalar", |_, _, o| Scalar::exp_shifted_f32(o, 1.0)),
+            ];
+            if Avx2::available() {
+                cases.push(("scores_f32 avx2", |a, r, o| Avx2::scores_f32(a, 0.01, r, 0.0625, CAP, o)));
+                cases.push(("softcap_f32 avx2", |_, _, o| Avx2::softcap_f32(o, CAP)));
+                cases.push(("exp_shifted_f32 avx2", |_, _, o| Avx2::exp_shifted_f32(o, 1.0)));
+            }
+            if Avx512Vnni::available() {
+                cases.push(("scores_f32 avx512", |a, r, o| Avx512Vnni::scores_f32(a, 0.01, r, 0.0625, CAP, o)));
+                cases.push(("softcap_f32 avx512", |_, _, o| Avx512Vnni::softcap_f32(o, CAP)));
+                cases.push(("exp_shifted_f32 avx512", |_, _, o| Avx512Vnni::exp_shifted_f32(o, 1.0)));
+            }
+            let mut times: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+            for round in 0..=301 {
+                for (i, (_, f)) in cases.iter().enumerate() {
+                    // Fresh inputs each call (the in-place kernels would otherwise saturate).
+                    Scalar::scores_f32(&acc, 0.01, &rs, 0.0625, 0.0, &mut out);
+                    let t = Instant::now();
+                    f(black_box(&acc), black_box(&rs), black_box(&mut out));
+                    let e = t.elapsed().as_secs_f64();
+                    black_box(&out);
+                    if round > 0 {
+                        times[i].push(e);
+                    }
+                }
+            }
+            println!("  {n} scores:");
+            for ((label, _), t) in cases.iter().zip(times) {
+                let t = median(t);
+                println!("    {label:<26} {:8.2} us  {:6.2} ns/score", t * 1e6, t * 1e9 / n as f64);
+            }
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -420,6 +476,7 @@ fn main() {
         x86::criterion_benches();
     }
     x86::summary();
+    x86::elementwise_summary();
 }
 
 #[cfg(not(target_arch = "x86_64"))]
