@@ -101,46 +101,7 @@ impl Kernels for Avx2 {
         unsafe { quantize(x, q) }
     }
 
-    fn softcap_f32(z: &mut [f32], cap: f32) {
-        Self::require();
-        // SAFETY: the CPU features are available (checked just above).
-        unsafe { softcap_f32(z, cap) }
-    }
-
-    fn exp_shifted_f32(x: &mut [f32], max: f32) {
-        Self::require();
-        // SAFETY: the CPU features are available (checked just above).
-        unsafe { exp_shifted_f32(x, max) }
-    }
-
-    fn scores_f32(acc: &[i32], a: f32, row_scale: &[f32], c: f32, softcap: f32, out: &mut [f32]) {
-        Self::require();
-        // SAFETY: the CPU features are available (checked just above).
-        unsafe { scores_f32(acc, a, row_scale, c, softcap, out) }
-    }
-
-    fn prefetch_rows<T>(w: &[T], cols: usize, rows: &[u32]) {
-        super::prefetch::rows_l2(w, cols, rows);
-    }
-}
-
-/// [`crate::math::softcap_in_place`] compiled with avx2 enabled (the same IEEE operations
-/// on wider vectors: the same bits).
-///
-/// # Safety
-/// The CPU must support avx2.
-#[target_feature(enable = "avx2")]
-unsafe fn softcap_f32(z: &mut [f32], cap: f32) {
-    crate::math::softcap_in_place(z, cap)
-}
-
-/// [`crate::math::exp_shifted_in_place`] compiled with avx2 enabled.
-///
-/// # Safety
-/// The CPU must support avx2.
-#[target_feature(enable = "avx2")]
-unsafe fn exp_shifted_f32(x: &mut [f32], max: f32) {
-    crate::math::exp_shifted_in_place(x, max)
+    super::elementwise_methods!("avx2");
 }
 
 /// Loads 16 bytes of `s` starting at `at`.
@@ -427,13 +388,4 @@ pub(crate) unsafe fn quantize(x: &[f32], q: &mut [i8]) -> f32 {
         q[i] = quantize_one(x[i], inv);
     }
     absmax / 127.0
-}
-
-/// [`crate::math::scores_in_place`] compiled with avx2 enabled.
-///
-/// # Safety
-/// The CPU must support avx2.
-#[target_feature(enable = "avx2")]
-unsafe fn scores_f32(acc: &[i32], a: f32, row_scale: &[f32], c: f32, softcap: f32, out: &mut [f32]) {
-    crate::math::scores_in_place(acc, a, row_scale, c, softcap, out)
 }

@@ -144,46 +144,7 @@ impl Kernels for Avx512Vnni {
         unsafe { super::avx2::quantize(x, q) }
     }
 
-    fn softcap_f32(z: &mut [f32], cap: f32) {
-        Self::require();
-        // SAFETY: the CPU features are available (checked just above).
-        unsafe { softcap_f32(z, cap) }
-    }
-
-    fn exp_shifted_f32(x: &mut [f32], max: f32) {
-        Self::require();
-        // SAFETY: the CPU features are available (checked just above).
-        unsafe { exp_shifted_f32(x, max) }
-    }
-
-    fn scores_f32(acc: &[i32], a: f32, row_scale: &[f32], c: f32, softcap: f32, out: &mut [f32]) {
-        Self::require();
-        // SAFETY: the CPU features are available (checked just above).
-        unsafe { scores_f32(acc, a, row_scale, c, softcap, out) }
-    }
-
-    fn prefetch_rows<T>(w: &[T], cols: usize, rows: &[u32]) {
-        super::prefetch::rows_l2(w, cols, rows);
-    }
-}
-
-/// [`crate::math::softcap_in_place`] compiled with avx512f enabled (the same IEEE operations
-/// on wider vectors: the same bits).
-///
-/// # Safety
-/// The CPU must support avx512f.
-#[target_feature(enable = "avx512f")]
-unsafe fn softcap_f32(z: &mut [f32], cap: f32) {
-    crate::math::softcap_in_place(z, cap)
-}
-
-/// [`crate::math::exp_shifted_in_place`] compiled with avx512f enabled.
-///
-/// # Safety
-/// The CPU must support avx512f.
-#[target_feature(enable = "avx512f")]
-unsafe fn exp_shifted_f32(x: &mut [f32], max: f32) {
-    crate::math::exp_shifted_in_place(x, max)
+    super::elementwise_methods!("avx512f");
 }
 
 /// Mask selecting the first `n` (<= 64) bytes of a 64-byte block.
@@ -568,13 +529,4 @@ unsafe fn gemv_t_rows(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i3
             _ => t_long(w, rows, c, y),
         }
     }
-}
-
-/// [`crate::math::scores_in_place`] compiled with avx512f enabled.
-///
-/// # Safety
-/// The CPU must support avx512f.
-#[target_feature(enable = "avx512f")]
-unsafe fn scores_f32(acc: &[i32], a: f32, row_scale: &[f32], c: f32, softcap: f32, out: &mut [f32]) {
-    crate::math::scores_in_place(acc, a, row_scale, c, softcap, out)
 }

@@ -12,6 +12,51 @@ pub mod avx512vnni;
 #[cfg(feature = "std")]
 pub use auto::Auto;
 
+/// The elementwise f32 kernels and the row prefetch hint of an x86 backend, as methods of
+/// its `impl Kernels`: the portable loops of [`crate::math`] compiled with `$feature`
+/// enabled (the same exactly rounded IEEE operations on wider vectors, so the same bits as
+/// the scalar oracle; `kernel_suite!` checks it), and [`prefetch::rows_l2`].
+#[cfg(any(feature = "std", target_feature = "avx2"))]
+macro_rules! elementwise_methods {
+    ($feature:literal) => {
+        fn softcap_f32(z: &mut [f32], cap: f32) {
+            #[target_feature(enable = $feature)]
+            fn wide(z: &mut [f32], cap: f32) {
+                $crate::math::softcap_in_place(z, cap)
+            }
+            Self::require();
+            // SAFETY: the CPU supports `$feature` (checked just above).
+            unsafe { wide(z, cap) }
+        }
+
+        fn exp_shifted_f32(x: &mut [f32], max: f32) {
+            #[target_feature(enable = $feature)]
+            fn wide(x: &mut [f32], max: f32) {
+                $crate::math::exp_shifted_in_place(x, max)
+            }
+            Self::require();
+            // SAFETY: the CPU supports `$feature` (checked just above).
+            unsafe { wide(x, max) }
+        }
+
+        fn scores_f32(acc: &[i32], a: f32, row_scale: &[f32], c: f32, softcap: f32, out: &mut [f32]) {
+            #[target_feature(enable = $feature)]
+            fn wide(acc: &[i32], a: f32, row_scale: &[f32], c: f32, softcap: f32, out: &mut [f32]) {
+                $crate::math::scores_in_place(acc, a, row_scale, c, softcap, out)
+            }
+            Self::require();
+            // SAFETY: the CPU supports `$feature` (checked just above).
+            unsafe { wide(acc, a, row_scale, c, softcap, out) }
+        }
+
+        fn prefetch_rows<T>(w: &[T], cols: usize, rows: &[u32]) {
+            super::prefetch::rows_l2(w, cols, rows);
+        }
+    };
+}
+#[cfg(any(feature = "std", target_feature = "avx2"))]
+pub(crate) use elementwise_methods;
+
 #[cfg(any(feature = "std", target_feature = "avx2"))]
 pub(crate) mod prefetch {
     //! Software prefetch policy shared by the x86 backends (measured on the Zen 4 VM of
