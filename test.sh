@@ -66,29 +66,30 @@ done
 # The linker and runner are set per command, not in a global cargo config, so host builds
 # are unaffected. `-cpu max` has dotprod (NeonDot runs); `-cpu cortex-a53` has not (NeonDot
 # is skipped and arm::Auto must fall back to Neon).
-aarch64_test() {
+aarch64_cargo() { # cpu cargo-subcommand args...
+  local cpu=$1 sub=$2
+  shift 2
   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
-  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu $1" \
-    cargo test -p spark-hal --target aarch64-unknown-linux-gnu
+  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu $cpu" \
+    cargo "$sub" --target aarch64-unknown-linux-gnu "$@"
+}
+aarch64_test() {
+  aarch64_cargo "$1" test -p spark-hal
 }
 step "spark-hal tests on aarch64 under qemu-aarch64 -cpu max (NEON + sdot)"
 aarch64_test max
 step "spark-hal tests on aarch64 under qemu-aarch64 -cpu cortex-a53 (NEON, no dotprod)"
 aarch64_test cortex-a53
-# spark-core's own tests on aarch64: statistical top-k and the vectorised elementary
-# functions (core::math: a vectorised loop gives the scalar bits, accuracy vs f64).
+# spark-core's own tests on aarch64 (statistical top-k, sampler, tokenizer). The
+# elementwise functions of spark_hal::math are tested in the spark-hal steps above.
 step "spark-core tests on aarch64 under qemu-aarch64 -cpu max"
-CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
-CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu max" \
-  cargo test -p spark-core --target aarch64-unknown-linux-gnu --lib --tests
+aarch64_cargo max test -p spark-core --lib --tests
 
 # Cross-target determinism: the bundled model on aarch64 (NEON + sdot, and NEON without
 # dotprod) must reproduce the token ids and the logits digest that the x86 scalar
 # backend recorded in models/expected_int8.json, bit for bit.
 aarch64_demo() {
-  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
-  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu $1" \
-    cargo test -p spark-sim --test demo_model --target aarch64-unknown-linux-gnu -- bundled_int8 --nocapture
+  aarch64_cargo "$1" test -p spark-sim --test demo_model -- bundled_int8 --nocapture
 }
 step "determinism: bundled model on aarch64 under qemu-aarch64 -cpu max (NEON + sdot)"
 aarch64_demo max

@@ -43,12 +43,6 @@ pub fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + tanh_f32(inner))
 }
 
-/// `ln(1 + e^x)` ([`spark_hal::math::softplus_f32`]).
-#[inline]
-pub fn softplus(x: f32) -> f32 {
-    softplus_f32(x)
-}
-
 /// `out = x / sqrt(mean(x^2) + eps) * w`.
 fn rmsnorm(out: &mut [f32], x: &[f32], w: F32Slice<'_>, eps: f32) {
     let mut ss = 0.0f32;
@@ -353,12 +347,12 @@ pub fn attend_head<K: Kernels>(
     // w_j = softmax over the selected of s1_j.
     let idx = &mut s.idx[..len];
     let w = &mut s.w[..len];
-    let mut mx = f32::NEG_INFINITY;
-    for j in 0..len {
-        mx = mx.max(s1[idx[j] as usize]);
-    }
     for j in 0..len {
         w[j] = s1[idx[j] as usize];
+    }
+    let mut mx = f32::NEG_INFINITY;
+    for j in 0..len {
+        mx = mx.max(w[j]);
     }
     K::exp_shifted_f32(w, mx);
     let mut sum = 0.0f32;

@@ -163,11 +163,7 @@ macro_rules! with_backend {
 /// says what to do.
 pub fn read_model_file(path: &Path) -> CliResult<HugeBytes> {
     let what = "model file";
-    let err = |e: io::Error| match e.kind() {
-        io::ErrorKind::NotFound => fail(format!("{what} {} not found: check the path", path.display())),
-        io::ErrorKind::IsADirectory => fail(format!("{what} {} is a directory: give a file", path.display())),
-        _ => fail(format!("cannot read {what} {}: {e}", path.display())),
-    };
+    let err = |e: io::Error| read_error(e, path, what);
     let mut f = std::fs::File::open(path).map_err(err)?;
     let meta = f.metadata().map_err(err)?;
     if meta.is_dir() {
@@ -188,11 +184,16 @@ pub fn read_model_file(path: &Path) -> CliResult<HugeBytes> {
 
 /// Read a whole input file (`what` names it in messages).
 pub fn read_input(path: &Path, what: &str) -> CliResult<Vec<u8>> {
-    std::fs::read(path).map_err(|e| match e.kind() {
+    std::fs::read(path).map_err(|e| read_error(e, path, what))
+}
+
+/// The one-line message for an I/O error reading `path` (`what` names it).
+fn read_error(e: io::Error, path: &Path, what: &str) -> CliError {
+    match e.kind() {
         io::ErrorKind::NotFound => fail(format!("{what} {} not found: check the path", path.display())),
         io::ErrorKind::IsADirectory => fail(format!("{what} {} is a directory: give a file", path.display())),
         _ => fail(format!("cannot read {what} {}: {e}", path.display())),
-    })
+    }
 }
 
 /// Validate a `.spark` blob, with a message naming the file and the fix.
