@@ -10,10 +10,12 @@
 //! and the true result fits in `i32` (see [`crate::MAX_ACC_TERMS`]), so the wrapped
 //! result is exact.
 //!
-//! - `gemv`, `gemv_rows`, `dot`: rows are read one after the other (each row's loads are
-//!   sequential) into one accumulator per row (two for rows of 128+ bytes), and 16 rows are
-//!   reduced together by a transpose-and-add tree (about 2 shuffles per row instead of a
-//!   full horizontal reduction per row) into one 16-lane store.
+//! - `gemv`, `dot`: rows are read one after the other (each row's loads are sequential)
+//!   into one accumulator per row (two for rows of 128+ bytes), and 16 rows are reduced
+//!   together by a transpose-and-add tree (about 2 shuffles per row instead of a full
+//!   horizontal reduction per row) into one 16-lane store.
+//! - `gemv_rows` (a gather): 8 listed rows at a time across their columns, one
+//!   accumulator each, with the same 16-row reduction.
 //! - `gemv_t_rows` interleaves the bytes of four rows so each i32 lane holds one column of
 //!   all four; `vpdpbusd` against the broadcast coefficients `(c0, c1, c2, c3)` then gives
 //!   `sum_j c_j * W_j[col]`, and a 4x4 transpose of 128-bit blocks restores column order.
@@ -21,8 +23,10 @@
 //!   whole row list; longer rows are taken 8 at a time across all columns, `y` staying
 //!   in L1.
 //! - Prefetching follows `x86::prefetch`: page-entry prefetches for streams (consecutive
-//!   rows), L2 prefetches of the rows about 64 KiB ahead in a row list, and for
-//!   `gemv_t_rows` on long rows the next 8 rows, chunk by chunk.
+//!   rows); for `gemv_rows` the rows at least 2 groups (and 32 KiB) ahead, line by line
+//!   as the current group advances; for `gemv_t_rows` on long rows the next 8 rows, chunk
+//!   by chunk; for `gemv_t_rows` on short rows, L2 prefetches of the rows about 64 KiB
+//!   ahead in the list.
 //!
 //! Ragged ends use AVX-512 masked loads and stores (masked-off bytes read as zero and are
 //! never accessed), so there is no scalar tail: a zero `x` byte cancels whatever `u` holds,
@@ -125,7 +129,7 @@ impl Kernels for Avx512Vnni {
         Self::require();
         // SAFETY: the CPU features are available (checked just above); every listed row
         // has `cols = x.len() > 0` elements, `y.len() = rows.len()`.
-        unsafe { gemv_by(Rows::List(w, rows), x, y) };
+        unsafe { gemv_gather(w, rows, x, y) };
     }
 
     fn gemv_t_rows_i8(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
@@ -224,16 +228,13 @@ fn reduce16(a: &[__m512i; 16]) -> __m512i {
 }
 
 /// The rows a [`gemv_by`] loop reads, which also decides its prefetching (see
-/// `x86::prefetch`).
+/// `x86::prefetch`); listed rows go through [`gemv_gather`] instead.
 #[derive(Clone, Copy)]
 enum Rows<'a> {
     /// One row (a single dot product): no prefetching.
     One(&'a [i8]),
     /// All rows of `w`, consecutive in memory: page-entry prefetches.
     Stream(&'a [i8]),
-    /// Rows of `w` listed by index: gather prefetches ahead, page-entry prefetches for rows
-    /// [`in_stream`].
-    List(&'a [i8], &'a [u32]),
 }
 
 /// `sum_k (r[k] ^ 0x80) * x[k]` over all of `x` (`r.len() == x.len()`) in the lanes of
@@ -276,7 +277,8 @@ unsafe fn row_dot(r: &[i8], x: &[i8], page: bool) -> __m512i {
 ///
 /// (A variant for rows of at most 256 bytes that loads each activation chunk once for 16
 /// rows, all accumulators in registers, measured slower on cache-resident `[4096 x 128]`:
-/// 17.5 us against 14.8 us for this row-after-row loop.)
+/// 17.5 us against 14.8 us for this row-after-row loop. For rows gathered from DRAM the
+/// grouped schedule of [`gemv_gather`] is the faster one.)
 ///
 /// # Safety
 /// The CPU supports AVX-512 F, BW and VNNI.
@@ -286,30 +288,19 @@ unsafe fn gemv_by(src: Rows<'_>, x: &[i8], y: &mut [i32]) {
     let n = x.len();
     let m = y.len();
     let corr = _mm512_set1_epi32(sum_i8(x).wrapping_mul(128));
-    let gather = match src {
-        Rows::List(w, rows) => Some(Gather::start(w, n, rows)),
-        _ => None,
-    };
     let mut i = 0;
     while i < m {
         let g = (m - i).min(16);
         let mut acc = [_mm512_setzero_si512(); 16];
         // SAFETY (all arms): the CPU features are enabled here and every row passed to
         // `row_dot` has `n` elements.
-        match (src, &gather) {
-            (Rows::Stream(w), _) => {
+        match src {
+            Rows::Stream(w) => {
                 for (a, r) in acc.iter_mut().zip(w[i * n..(i + g) * n].chunks_exact(n)) {
                     *a = unsafe { row_dot(r, x, true) };
                 }
             }
-            (Rows::List(w, rows), Some(gp)) => {
-                for (t, a) in acc.iter_mut().enumerate().take(g) {
-                    gp.at(i + t);
-                    *a = unsafe { row_dot(check::row(w, n, rows[i + t]), x, in_stream(rows, i + t)) };
-                }
-            }
-            (Rows::One(r), _) => acc[0] = unsafe { row_dot(r, x, false) },
-            (Rows::List(..), None) => unreachable!(),
+            Rows::One(r) => acc[0] = unsafe { row_dot(r, x, false) },
         }
         let s = _mm512_sub_epi32(reduce16(&acc), corr);
         let mask = ((1u32 << g) - 1) as __mmask16;
@@ -317,6 +308,107 @@ unsafe fn gemv_by(src: Rows<'_>, x: &[i8], y: &mut [i32]) {
         // masked-off elements are neither written nor able to fault.
         unsafe { _mm512_mask_storeu_epi32(y.as_mut_ptr().add(i), mask, s) };
         i += g;
+    }
+}
+
+/// Listed rows per pass of [`gemv_gather`].
+const GATHER_GROUP: usize = 8;
+/// [`gemv_gather`] prefetches at least this many groups ahead...
+const GATHER_GROUPS_AHEAD: usize = 2;
+/// ...and at least this many bytes of rows ahead (short rows: more groups).
+const GATHER_BYTES_AHEAD: usize = 32 * 1024;
+
+/// `gemv_rows` (`y[j] = row rows[j] . x`): [`GATHER_GROUP`] listed rows at a time across
+/// all columns, one accumulator per row and each activation chunk loaded once per group;
+/// at every 64-column step the same line of the rows [`GATHER_GROUPS_AHEAD`] groups later
+/// is prefetched into L2 (the first groups' rows whole, up front). 16 rows are then
+/// reduced together as in [`gemv_by`].
+///
+/// Row after row with every line of the row 64 KiB ahead prefetched (the schedule of
+/// [`gemv_by`]), a 1081-of-13824 gather of 1280-byte rows from DRAM ran at 11-13 GB/s on
+/// the machine of docs/PERFORMANCE.md; this steady, line-by-line schedule keeps more rows
+/// in flight (about 17 GB/s for a plain load sum with the same schedule).
+///
+/// # Safety
+/// The CPU supports AVX-512 F, BW and VNNI; shapes checked by [`check::gemv_rows`] with
+/// `cols = x.len() > 0`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn gemv_gather(w: &[i8], rows: &[u32], x: &[i8], y: &mut [i32]) {
+    const G: usize = GATHER_GROUP;
+    let n = x.len();
+    let m = rows.len();
+    let corr = _mm512_set1_epi32(sum_i8(x).wrapping_mul(128));
+    let flip = _mm512_set1_epi8(-128);
+    let ahead = G * GATHER_BYTES_AHEAD.div_ceil(G * n).max(GATHER_GROUPS_AHEAD);
+    // Start address of listed row `j`, for prefetching only (never dereferenced).
+    let hint = |j: usize| w.as_ptr().wrapping_add((rows[j] as usize).wrapping_mul(n));
+    for j in 0..ahead.min(m) {
+        lines_l2(hint(j), n);
+    }
+    let mut i = 0;
+    while i < m {
+        let g16 = (m - i).min(16);
+        let mut acc = [_mm512_setzero_si512(); 16];
+        for (h, part) in acc.chunks_exact_mut(G).enumerate() {
+            let j = i + h * G;
+            if j >= i + g16 {
+                break;
+            }
+            let g = (i + g16 - j).min(G);
+            // This group's rows, bounds-checked (a last, partial group repeats its first
+            // row; those sums are never stored).
+            let first = check::row(w, n, rows[j]).as_ptr();
+            let mut rp = [first; G];
+            for (t, r) in rp.iter_mut().enumerate().take(g) {
+                *r = check::row(w, n, rows[j + t]).as_ptr();
+            }
+            let nj = j + ahead;
+            let n_next = m.saturating_sub(nj).min(G);
+            let next: [*const i8; G] =
+                core::array::from_fn(|t| if t < n_next { hint(nj + t) } else { core::ptr::null() });
+            let mut a = [_mm512_setzero_si512(); G];
+            let mut k = 0;
+            while k + 64 <= n {
+                for &p in &next[..n_next] {
+                    lines_l2(p.wrapping_add(k), 1);
+                }
+                // SAFETY: bytes `k..k + 64` lie inside `x` and inside every row in `rp`
+                // (each starts `n` bytes inside `w`).
+                unsafe {
+                    let xv = _mm512_loadu_si512(x.as_ptr().add(k).cast());
+                    for (acc_t, &r) in a.iter_mut().zip(&rp) {
+                        let u = _mm512_xor_si512(_mm512_loadu_si512(r.add(k).cast()), flip);
+                        *acc_t = _mm512_dpbusd_epi32(*acc_t, u, xv);
+                    }
+                }
+                k += 64;
+            }
+            if k < n {
+                for &p in &next[..n_next] {
+                    lines_l2(p.wrapping_add(k), 1);
+                }
+                let mask = byte_mask(n - k);
+                // SAFETY: `mask` selects bytes `k..min(k + 64, n)` of `x` and of every row
+                // in `rp` (each starts `n` bytes inside `w`); masked-off bytes are neither
+                // read nor able to fault, and read as zero in `xv` too, so the flipped
+                // zeros of a ragged end cancel.
+                unsafe {
+                    let xv = _mm512_maskz_loadu_epi8(mask, x.as_ptr().add(k));
+                    for (acc_t, &r) in a.iter_mut().zip(&rp) {
+                        let u = _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, r.add(k)), flip);
+                        *acc_t = _mm512_dpbusd_epi32(*acc_t, u, xv);
+                    }
+                }
+            }
+            part.copy_from_slice(&a);
+        }
+        let s = _mm512_sub_epi32(reduce16(&acc), corr);
+        let mask = ((1u32 << g16) - 1) as __mmask16;
+        // SAFETY: only the `mask`-selected i32s `y[i..i + g16]`, all inside `y`, are
+        // written; masked-off elements are neither written nor able to fault.
+        unsafe { _mm512_mask_storeu_epi32(y.as_mut_ptr().add(i), mask, s) };
+        i += g16;
     }
 }
 
