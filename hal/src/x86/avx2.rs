@@ -7,10 +7,10 @@
 //! wrapping `i32` arithmetic; since every true total fits in `i32` (see [`crate::MAX_ACC_TERMS`])
 //! the wrapped result equals the exact one regardless of the order of additions.
 //!
-//! - `gemv` kernels stream one row at a time (measured faster than sharing activation loads
-//!   across four rows, see the note above `gemv`), with the prefetching of `x86::prefetch`:
-//!   page-entry prefetches along consecutive rows, L2 prefetches of the rows about 64 KiB
-//!   ahead in a `gemv_rows` list.
+//! - `gemv` streams one row at a time (measured faster than sharing activation loads
+//!   across four rows, see the note above `gemv`), with the page-entry prefetches of
+//!   `x86::prefetch`. `gemv_rows` (a gather) takes 8 listed rows at a time across their
+//!   columns and prefetches, line by line, the rows a few groups later.
 //! - `gemv_t_rows` pairs rows: the int16 words of rows `a` and `b` are interleaved so one
 //!   `vpmaddwd` against the broadcast pair `(c_a, c_b)` gives `c_a*W_a + c_b*W_b` per column;
 //!   up to four pairs are summed before `y` is read and written, and the next eight listed
@@ -200,15 +200,81 @@ unsafe fn gemv(w: &[i8], cols: usize, x: &[i8], y: &mut [i32]) {
     }
 }
 
+/// Listed rows per pass of [`gemv_rows`].
+const GATHER_GROUP: usize = 8;
+/// [`gemv_rows`] prefetches at least this many groups ahead...
+const GATHER_GROUPS_AHEAD: usize = 2;
+/// ...and at least this many bytes of rows ahead (short rows: more groups).
+const GATHER_BYTES_AHEAD: usize = 32 * 1024;
+/// Rows shorter than this (a few cache lines, e.g. Spark attention's 128-byte K2 rows) are
+/// read row after row instead, which measured 5-10 % faster for them.
+const GATHER_GROUP_MIN_COLS: usize = 256;
+
+/// `y[j] = row rows[j] . x`, a gather: [`GATHER_GROUP`] listed rows at a time across all
+/// columns, one accumulator per row and each activation chunk widened once per group; at
+/// every 64-column step the same line of the rows at least [`GATHER_GROUPS_AHEAD`] groups
+/// (and [`GATHER_BYTES_AHEAD`] bytes) later is prefetched into L2, the first ones whole up
+/// front. (The schedule of the AVX-512 kernel; row after row with whole rows prefetched
+/// 64 KiB ahead kept fewer lines in flight for rows of 256 bytes and more, see
+/// `x86::prefetch`.)
+///
 /// # Safety
 /// The CPU supports AVX2; shapes checked by [`check::gemv_rows`] with `cols > 0`.
 #[target_feature(enable = "avx2")]
 unsafe fn gemv_rows(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
-    let gp = Gather::start(w, cols, rows);
-    for j in 0..rows.len() {
-        gp.at(j);
-        // SAFETY: AVX2 is enabled on this function.
-        y[j] = unsafe { dot(check::row(w, cols, rows[j]), x, in_stream(rows, j)) };
+    const G: usize = GATHER_GROUP;
+    if cols < GATHER_GROUP_MIN_COLS {
+        // Short rows: row after row, whole rows prefetched 64 KiB ahead in the list.
+        let gp = Gather::start(w, cols, rows);
+        for j in 0..rows.len() {
+            gp.at(j);
+            // SAFETY: AVX2 is enabled on this function.
+            y[j] = unsafe { dot(check::row(w, cols, rows[j]), x, in_stream(rows, j)) };
+        }
+        return;
+    }
+    let n = cols;
+    let m = rows.len();
+    let ahead = G * GATHER_BYTES_AHEAD.div_ceil(G * n).max(GATHER_GROUPS_AHEAD);
+    // Start address of listed row `j`, for prefetching only (never dereferenced).
+    let hint = |j: usize| w.as_ptr().wrapping_add((rows[j] as usize).wrapping_mul(n));
+    for j in 0..ahead.min(m) {
+        lines_l2(hint(j), n);
+    }
+    let mut j = 0;
+    while j < m {
+        let g = (m - j).min(G);
+        // This group's rows, bounds-checked (a last, partial group repeats its first row;
+        // those sums are never stored).
+        let first = check::row(w, n, rows[j]);
+        let mut rp = [first; G];
+        for (t, r) in rp.iter_mut().enumerate().take(g) {
+            *r = check::row(w, n, rows[j + t]);
+        }
+        let nj = j + ahead;
+        let n_next = m.saturating_sub(nj).min(G);
+        let next: [*const i8; G] = core::array::from_fn(|t| if t < n_next { hint(nj + t) } else { core::ptr::null() });
+        let mut acc = [_mm256_setzero_si256(); G];
+        let mut k = 0;
+        while k + 16 <= n {
+            if k % 64 == 0 {
+                for &p in &next[..n_next] {
+                    lines_l2(p.wrapping_add(k), 1);
+                }
+            }
+            // SAFETY: `k + 16 <= n` = the length of `x` and of every row in `rp`.
+            let xv = unsafe { widen16(x, k) };
+            for (a, r) in acc.iter_mut().zip(&rp) {
+                // SAFETY: as above.
+                let wv = unsafe { widen16(r, k) };
+                *a = _mm256_add_epi32(*a, _mm256_madd_epi16(wv, xv));
+            }
+            k += 16;
+        }
+        for t in 0..g {
+            y[j + t] = hsum(acc[t]).wrapping_add(tail_dot(rp[t], x, k));
+        }
+        j += g;
     }
 }
 
