@@ -396,9 +396,13 @@ fn bench_small_shapes() {
     let f = fx();
     let m = f.p("text.spark");
     let v = json(&["bench", "ffn", "--shape", &m, "--iters", "3", "--llc", "256K", "--json"]);
-    for k in ["spark_ms", "dense_ms", "speedup", "bandwidth_gbs", "spark_of_bound"] {
+    for k in ["spark_ms", "dense_ms", "speedup", "bandwidth_gbs", "spark_of_bound", "speedup_paired_median"] {
         assert!(v[k].as_f64().unwrap() > 0.0, "{k} missing: {v}");
     }
+    let q = |k: &str| v[k].as_f64().unwrap();
+    assert!(
+        q("speedup_paired_q1") <= q("speedup_paired_median") && q("speedup_paired_median") <= q("speedup_paired_q3")
+    );
     let t = ok(&["bench", "attn", "--shape", &m, "--ctx", "64", "--iters", "3", "--llc", "256K"]);
     assert!(t.contains("speedup") && t.contains("GB/s"), "{t}");
     let v = json(&[
