@@ -299,6 +299,19 @@ unsafe fn row_dot(r: &[i8], x: &[i8], page: bool) -> __m512i {
 unsafe fn gemv_by(src: Rows<'_>, x: &[i8], y: &mut [i32]) {
     let n = x.len();
     let m = y.len();
+    if !matches!(src, Rows::One(_)) {
+        // SAFETY (all arms): forwarded from this function's contract; `n` is in the arm's
+        // range.
+        unsafe {
+            match n.div_ceil(64) {
+                1 => return gemv_short::<1>(src, x, y),
+                2 => return gemv_short::<2>(src, x, y),
+                3 => return gemv_short::<3>(src, x, y),
+                4 => return gemv_short::<4>(src, x, y),
+                _ => {}
+            }
+        }
+    }
     let corr = _mm512_set1_epi32(sum_i8(x).wrapping_mul(128));
     let gather = match src {
         Rows::List(w, rows) => Some(Gather::start(w, n, rows)),
@@ -324,6 +337,79 @@ unsafe fn gemv_by(src: Rows<'_>, x: &[i8], y: &mut [i32]) {
             }
             (Rows::One(r), _) => acc[0] = unsafe { row_dot(r, x, false) },
             (Rows::List(..), None) => unreachable!(),
+        }
+        let s = _mm512_sub_epi32(reduce16(&acc), corr);
+        let mask = ((1u32 << g) - 1) as __mmask16;
+        // SAFETY: only the `mask`-selected i32s `y[i..i + g]`, all inside `y`, are written;
+        // masked-off elements are neither written nor able to fault.
+        unsafe { _mm512_mask_storeu_epi32(y.as_mut_ptr().add(i), mask, s) };
+        i += g;
+    }
+}
+
+/// [`gemv_by`] for rows of `NC * 64 - 63 ..= NC * 64` bytes (`NC` in 1..=4): the activation
+/// chunks stay in registers for the whole call, so each row costs only its own `NC` loads
+/// (the general loop reloads `x` for every row, which bounds short cache-resident rows,
+/// such as the second query head of a GQA pair rereading Spark attention's K1, by the
+/// load ports).
+///
+/// # Safety
+/// The CPU supports AVX-512 F, BW and VNNI; `src` is `Stream` or `List` with rows of
+/// `x.len()` bytes, `x.len()` in `NC * 64 - 63 ..= NC * 64`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn gemv_short<const NC: usize>(src: Rows<'_>, x: &[i8], y: &mut [i32]) {
+    let n = x.len();
+    let m = y.len();
+    debug_assert!(n.div_ceil(64) == NC);
+    let flip = _mm512_set1_epi8(-128);
+    let last = byte_mask(n - 64 * (NC - 1));
+    // SAFETY: chunk `c < NC` starts at `64 c < n`.
+    let xv: [__m512i; NC] = core::array::from_fn(|c| unsafe { load64(x, 64 * c) });
+    let corr = _mm512_set1_epi32(sum_i8(x).wrapping_mul(128));
+    let gather = match src {
+        Rows::List(w, rows) => Some(Gather::start(w, n, rows)),
+        _ => None,
+    };
+    // `sum_k (r[k] ^ 0x80) * x[k]` for the row at `p` (`n` bytes), in the lanes.
+    let dot = |p: *const i8| -> __m512i {
+        let (mut a0, mut a1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+        for (c, &xc) in xv.iter().enumerate() {
+            let mask = if c + 1 == NC { last } else { !0 };
+            // SAFETY: `mask` selects bytes `64 c .. min(64 c + 64, n)` of the row, all
+            // inside it; masked-off bytes are neither read nor able to fault (and are zero
+            // in `xc`, so their flipped value cancels).
+            let u = _mm512_xor_si512(unsafe { _mm512_maskz_loadu_epi8(mask, p.add(64 * c)) }, flip);
+            if c % 2 == 0 {
+                a0 = _mm512_dpbusd_epi32(a0, u, xc);
+            } else {
+                a1 = _mm512_dpbusd_epi32(a1, u, xc);
+            }
+        }
+        _mm512_add_epi32(a0, a1)
+    };
+    let mut i = 0;
+    while i < m {
+        let g = (m - i).min(16);
+        let mut acc = [_mm512_setzero_si512(); 16];
+        match (src, &gather) {
+            (Rows::Stream(w), _) => {
+                for (a, r) in acc.iter_mut().zip(w[i * n..(i + g) * n].chunks_exact(n)) {
+                    pages_ahead(r.as_ptr(), n);
+                    *a = dot(r.as_ptr());
+                }
+            }
+            (Rows::List(w, rows), Some(gp)) => {
+                for (t, a) in acc.iter_mut().enumerate().take(g) {
+                    gp.at(i + t);
+                    let r = check::row(w, n, rows[i + t]);
+                    if in_stream(rows, i + t) {
+                        pages_ahead(r.as_ptr(), n);
+                    }
+                    *a = dot(r.as_ptr());
+                }
+            }
+            _ => unreachable!("gemv_short takes streams and lists"),
         }
         let s = _mm512_sub_epi32(reduce16(&acc), corr);
         let mask = ((1u32 << g) - 1) as __mmask16;
