@@ -217,25 +217,31 @@ pub fn read_bandwidth(bytes: usize, passes: usize) -> (f64, f64) {
     let (mut plain, mut pf) = (f64::INFINITY, f64::INFINITY);
     for _ in 0..passes.max(1) {
         for prefetch in [false, true] {
-            let t = Instant::now();
-            let (mut a, mut b, mut c, mut d) = (0u64, 0u64, 0u64, 0u64);
-            for ch in black_box(buf).chunks_exact(4) {
-                if prefetch {
-                    page_prefetch(ch.as_ptr());
-                }
-                a = a.wrapping_add(ch[0]);
-                b = b.wrapping_add(ch[1]);
-                c = c.wrapping_add(ch[2]);
-                d = d.wrapping_add(ch[3]);
-            }
-            black_box(a ^ b ^ c ^ d);
-            let e = t.elapsed().as_secs_f64();
+            let e = read_pass(buf, prefetch);
             let best = if prefetch { &mut pf } else { &mut plain };
             *best = best.min(e);
         }
     }
     let total = (words * 8) as f64;
     (total / plain, total / pf)
+}
+
+/// Seconds for one summing pass over `buf` (four accumulators), with or without the
+/// page-entry prefetch ([`read_bandwidth`]).
+fn read_pass(buf: &[u64], prefetch: bool) -> f64 {
+    let t = Instant::now();
+    let (mut a, mut b, mut c, mut d) = (0u64, 0u64, 0u64, 0u64);
+    for ch in black_box(buf).chunks_exact(4) {
+        if prefetch {
+            page_prefetch(ch.as_ptr());
+        }
+        a = a.wrapping_add(ch[0]);
+        b = b.wrapping_add(ch[1]);
+        c = c.wrapping_add(ch[2]);
+        d = d.wrapping_add(ch[3]);
+    }
+    black_box(a ^ b ^ c ^ d);
+    t.elapsed().as_secs_f64()
 }
 
 /// The page-entry prefetch of [`read_bandwidth`] for a loop advancing 32 bytes per step.
@@ -458,6 +464,16 @@ fn bench_ffn<K: Kernels>(a: &BenchArgs, s: &BenchShape) -> CliResult {
     let warm = (a.iters as usize / 10).clamp(2, 10);
     let total = warm + a.iters as usize;
     let (mut ts, mut td, mut active, mut tk) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // A page-prefetched read pass over as many bytes as the dense twin reads (at least
+    // 1 MiB) after every Spark/dense pair: the read bandwidth under the same host
+    // conditions as the pair.
+    let mut read_mem = HugeBytes::zeroed(dense_bytes_copy.max(1 << 20) / 32 * 32)
+        .map_err(|e| fail(format!("bench: anonymous mapping for the read buffer: {e}")))?;
+    for (i, b) in read_mem.iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let read_buf: &[u64] = bytemuck::cast_slice(&read_mem[..]);
+    let mut tr = Vec::new();
     // Statistical top-k alone, timed on a copy of each call's own predictor scores.
     let (mut k_scores, mut k_idx, mut k_t) = (vec![0f32; f], vec![0u32; cap], vec![0f32; cap]);
     let pb = progress(total as u64, show, "ffn");
@@ -485,11 +501,13 @@ fn bench_ffn<K: Kernels>(a: &BenchArgs, s: &BenchShape) -> CliResult {
         }
         black_box(&y);
         let e2 = t1.elapsed().as_secs_f64();
+        let e4 = read_pass(read_buf, true);
         if it >= warm {
             ts.push(e1);
             td.push(e2);
             active.push(sel.len as f64);
             tk.push(e3);
+            tr.push(e4);
         }
         pb.inc(1);
     }
@@ -503,6 +521,16 @@ fn bench_ffn<K: Kernels>(a: &BenchArgs, s: &BenchShape) -> CliResult {
     let dv = Variant::new(&td, (3 * d * fg) as f64, (3 * d * fg + 12 * fg) as f64);
     let nominal_spark_macs = (f * r + k * (d - r) + k * d) as f64;
     let topk_ms = 1e3 * median(&tk);
+    // Per iteration: each variant's bandwidth over the bandwidth of that iteration's read
+    // pass (medians over the iterations).
+    let read_bytes = (read_buf.len() * 8) as f64;
+    let of_read = |t: &[f64], bytes: f64| {
+        let r: Vec<f64> =
+            t.iter().zip(&tr).map(|(&tv, &trd)| (bytes / tv.max(1e-12)) / (read_bytes / trd.max(1e-12))).collect();
+        median(&r)
+    };
+    let (spark_of_read, dense_of_read) = (of_read(&ts, sv.bytes), of_read(&td, dv.bytes));
+    let read_gbs = read_bytes / median(&tr).max(1e-12) / 1e9;
     if show {
         println!(
             "statistical top-k alone (stats + selection on each call's predictor scores): {:.1} us = {:.2}% of the Spark FFN median (same run)",
@@ -523,8 +551,20 @@ fn bench_ffn<K: Kernels>(a: &BenchArgs, s: &BenchShape) -> CliResult {
             "d": d, "f": f, "r": r, "k": k, "f_g": fg, "active_mean": act,
             "nominal_spark_macs": nominal_spark_macs, "nominal_mac_ratio": dv.macs / nominal_spark_macs,
             "topk_ms": topk_ms, "topk_share": topk_ms / sv.ms.max(1e-12),
+            "interleaved_read_gbs": read_gbs, "spark_of_interleaved_read": spark_of_read,
+            "dense_of_interleaved_read": dense_of_read,
         }),
-    )
+    )?;
+    if show {
+        println!(
+            "interleaved read (one page-prefetched pass over {} after every Spark/dense pair, same run): median {read_gbs:.2} GB/s; \
+             per iteration Spark {:.1}% / dense {:.1}% of that pass's bandwidth (medians)",
+            human_bytes(read_bytes as u64),
+            100.0 * spark_of_read,
+            100.0 * dense_of_read
+        );
+    }
+    Ok(())
 }
 
 /// The speedups of the individual iterations (`dense_i / spark_i`: each pair ran back to

@@ -396,7 +396,17 @@ fn bench_small_shapes() {
     let f = fx();
     let m = f.p("text.spark");
     let v = json(&["bench", "ffn", "--shape", &m, "--iters", "3", "--llc", "256K", "--json"]);
-    for k in ["spark_ms", "dense_ms", "speedup", "bandwidth_gbs", "spark_of_bound", "speedup_paired_median"] {
+    for k in [
+        "spark_ms",
+        "dense_ms",
+        "speedup",
+        "bandwidth_gbs",
+        "spark_of_bound",
+        "speedup_paired_median",
+        "interleaved_read_gbs",
+        "spark_of_interleaved_read",
+        "dense_of_interleaved_read",
+    ] {
         assert!(v[k].as_f64().unwrap() > 0.0, "{k} missing: {v}");
     }
     let q = |k: &str| v[k].as_f64().unwrap();
