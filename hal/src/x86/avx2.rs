@@ -24,7 +24,7 @@
 
 use core::arch::x86_64::*;
 
-use super::prefetch::{in_stream, lines_l2, pages_ahead, Gather};
+use super::prefetch::{in_stream, line_of_each, lines_l2, pages_ahead, Gather, GroupGather, GROUP, GROUP_MIN_COLS};
 use crate::scalar::{absmax_finite, quantize_one};
 use crate::{check, Kernels};
 
@@ -200,30 +200,17 @@ unsafe fn gemv(w: &[i8], cols: usize, x: &[i8], y: &mut [i32]) {
     }
 }
 
-/// Listed rows per pass of [`gemv_rows`].
-const GATHER_GROUP: usize = 8;
-/// [`gemv_rows`] prefetches at least this many groups ahead...
-const GATHER_GROUPS_AHEAD: usize = 2;
-/// ...and at least this many bytes of rows ahead (short rows: more groups).
-const GATHER_BYTES_AHEAD: usize = 32 * 1024;
-/// Rows shorter than this (a few cache lines, e.g. Spark attention's 128-byte K2 rows) are
-/// read row after row instead, which measured 5-10 % faster for them.
-const GATHER_GROUP_MIN_COLS: usize = 256;
-
-/// `y[j] = row rows[j] . x`, a gather: [`GATHER_GROUP`] listed rows at a time across all
-/// columns, one accumulator per row and each activation chunk widened once per group; at
-/// every 64-column step the same line of the rows at least [`GATHER_GROUPS_AHEAD`] groups
-/// (and [`GATHER_BYTES_AHEAD`] bytes) later is prefetched into L2, the first ones whole up
-/// front. (The schedule of the AVX-512 kernel; row after row with whole rows prefetched
-/// 64 KiB ahead kept fewer lines in flight for rows of 256 bytes and more, see
-/// `x86::prefetch`.)
+/// `y[j] = row rows[j] . x`, a gather. Rows of [`GROUP_MIN_COLS`] bytes and more:
+/// [`GROUP`] listed rows at a time across all columns, one accumulator per row and each
+/// activation chunk widened once per group, prefetching as [`GroupGather`] (the schedule
+/// of the AVX-512 kernel). Shorter rows: row after row, prefetching as [`Gather`].
 ///
 /// # Safety
 /// The CPU supports AVX2; shapes checked by [`check::gemv_rows`] with `cols > 0`.
 #[target_feature(enable = "avx2")]
 unsafe fn gemv_rows(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
-    const G: usize = GATHER_GROUP;
-    if cols < GATHER_GROUP_MIN_COLS {
+    const G: usize = GROUP;
+    if cols < GROUP_MIN_COLS {
         // Short rows: row after row, whole rows prefetched 64 KiB ahead in the list.
         let gp = Gather::start(w, cols, rows);
         for j in 0..rows.len() {
@@ -235,12 +222,7 @@ unsafe fn gemv_rows(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]
     }
     let n = cols;
     let m = rows.len();
-    let ahead = G * GATHER_BYTES_AHEAD.div_ceil(G * n).max(GATHER_GROUPS_AHEAD);
-    // Start address of listed row `j`, for prefetching only (never dereferenced).
-    let hint = |j: usize| w.as_ptr().wrapping_add((rows[j] as usize).wrapping_mul(n));
-    for j in 0..ahead.min(m) {
-        lines_l2(hint(j), n);
-    }
+    let gp = GroupGather::start(w, n, rows);
     let mut j = 0;
     while j < m {
         let g = (m - j).min(G);
@@ -251,16 +233,12 @@ unsafe fn gemv_rows(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]
         for (t, r) in rp.iter_mut().enumerate().take(g) {
             *r = check::row(w, n, rows[j + t]);
         }
-        let nj = j + ahead;
-        let n_next = m.saturating_sub(nj).min(G);
-        let next: [*const i8; G] = core::array::from_fn(|t| if t < n_next { hint(nj + t) } else { core::ptr::null() });
+        let (next, n_next) = gp.next(j);
         let mut acc = [_mm256_setzero_si256(); G];
         let mut k = 0;
         while k + 16 <= n {
             if k % 64 == 0 {
-                for &p in &next[..n_next] {
-                    lines_l2(p.wrapping_add(k), 1);
-                }
+                line_of_each(&next[..n_next], k);
             }
             // SAFETY: `k + 16 <= n` = the length of `x` and of every row in `rp`.
             let xv = unsafe { widen16(x, k) };

@@ -38,7 +38,7 @@
 
 use core::arch::x86_64::*;
 
-use super::prefetch::{in_stream, lines_l2, pages_ahead, Gather};
+use super::prefetch::{in_stream, line_of_each, lines_l2, pages_ahead, Gather, GroupGather, GROUP, GROUP_MIN_COLS};
 use crate::{check, Kernels};
 
 /// The AVX-512 VNNI backend (needs `avx512f`, `avx512bw`, `avx512vnni`, and `avx2` for
@@ -131,7 +131,7 @@ impl Kernels for Avx512Vnni {
         // SAFETY: the CPU features are available (checked just above); every listed row
         // has `cols = x.len() > 0` elements, `y.len() = rows.len()`.
         unsafe {
-            if cols < GATHER_GROUP_MIN_COLS {
+            if cols < GROUP_MIN_COLS {
                 gemv_by(Rows::List(w, rows), x, y)
             } else {
                 gemv_gather(w, rows, x, y)
@@ -234,8 +234,21 @@ fn reduce16(a: &[__m512i; 16]) -> __m512i {
     _mm512_add_epi32(_mm512_shuffle_i32x4::<0b10_00_10_00>(v01, v23), _mm512_shuffle_i32x4::<0b11_01_11_01>(v01, v23))
 }
 
+/// `y[t] = ` lane `t` of the 16-row reduction of `acc`, minus `corr`, for the
+/// `y.len() <= 16` rows of a block.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn store_rows16(acc: &[__m512i; 16], corr: __m512i, y: &mut [i32]) {
+    debug_assert!(y.len() <= 16);
+    let s = _mm512_sub_epi32(reduce16(acc), corr);
+    let mask = ((1u32 << y.len()) - 1) as __mmask16;
+    // SAFETY: only the `mask`-selected i32s, all inside `y`, are written; masked-off
+    // elements are neither written nor able to fault.
+    unsafe { _mm512_mask_storeu_epi32(y.as_mut_ptr(), mask, s) };
+}
+
 /// The rows a [`gemv_by`] loop reads, which also decides its prefetching (see
-/// `x86::prefetch`); listed rows of [`GATHER_GROUP_MIN_COLS`] bytes and more go through
+/// `x86::prefetch`); listed rows of [`GROUP_MIN_COLS`] bytes and more go through
 /// [`gemv_gather`] instead.
 #[derive(Clone, Copy)]
 enum Rows<'a> {
@@ -243,7 +256,7 @@ enum Rows<'a> {
     One(&'a [i8]),
     /// All rows of `w`, consecutive in memory: page-entry prefetches.
     Stream(&'a [i8]),
-    /// Rows of `w` listed by index (rows shorter than [`GATHER_GROUP_MIN_COLS`]): whole rows
+    /// Rows of `w` listed by index (rows shorter than [`GROUP_MIN_COLS`]): whole rows
     /// prefetched about 64 KiB ahead in the list, page-entry prefetches for rows
     /// [`in_stream`].
     List(&'a [i8], &'a [u32]),
@@ -287,10 +300,11 @@ unsafe fn row_dot(r: &[i8], x: &[i8], page: bool) -> __m512i {
 /// `y[i] = row i . x` for every row of `src` (`y.len()` rows; each row has `x.len() > 0`
 /// elements), 16 rows per reduction.
 ///
-/// (A variant for rows of at most 256 bytes that loads each activation chunk once for 16
-/// rows, all accumulators in registers, measured slower on cache-resident `[4096 x 128]`:
-/// 17.5 us against 14.8 us for this row-after-row loop. For rows gathered from DRAM the
-/// grouped schedule of [`gemv_gather`] is the faster one.)
+/// Rows of at most 256 bytes go to [`gemv_short`] (still row after row, the activations
+/// in registers). (A variant for such rows that went chunk-major, each activation chunk
+/// loaded once for 16 rows, measured slower on cache-resident `[4096 x 128]`: 17.5 us
+/// against 14.8 us for the row-after-row loop of that time. For rows gathered from DRAM
+/// the grouped schedule of [`gemv_gather`] is the faster one.)
 ///
 /// # Safety
 /// The CPU supports AVX-512 F, BW and VNNI.
@@ -298,20 +312,39 @@ unsafe fn row_dot(r: &[i8], x: &[i8], page: bool) -> __m512i {
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn gemv_by(src: Rows<'_>, x: &[i8], y: &mut [i32]) {
     let n = x.len();
-    let m = y.len();
-    if !matches!(src, Rows::One(_)) {
-        // SAFETY (all arms): forwarded from this function's contract; `n` is in the arm's
-        // range.
-        unsafe {
-            match n.div_ceil(64) {
-                1 => return gemv_short::<1>(src, x, y),
-                2 => return gemv_short::<2>(src, x, y),
-                3 => return gemv_short::<3>(src, x, y),
-                4 => return gemv_short::<4>(src, x, y),
-                _ => {}
-            }
+    if let Rows::One(r) = src {
+        let corr = _mm512_set1_epi32(sum_i8(x).wrapping_mul(128));
+        // SAFETY: the CPU features are enabled here; `r` has `n` elements.
+        let mut acc = [_mm512_setzero_si512(); 16];
+        acc[0] = unsafe { row_dot(r, x, false) };
+        store_rows16(&acc, corr, &mut y[..1]);
+        return;
+    }
+    // SAFETY (all calls): forwarded from this function's contract; `n` is in the range of
+    // each `gemv_short` arm, and every row passed to `row_dot` has `n` elements.
+    unsafe {
+        match n.div_ceil(64) {
+            1 => gemv_short::<1>(src, x, y),
+            2 => gemv_short::<2>(src, x, y),
+            3 => gemv_short::<3>(src, x, y),
+            4 => gemv_short::<4>(src, x, y),
+            _ => rows16(src, x, y, |r, page| row_dot(r, x, page)),
         }
     }
+}
+
+/// The row loop of [`gemv_by`] and [`gemv_short`]: `y[i] = row i . x` over the rows of
+/// `src` (`Stream` or `List`, rows of `x.len()` bytes), 16 rows per reduction, each row's
+/// flipped-weight lanes from `dot(row, page)` (`page`: the row is part of a stream, give it
+/// its page-entry prefetches). List rows are prefetched as [`Gather`].
+///
+/// # Safety
+/// The CPU supports AVX-512 F, BW and VNNI.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn rows16(src: Rows<'_>, x: &[i8], y: &mut [i32], dot: impl Fn(&[i8], bool) -> __m512i) {
+    let n = x.len();
+    let m = y.len();
     let corr = _mm512_set1_epi32(sum_i8(x).wrapping_mul(128));
     let gather = match src {
         Rows::List(w, rows) => Some(Gather::start(w, n, rows)),
@@ -321,28 +354,21 @@ unsafe fn gemv_by(src: Rows<'_>, x: &[i8], y: &mut [i32]) {
     while i < m {
         let g = (m - i).min(16);
         let mut acc = [_mm512_setzero_si512(); 16];
-        // SAFETY (all arms): the CPU features are enabled here and every row passed to
-        // `row_dot` has `n` elements.
         match (src, &gather) {
             (Rows::Stream(w), _) => {
                 for (a, r) in acc.iter_mut().zip(w[i * n..(i + g) * n].chunks_exact(n)) {
-                    *a = unsafe { row_dot(r, x, true) };
+                    *a = dot(r, true);
                 }
             }
             (Rows::List(w, rows), Some(gp)) => {
                 for (t, a) in acc.iter_mut().enumerate().take(g) {
                     gp.at(i + t);
-                    *a = unsafe { row_dot(check::row(w, n, rows[i + t]), x, in_stream(rows, i + t)) };
+                    *a = dot(check::row(w, n, rows[i + t]), in_stream(rows, i + t));
                 }
             }
-            (Rows::One(r), _) => acc[0] = unsafe { row_dot(r, x, false) },
-            (Rows::List(..), None) => unreachable!(),
+            _ => unreachable!("rows16 takes streams and lists"),
         }
-        let s = _mm512_sub_epi32(reduce16(&acc), corr);
-        let mask = ((1u32 << g) - 1) as __mmask16;
-        // SAFETY: only the `mask`-selected i32s `y[i..i + g]`, all inside `y`, are written;
-        // masked-off elements are neither written nor able to fault.
-        unsafe { _mm512_mask_storeu_epi32(y.as_mut_ptr().add(i), mask, s) };
+        store_rows16(&acc, corr, &mut y[i..i + g]);
         i += g;
     }
 }
@@ -360,26 +386,24 @@ unsafe fn gemv_by(src: Rows<'_>, x: &[i8], y: &mut [i32]) {
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn gemv_short<const NC: usize>(src: Rows<'_>, x: &[i8], y: &mut [i32]) {
     let n = x.len();
-    let m = y.len();
     debug_assert!(n.div_ceil(64) == NC);
     let flip = _mm512_set1_epi8(-128);
     let last = byte_mask(n - 64 * (NC - 1));
     // SAFETY: chunk `c < NC` starts at `64 c < n`.
     let xv: [__m512i; NC] = core::array::from_fn(|c| unsafe { load64(x, 64 * c) });
-    let corr = _mm512_set1_epi32(sum_i8(x).wrapping_mul(128));
-    let gather = match src {
-        Rows::List(w, rows) => Some(Gather::start(w, n, rows)),
-        _ => None,
-    };
-    // `sum_k (r[k] ^ 0x80) * x[k]` for the row at `p` (`n` bytes), in the lanes.
-    let dot = |p: *const i8| -> __m512i {
+    // `sum_k (r[k] ^ 0x80) * x[k]` for a row `r` of `n` bytes, in the lanes.
+    let dot = |r: &[i8], page: bool| -> __m512i {
+        debug_assert_eq!(r.len(), n);
+        if page {
+            pages_ahead(r.as_ptr(), n);
+        }
         let (mut a0, mut a1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
         for (c, &xc) in xv.iter().enumerate() {
             let mask = if c + 1 == NC { last } else { !0 };
             // SAFETY: `mask` selects bytes `64 c .. min(64 c + 64, n)` of the row, all
             // inside it; masked-off bytes are neither read nor able to fault (and are zero
             // in `xc`, so their flipped value cancels).
-            let u = _mm512_xor_si512(unsafe { _mm512_maskz_loadu_epi8(mask, p.add(64 * c)) }, flip);
+            let u = _mm512_xor_si512(unsafe { _mm512_maskz_loadu_epi8(mask, r.as_ptr().add(64 * c)) }, flip);
             if c % 2 == 0 {
                 a0 = _mm512_dpbusd_epi32(a0, u, xc);
             } else {
@@ -388,58 +412,14 @@ unsafe fn gemv_short<const NC: usize>(src: Rows<'_>, x: &[i8], y: &mut [i32]) {
         }
         _mm512_add_epi32(a0, a1)
     };
-    let mut i = 0;
-    while i < m {
-        let g = (m - i).min(16);
-        let mut acc = [_mm512_setzero_si512(); 16];
-        match (src, &gather) {
-            (Rows::Stream(w), _) => {
-                for (a, r) in acc.iter_mut().zip(w[i * n..(i + g) * n].chunks_exact(n)) {
-                    pages_ahead(r.as_ptr(), n);
-                    *a = dot(r.as_ptr());
-                }
-            }
-            (Rows::List(w, rows), Some(gp)) => {
-                for (t, a) in acc.iter_mut().enumerate().take(g) {
-                    gp.at(i + t);
-                    let r = check::row(w, n, rows[i + t]);
-                    if in_stream(rows, i + t) {
-                        pages_ahead(r.as_ptr(), n);
-                    }
-                    *a = dot(r.as_ptr());
-                }
-            }
-            _ => unreachable!("gemv_short takes streams and lists"),
-        }
-        let s = _mm512_sub_epi32(reduce16(&acc), corr);
-        let mask = ((1u32 << g) - 1) as __mmask16;
-        // SAFETY: only the `mask`-selected i32s `y[i..i + g]`, all inside `y`, are written;
-        // masked-off elements are neither written nor able to fault.
-        unsafe { _mm512_mask_storeu_epi32(y.as_mut_ptr().add(i), mask, s) };
-        i += g;
-    }
+    // SAFETY: forwarded from this function's contract.
+    unsafe { rows16(src, x, y, dot) }
 }
 
-/// Listed rows per pass of [`gemv_gather`].
-const GATHER_GROUP: usize = 8;
-/// [`gemv_gather`] prefetches at least this many groups ahead...
-const GATHER_GROUPS_AHEAD: usize = 2;
-/// ...and at least this many bytes of rows ahead (short rows: more groups).
-const GATHER_BYTES_AHEAD: usize = 32 * 1024;
-/// Rows shorter than this (a few cache lines, e.g. Spark attention's 128-byte K2 rows) are
-/// read row after row by [`gemv_by`] instead, which measured 5-10 % faster for them.
-const GATHER_GROUP_MIN_COLS: usize = 256;
-
-/// `gemv_rows` (`y[j] = row rows[j] . x`): [`GATHER_GROUP`] listed rows at a time across
-/// all columns, one accumulator per row and each activation chunk loaded once per group;
-/// at every 64-column step the same line of the rows [`GATHER_GROUPS_AHEAD`] groups later
-/// is prefetched into L2 (the first groups' rows whole, up front). 16 rows are then
-/// reduced together as in [`gemv_by`].
-///
-/// Row after row with every line of the row 64 KiB ahead prefetched (the schedule of
-/// [`gemv_by`]), a 1081-of-13824 gather of 1280-byte rows from DRAM ran at 11-13 GB/s on
-/// the machine of docs/PERFORMANCE.md; this steady, line-by-line schedule keeps more rows
-/// in flight (about 17 GB/s for a plain load sum with the same schedule).
+/// `gemv_rows` (`y[j] = row rows[j] . x`) on rows of [`GROUP_MIN_COLS`] bytes and more:
+/// [`GROUP`] listed rows at a time across all columns, one accumulator per row and each
+/// activation chunk loaded once per group, prefetching as [`GroupGather`]; 16 rows are
+/// then reduced together as in [`gemv_by`].
 ///
 /// # Safety
 /// The CPU supports AVX-512 F, BW and VNNI; shapes checked by [`check::gemv_rows`] with
@@ -447,17 +427,12 @@ const GATHER_GROUP_MIN_COLS: usize = 256;
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn gemv_gather(w: &[i8], rows: &[u32], x: &[i8], y: &mut [i32]) {
-    const G: usize = GATHER_GROUP;
+    const G: usize = GROUP;
     let n = x.len();
     let m = rows.len();
     let corr = _mm512_set1_epi32(sum_i8(x).wrapping_mul(128));
     let flip = _mm512_set1_epi8(-128);
-    let ahead = G * GATHER_BYTES_AHEAD.div_ceil(G * n).max(GATHER_GROUPS_AHEAD);
-    // Start address of listed row `j`, for prefetching only (never dereferenced).
-    let hint = |j: usize| w.as_ptr().wrapping_add((rows[j] as usize).wrapping_mul(n));
-    for j in 0..ahead.min(m) {
-        lines_l2(hint(j), n);
-    }
+    let gp = GroupGather::start(w, n, rows);
     let mut i = 0;
     while i < m {
         let g16 = (m - i).min(16);
@@ -475,16 +450,11 @@ unsafe fn gemv_gather(w: &[i8], rows: &[u32], x: &[i8], y: &mut [i32]) {
             for (t, r) in rp.iter_mut().enumerate().take(g) {
                 *r = check::row(w, n, rows[j + t]).as_ptr();
             }
-            let nj = j + ahead;
-            let n_next = m.saturating_sub(nj).min(G);
-            let next: [*const i8; G] =
-                core::array::from_fn(|t| if t < n_next { hint(nj + t) } else { core::ptr::null() });
+            let (next, n_next) = gp.next(j);
             let mut a = [_mm512_setzero_si512(); G];
             let mut k = 0;
             while k + 64 <= n {
-                for &p in &next[..n_next] {
-                    lines_l2(p.wrapping_add(k), 1);
-                }
+                line_of_each(&next[..n_next], k);
                 // SAFETY: bytes `k..k + 64` lie inside `x` and inside every row in `rp`
                 // (each starts `n` bytes inside `w`).
                 unsafe {
@@ -497,9 +467,7 @@ unsafe fn gemv_gather(w: &[i8], rows: &[u32], x: &[i8], y: &mut [i32]) {
                 k += 64;
             }
             if k < n {
-                for &p in &next[..n_next] {
-                    lines_l2(p.wrapping_add(k), 1);
-                }
+                line_of_each(&next[..n_next], k);
                 let mask = byte_mask(n - k);
                 // SAFETY: `mask` selects bytes `k..min(k + 64, n)` of `x` and of every row
                 // in `rp` (each starts `n` bytes inside `w`); masked-off bytes are neither
@@ -515,11 +483,7 @@ unsafe fn gemv_gather(w: &[i8], rows: &[u32], x: &[i8], y: &mut [i32]) {
             }
             part.copy_from_slice(&a);
         }
-        let s = _mm512_sub_epi32(reduce16(&acc), corr);
-        let mask = ((1u32 << g16) - 1) as __mmask16;
-        // SAFETY: only the `mask`-selected i32s `y[i..i + g16]`, all inside `y`, are
-        // written; masked-off elements are neither written nor able to fault.
-        unsafe { _mm512_mask_storeu_epi32(y.as_mut_ptr().add(i), mask, s) };
+        store_rows16(&acc, corr, &mut y[i..i + g16]);
         i += g16;
     }
 }

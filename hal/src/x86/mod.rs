@@ -156,6 +156,67 @@ pub(crate) mod prefetch {
             && rows[j - 2] == rows[j - 3].wrapping_add(1)
     }
 
+    /// Listed rows per group of the grouped gather kernels (`gemv_rows` on rows of
+    /// [`GROUP_MIN_COLS`] bytes and more).
+    pub(crate) const GROUP: usize = 8;
+    /// Rows shorter than this (a few cache lines, e.g. Spark attention's 128-byte K2 rows)
+    /// are gathered row after row with [`Gather`] instead, which measured 5-10 % faster
+    /// for them.
+    pub(crate) const GROUP_MIN_COLS: usize = 256;
+    /// A grouped gather prefetches at least this many groups ahead...
+    const GROUPS_AHEAD: usize = 2;
+    /// ...and at least this many bytes of rows ahead (shorter rows: more groups).
+    const GROUP_BYTES_AHEAD: usize = 32 * 1024;
+
+    /// Prefetcher of a grouped gather, which reads [`GROUP`] listed rows at a time across
+    /// their columns: at every 64-column step the same line of the rows at least
+    /// [`GROUPS_AHEAD`] groups and [`GROUP_BYTES_AHEAD`] bytes later is prefetched into L2,
+    /// the first of them whole, up front ([`GroupGather::start`]). That steady, line by
+    /// line schedule kept more lines in flight than [`Gather`]'s whole rows 64 KiB ahead
+    /// (docs/PERFORMANCE.md, "Update 2").
+    pub(crate) struct GroupGather<'r> {
+        base: *const i8,
+        cols: usize,
+        rows: &'r [u32],
+        ahead: usize,
+    }
+
+    impl<'r> GroupGather<'r> {
+        /// Prefetches the rows before the first prefetched group, whole.
+        #[inline(always)]
+        pub(crate) fn start(w: &[i8], cols: usize, rows: &'r [u32]) -> Self {
+            let ahead = GROUP * GROUP_BYTES_AHEAD.div_ceil(GROUP * cols.max(1)).max(GROUPS_AHEAD);
+            let g = GroupGather { base: w.as_ptr(), cols, rows, ahead };
+            for j in 0..ahead.min(rows.len()) {
+                lines_l2(g.row_start(j), cols);
+            }
+            g
+        }
+
+        /// Start address of listed row `j`, for prefetching only (never dereferenced).
+        #[inline(always)]
+        fn row_start(&self, j: usize) -> *const i8 {
+            self.base.wrapping_add((self.rows[j] as usize).wrapping_mul(self.cols))
+        }
+
+        /// The rows to prefetch while computing the group that starts at list position
+        /// `j`: their start addresses (the first `n` valid, the rest null) and `n`.
+        #[inline(always)]
+        pub(crate) fn next(&self, j: usize) -> ([*const i8; GROUP], usize) {
+            let nj = j + self.ahead;
+            let n = self.rows.len().saturating_sub(nj).min(GROUP);
+            (core::array::from_fn(|t| if t < n { self.row_start(nj + t) } else { core::ptr::null() }), n)
+        }
+    }
+
+    /// Prefetches into L2 the line at column `k` of each row starting at `next`.
+    #[inline(always)]
+    pub(crate) fn line_of_each(next: &[*const i8], k: usize) {
+        for &p in next {
+            lines_l2(p.wrapping_add(k), 1);
+        }
+    }
+
     /// Row-list prefetcher: call [`Gather::start`] once, then [`Gather::at`] before
     /// computing listed row `j` (in increasing `j`).
     pub(crate) struct Gather<'r> {
