@@ -1,5 +1,6 @@
-//! x86-64 backends: [`avx2::Avx2`], [`avx512vnni::Avx512Vnni`] and, with `std`, the
-//! run-time dispatching [`Auto`].
+//! x86-64 backends: `avx2::Avx2`, `avx512vnni::Avx512Vnni` and, with `std`, the
+//! run-time dispatching `Auto` (each compiled with `std` or when the target enables its
+//! features, so the names are not links: a `no_std` build has none of them).
 //!
 //! Each backend is tested bit-exact against the scalar oracle by `kernel_suite!` in
 //! `tests/backends.rs`; a backend the CPU cannot run is skipped there with a message.
