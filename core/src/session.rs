@@ -23,7 +23,9 @@ use crate::config::{AttnKind, Config, FfnKind, MAX_LAYERS};
 use crate::error::RunError;
 use crate::format::{F32Slice, Model, QMatrix};
 use crate::tensor::TensorKind as T;
-use crate::topk::{select_above, stat_topk, stat_topk_threshold, topk_capacity, topk_z, Selection, StatAccumulator};
+use crate::topk::{
+    select_above_with, stat_topk_threshold, stat_topk_with, topk_capacity, topk_z, Selection, StatAccumulator,
+};
 use core::marker::PhantomData;
 use spark_hal::arena::{arena_cost, Arena};
 use spark_hal::math::{softplus_f32, tanh_f32};
@@ -163,9 +165,9 @@ pub fn spark_ffn<K: Kernels>(w: &SparkFfn<'_>, h: &[f32], s: &mut FfnScratch<'_>
     }
     let scores = &s.scores[..f];
     let sel = if w.k >= f {
-        stat_topk(scores, w.k, w.z, s.idx, s.t) // the identity
+        stat_topk_with::<K>(scores, w.k, w.z, s.idx, s.t) // the identity
     } else {
-        select_above(scores, stat_topk_threshold(&stats.finish(), w.z), s.idx, s.t)
+        select_above_with::<K>(scores, stat_topk_threshold(&stats.finish(), w.z), s.idx, s.t)
     };
     let idx = &s.idx[..sel.len];
     // The row scales of the selected neurons are a gather too (one f32 per row, spread
@@ -206,7 +208,7 @@ pub struct GegluFfn<'m> {
 pub fn geglu_ffn<K: Kernels>(w: &GegluFfn<'_>, h: &[f32], s: &mut FfnScratch<'_>, y: &mut [f32]) -> Selection {
     // Gate g = Wg h, then top-k on the gate (identity when k >= f).
     let hs = matvec::<K>(&w.wg, h, s.xq, s.acc, s.scores);
-    let sel = stat_topk(&s.scores[..w.wg.rows], w.k, w.z, s.idx, s.t);
+    let sel = stat_topk_with::<K>(&s.scores[..w.wg.rows], w.k, w.z, s.idx, s.t);
     let idx = &s.idx[..sel.len];
 
     // u_i = Wu_i . h for the selected neurons (s.xq still holds h quantized); when every
@@ -324,7 +326,7 @@ pub fn attend_head<K: Kernels>(
 
     // Select keys (local indices, ascending).
     let (len, sel) = if p.sparse {
-        let sel = stat_topk(s1, p.ka, p.z, &mut s.idx[..p.cap], &mut s.w[..p.cap]);
+        let sel = stat_topk_with::<K>(s1, p.ka, p.z, &mut s.idx[..p.cap], &mut s.w[..p.cap]);
         (sel.len, Some(sel))
     } else {
         for j in 0..n {

@@ -25,6 +25,8 @@
 //! proptest over arbitrary inputs. The unit tests below cover the internal heap.
 //! `core/benches/stat_topk.rs` times it against exact selection.
 
+use spark_hal::{Kernels, Scalar};
+
 // ---------------------------------------------------------------------------------------
 // Normal quantile
 // ---------------------------------------------------------------------------------------
@@ -464,38 +466,46 @@ fn sift_down(idx: &mut [u32], t: &mut [f32], mut i: usize) {
 /// Shared selection: entries with a finite score `> theta`, bounded by the buffers,
 /// with the overflow / underflow rules. `shift` chooses `t = max(s - theta, 0)` (true)
 /// or `t = s` (false, the identity).
-fn select_impl(scores: &[f32], theta: f32, shift: bool, identity: bool, idx: &mut [u32], t: &mut [f32]) -> Selection {
+fn select_impl<K: Kernels>(
+    scores: &[f32],
+    theta: f32,
+    shift: bool,
+    identity: bool,
+    idx: &mut [u32],
+    t: &mut [f32],
+) -> Selection {
     let scores = &scores[..scores.len().min(MAX_SCORES)];
     let cap = idx.len().min(t.len());
     let idx = &mut idx[..cap];
     let t = &mut t[..cap];
 
     // Pass 1, phase A: collect indices in order while the buffer has room. Scores are
-    // tested 32 at a time into a bit mask (a branch-free loop the compiler can
-    // vectorise); the set bits are appended while the whole group fits. The group that
-    // would overflow the buffer, and what follows it, goes through the scalar loop,
-    // which stops exactly when the buffer is full. `s > theta && s < +inf` is the same test
-    // as `s.is_finite() && s > theta`: NaN fails both comparisons and -inf fails the
-    // first. The scores are gathered into `t` afterwards.
+    // tested 32 at a time into bit masks (`K::above_masks_f32`, 16 masks per call); the
+    // set bits are appended while the whole group fits. The group that would overflow the
+    // buffer, and what follows it, goes through the scalar loop, which stops exactly when
+    // the buffer is full. `s > theta && s < +inf` is the same test as
+    // `s.is_finite() && s > theta`: NaN fails both comparisons and -inf fails the first.
+    // The scores are gathered into `t` afterwards.
     let n = scores.len();
     let mut i = 0usize;
     let mut len = 0usize;
     if cap > 0 {
-        for group in scores.chunks_exact(32) {
-            let mut m = 0u32;
-            for j in 0..32 {
-                let s = group[j];
-                m |= (((s > theta) & (s < f32::INFINITY)) as u32) << j;
+        let mut masks = [0u32; 16];
+        'groups: for block in scores.chunks(32 * masks.len()) {
+            let groups = block.len() / 32;
+            K::above_masks_f32(block, theta, &mut masks[..groups]);
+            for &group_mask in &masks[..groups] {
+                let mut m = group_mask;
+                if len + m.count_ones() as usize > cap {
+                    break 'groups;
+                }
+                while m != 0 {
+                    idx[len] = (i + m.trailing_zeros() as usize) as u32;
+                    len += 1;
+                    m &= m - 1;
+                }
+                i += 32;
             }
-            if len + m.count_ones() as usize > cap {
-                break;
-            }
-            while m != 0 {
-                idx[len] = (i + m.trailing_zeros() as usize) as u32;
-                len += 1;
-                m &= m - 1;
-            }
-            i += 32;
         }
         while i < n && len < cap {
             let s = scores[i];
@@ -594,7 +604,13 @@ fn select_impl(scores: &[f32], theta: f32, shift: bool, identity: bool, idx: &mu
 /// Non-finite scores are never selected. Indices beyond `u32::MAX` are ignored. No
 /// allocation, no panic.
 pub fn select_above(scores: &[f32], theta: f32, idx: &mut [u32], t: &mut [f32]) -> Selection {
-    select_impl(scores, theta, true, false, idx, t)
+    select_impl::<Scalar>(scores, theta, true, false, idx, t)
+}
+
+/// [`select_above`] with the threshold test of backend `K` ([`Kernels::above_masks_f32`],
+/// the same bits on every backend): the forward pass's entry point.
+pub fn select_above_with<K: Kernels>(scores: &[f32], theta: f32, idx: &mut [u32], t: &mut [f32]) -> Selection {
+    select_impl::<K>(scores, theta, true, false, idx, t)
 }
 
 /// Statistical top-k of `scores` for target `k`, with `z = topk_z(n, k)` precomputed by
@@ -609,13 +625,19 @@ pub fn select_above(scores: &[f32], theta: f32, idx: &mut [u32], t: &mut [f32]) 
 ///
 /// Nothing transcendental runs here. No allocation, no panic.
 pub fn stat_topk(scores: &[f32], k: usize, z: f32, idx: &mut [u32], t: &mut [f32]) -> Selection {
+    stat_topk_with::<Scalar>(scores, k, z, idx, t)
+}
+
+/// [`stat_topk`] with the threshold test of backend `K` ([`Kernels::above_masks_f32`],
+/// the same bits on every backend): the forward pass's entry point.
+pub fn stat_topk_with<K: Kernels>(scores: &[f32], k: usize, z: f32, idx: &mut [u32], t: &mut [f32]) -> Selection {
     if k >= scores.len() {
-        return select_impl(scores, f32::NEG_INFINITY, false, true, idx, t);
+        return select_impl::<K>(scores, f32::NEG_INFINITY, false, true, idx, t);
     }
     let mut acc = StatAccumulator::new();
     acc.push_slice(scores);
     let theta = stat_topk_threshold(&acc.finish(), z);
-    select_impl(scores, theta, true, false, idx, t)
+    select_impl::<K>(scores, theta, true, false, idx, t)
 }
 
 #[cfg(test)]

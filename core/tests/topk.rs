@@ -8,8 +8,10 @@
 
 use proptest::prelude::*;
 use spark_core::topk::{
-    phi_inv, select_above, stat_topk, stat_topk_threshold, topk_capacity, topk_z, Selection, StatAccumulator, Stats,
+    phi_inv, select_above, select_above_with, stat_topk, stat_topk_threshold, stat_topk_with, topk_capacity, topk_z,
+    Selection, StatAccumulator, Stats,
 };
+use spark_hal::Native;
 
 // ---------------------------------------------------------------------------------------
 // Helpers: seeded PRNG, distributions, f64 references
@@ -674,6 +676,27 @@ proptest! {
         check_against_reference(&scores, &sel, &idx, &t);
         let n_finite = scores.iter().filter(|s| s.is_finite()).count();
         prop_assert_eq!(sel.len == 0, n_finite == 0 || cap == 0);
+        // The native backend's threshold test selects the same set.
+        let (mut idx2, mut t2) = (vec![0u32; cap], vec![0f32; cap]);
+        let sel2 = stat_topk_with::<Native>(&scores, k, z, &mut idx2, &mut t2);
+        check_against_reference(&scores, &sel2, &idx2, &t2);
+    }
+
+    #[test]
+    fn native_selection_matches_sort_reference_on_long_inputs(
+        scores in prop::collection::vec(score(), 0..1600),
+        theta in score(),
+        cap in 0usize..1700,
+    ) {
+        // Lengths across the 512-score blocks of the threshold masks, capacities that
+        // overflow inside and between blocks.
+        let (mut idx, mut t) = (vec![0u32; cap], vec![0f32; cap]);
+        let sel = select_above_with::<Native>(&scores, theta, &mut idx, &mut t);
+        check_against_reference(&scores, &sel, &idx, &t);
+        let (mut idx0, mut t0) = (vec![0u32; cap], vec![0f32; cap]);
+        let sel0 = select_above(&scores, theta, &mut idx0, &mut t0);
+        prop_assert_eq!((sel.len, sel.overflow, sel.underflow), (sel0.len, sel0.overflow, sel0.underflow));
+        prop_assert_eq!(&idx[..sel.len], &idx0[..sel0.len]);
     }
 
     #[test]

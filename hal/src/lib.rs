@@ -86,6 +86,9 @@ macro_rules! dispatching_kernels {
             fn prefetch_rows<T>(w: &[T], cols: usize, rows: &[u32]) {
                 $dispatch!(prefetch_rows(w, cols, rows))
             }
+            fn above_masks_f32(scores: &[f32], theta: f32, masks: &mut [u32]) {
+                $dispatch!(above_masks_f32(scores, theta, masks))
+            }
         }
     };
 }
@@ -184,6 +187,16 @@ pub trait Kernels {
     #[inline(always)]
     fn prefetch_rows<T>(w: &[T], cols: usize, rows: &[u32]) {
         let _ = (w, cols, rows);
+    }
+
+    /// The statistical top-k selection test, 32 scores per mask: bit `j` of `masks[g]`
+    /// is set when `scores[32 g + j]` is finite and above `theta`, for the
+    /// `min(masks.len(), scores.len() / 32)` whole groups (a ragged tail is the caller's).
+    /// Defaults to [`math::above_masks`]; comparisons only, so every backend gives the
+    /// same bits.
+    #[inline(always)]
+    fn above_masks_f32(scores: &[f32], theta: f32, masks: &mut [u32]) {
+        math::above_masks(scores, theta, masks)
     }
 }
 

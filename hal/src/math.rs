@@ -145,6 +145,23 @@ pub fn softcap_in_place(z: &mut [f32], cap: f32) {
     }
 }
 
+/// Threshold bit masks: bit `j` of `masks[g]` is set when `scores[32 g + j]` is finite
+/// and above `theta` (`s > theta && s < +inf`: NaN fails both comparisons, `-inf` the
+/// first). Only whole groups of 32 are tested: `min(masks.len(), scores.len() / 32)`
+/// of them, the rest of `masks` is left as it is. The oracle of
+/// [`Kernels::above_masks_f32`](crate::Kernels::above_masks_f32); comparisons only, so
+/// every backend gives the same bits.
+#[inline(always)]
+pub fn above_masks(scores: &[f32], theta: f32, masks: &mut [u32]) {
+    for (m, group) in masks.iter_mut().zip(scores.chunks_exact(32)) {
+        let mut bits = 0u32;
+        for (j, &s) in group.iter().enumerate() {
+            bits |= (((s > theta) & (s < f32::INFINITY)) as u32) << j;
+        }
+        *m = bits;
+    }
+}
+
 /// Attention scores from a predictor matvec: `out[j] = acc[j] * a * row_scale[j] * c`
 /// (in that order, `f32`), then, when `softcap > 0`, the soft-cap of
 /// [`softcap_in_place`] on each, in one pass. The oracle of

@@ -195,6 +195,34 @@ macro_rules! kernel_suite {
                 }
             }
 
+            /// `above_masks_f32` gives the oracle's bits: thresholds at, between and
+            /// around the scores, NaN, both infinities, signed zeros and subnormals, every
+            /// bit position, ragged tails and short mask buffers.
+            #[test]
+            fn above_masks_f32_kernel() {
+                if skip() {
+                    return;
+                }
+                let mut vals: Vec<f32> = (0..300).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.125).collect();
+                vals.extend([f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 1e-40, -1e-40, f32::MAX]);
+                vals.extend([f32::MIN, 0.125, -0.125, f32::MIN_POSITIVE, 6.25, -6.25, 1.0, 1.0]);
+                for rot in [0usize, 5, 17, 31] {
+                    let mut x = vals.clone();
+                    x.rotate_left(rot);
+                    for theta in [0.0f32, -0.0, 0.125, -6.25, 6.25, 1e-40, f32::NEG_INFINITY, f32::INFINITY, f32::NAN] {
+                        for len in [0usize, 31, 32, 33, 64, 95, x.len()] {
+                            let n = len / 32;
+                            for m in [n, n.saturating_sub(1), n + 2] {
+                                let (mut a, mut b) = (vec![7u32; m], vec![7u32; m]);
+                                Scalar::above_masks_f32(&x[..len], theta, &mut a);
+                                <B as Kernels>::above_masks_f32(&x[..len], theta, &mut b);
+                                assert_eq!(a, b, "above_masks_f32 len {len} masks {m} theta {theta} rot {rot}");
+                            }
+                        }
+                    }
+                }
+            }
+
             /// `prefetch_rows` is a hint: rows outside the matrix, `cols = 0` and empty
             /// matrices are ignored without a fault, and a later row kernel over the same
             /// rows still equals the scalar oracle.

@@ -100,3 +100,21 @@ proptest! {
 
 // The oracle against itself: proves the suite runs; ISA backends add one line each.
 spark_hal::kernel_suite!(scalar_suite, spark_hal::Scalar);
+
+/// The scalar threshold masks against a plain per-score test.
+#[test]
+fn above_masks_match_a_per_score_test() {
+    let vals = [0.5f32, -1.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 2.0, 1e-40];
+    let x: Vec<f32> = (0..100).map(|i| vals[(i * 7 + i / 9) % vals.len()]).collect();
+    for theta in [0.0f32, 0.5, -2.0, f32::NAN] {
+        let mut m = vec![0u32; 3];
+        Scalar::above_masks_f32(&x, theta, &mut m);
+        for (g, &bits) in m.iter().enumerate() {
+            for j in 0..32 {
+                let s = x[32 * g + j];
+                let want = s.is_finite() && s > theta;
+                assert_eq!(bits >> j & 1 == 1, want, "score {s} theta {theta}");
+            }
+        }
+    }
+}

@@ -18,7 +18,7 @@ use spark_core::format::{F32Slice, QMatrix};
 use spark_core::session::{
     attend_head, geglu_ffn, spark_ffn, AttnParams, AttnScratch, FfnScratch, GegluFfn, KvView, SparkFfn,
 };
-use spark_core::topk::{stat_topk, topk_capacity, topk_z};
+use spark_core::topk::{stat_topk_with, topk_capacity, topk_z};
 use spark_core::{AttnKind, Config, DType, FfnKind, Model, Session, TensorId, TokenizerMeta};
 use spark_hal::Kernels;
 use std::hint::black_box;
@@ -490,7 +490,7 @@ fn bench_ffn<K: Kernels>(a: &BenchArgs, s: &BenchShape) -> CliResult {
         let e1 = t0.elapsed().as_secs_f64();
         k_scores.copy_from_slice(&scores[..f]);
         let tk0 = Instant::now();
-        black_box(stat_topk(black_box(&k_scores), k, z, &mut k_idx, &mut k_t));
+        black_box(stat_topk_with::<K>(black_box(&k_scores), k, z, &mut k_idx, &mut k_t));
         let e3 = tk0.elapsed().as_secs_f64();
         let w = &dense[it % n_dense];
         let dw = GegluFfn { wg: w[0].q(), wu: w[1].q(), wd_t: w[2].q(), k: fg, z: 0.0 };

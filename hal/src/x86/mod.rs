@@ -53,10 +53,40 @@ macro_rules! elementwise_methods {
         fn prefetch_rows<T>(w: &[T], cols: usize, rows: &[u32]) {
             super::prefetch::rows_l2(w, cols, rows);
         }
+
+        fn above_masks_f32(scores: &[f32], theta: f32, masks: &mut [u32]) {
+            Self::require();
+            // SAFETY: the CPU supports AVX2 (every x86 backend's `require` implies it).
+            unsafe { super::above_masks_avx2(scores, theta, masks) }
+        }
     };
 }
 #[cfg(any(feature = "std", target_feature = "avx2"))]
 pub(crate) use elementwise_methods;
+
+/// [`crate::math::above_masks`] with AVX2: eight ordered comparisons per instruction
+/// (`_CMP_GT_OQ` and `_CMP_LT_OQ` are false for NaN, like the scalar `>` and `<`), their
+/// sign bits gathered by `vmovmskps`.
+///
+/// # Safety
+/// The CPU supports AVX2.
+#[cfg(any(feature = "std", target_feature = "avx2"))]
+#[target_feature(enable = "avx2")]
+unsafe fn above_masks_avx2(scores: &[f32], theta: f32, masks: &mut [u32]) {
+    use core::arch::x86_64::*;
+    let t = _mm256_set1_ps(theta);
+    let inf = _mm256_set1_ps(f32::INFINITY);
+    for (m, group) in masks.iter_mut().zip(scores.chunks_exact(32)) {
+        let mut bits = 0u32;
+        for q in 0..4 {
+            // SAFETY: `group` has 32 floats; `loadu` needs no alignment.
+            let v = unsafe { _mm256_loadu_ps(group.as_ptr().add(8 * q)) };
+            let pass = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v, t), _mm256_cmp_ps::<_CMP_LT_OQ>(v, inf));
+            bits |= (_mm256_movemask_ps(pass) as u32) << (8 * q);
+        }
+        *m = bits;
+    }
+}
 
 #[cfg(any(feature = "std", target_feature = "avx2"))]
 pub(crate) mod prefetch {
