@@ -13,6 +13,9 @@
 //! - [`select_above`] and [`stat_topk`]: the bounded active set in caller-provided
 //!   buffers (indices ascending, soft-threshold values aligned), with the capacity and
 //!   underflow rules of SPEC section 6. Nothing here allocates or panics, for any input.
+//!   [`select_above_with`] and [`stat_topk_with`] are the same with the threshold test
+//!   of a kernel backend (`Kernels::above_masks_f32`, identical bits on every backend);
+//!   the forward pass uses those.
 //!
 //! Float work follows SPEC section 7: plain IEEE `f32`/`f64` operations in the written
 //! order, no fused multiply-add, and only `libm` for transcendental functions.
