@@ -7,9 +7,10 @@
 //! happens here in a fixed order with `libm`, with no fused multiply-add, so a model gives
 //! bit-identical logits on every target and backend.
 //!
-//! Sparse reads: the Spark FFN reads `K2` and `V` rows of the selected neurons only, and
+//! Sparse reads: the Spark FFN reads `K2` and `V` rows of the selected neurons only (`V`
+//! and the GeGLU `Wd` rows only where the neuron's int8 coefficient is not zero), and
 //! Spark attention reads the `K2`/`V` cache rows of the selected positions only (the
-//! kernels receive the row lists). `core/tests/session.rs` checks this with a recording
+//! kernels receive the row lists). `host-sim/tests/session.rs` checks this with a recording
 //! kernel backend, checks the arena is exactly [`Model::arena_bytes`], and runs random
 //! models through every path; `host-sim/tests/int8_vs_oracle.rs` compares the logits and
 //! active sets with the f32 oracle on the golden models.
@@ -82,24 +83,40 @@ pub fn matvec<K: Kernels>(m: &QMatrix<'_>, x: &[f32], xq: &mut [i8], acc: &mut [
     xs
 }
 
-/// `y = sum_j coef_j * W[rows[j]]`: the coefficients are quantized to int8 with one scale,
-/// then one sparse vector-matrix kernel call reads only the listed rows.
+/// `y = sum_j coef_j * W[rows[j]]` over the int8 rows of `w` (`cols` each): the
+/// coefficients are quantized to int8 with one scale, the rows whose int8 coefficient is 0
+/// are dropped (they add exactly nothing), and one sparse vector-matrix kernel call reads
+/// only the rows left, listed in `kept`. Returns how many rows it read (`kept[..len]`).
+#[allow(clippy::too_many_arguments)]
 fn sparse_rows_out<K: Kernels>(
-    w: &QMatrix<'_>,
+    w: &[i8],
+    cols: usize,
     rows: &[u32],
     coef: &[f32],
     xq: &mut [i8],
+    kept: &mut [u32],
     acc: &mut [i32],
     y: &mut [f32],
-) {
+) -> usize {
     let n = rows.len();
     let cs = K::quantize_sym_i8(coef, &mut xq[..n]);
-    let acc = &mut acc[..w.cols];
+    // Compact in list order: xq[..m] and kept[..m] are the non-zero coefficients and
+    // their rows (m <= j, so the in-place moves never overwrite an unread entry).
+    let mut m = 0;
+    for j in 0..n {
+        if xq[j] != 0 {
+            xq[m] = xq[j];
+            kept[m] = rows[j];
+            m += 1;
+        }
+    }
+    let acc = &mut acc[..cols];
     acc.fill(0);
-    K::gemv_t_rows_i8(w.data, w.cols, rows, &xq[..n], acc);
-    for i in 0..w.cols {
+    K::gemv_t_rows_i8(w, cols, &kept[..m], &xq[..m], acc);
+    for i in 0..cols {
         y[i] = acc[i] as f32 * cs;
     }
+    m
 }
 
 /// The sparse vector-matrix coefficients of an FFN: for selected neuron `i = idx[j]`,
@@ -127,6 +144,9 @@ pub struct FfnScratch<'s> {
     pub t: &'s mut [f32],
     /// Quantized activations / coefficients `[max(d, cap)]`.
     pub xq: &'s mut [i8],
+    /// Rows the output product reads: the selected neurons whose int8 coefficient is not
+    /// zero `[cap]`.
+    pub kept: &'s mut [u32],
     /// Kernel outputs `[max(d, f)]`.
     pub acc: &'s mut [i32],
 }
@@ -145,9 +165,20 @@ pub struct SparkFfn<'m> {
     pub z: f32,
 }
 
-/// Spark FFN (SPEC section 4): `y = sum_{i in S} gelu(t_i) (K2_i . h2) V_i`. Reads `K2` and
-/// `V` rows of the selected neurons only. Returns the selection (`s.idx[..len]`).
-pub fn spark_ffn<K: Kernels>(w: &SparkFfn<'_>, h: &[f32], s: &mut FfnScratch<'_>, y: &mut [f32]) -> Selection {
+/// What one FFN call selected and read.
+#[derive(Clone, Copy, Debug)]
+pub struct FfnRun {
+    /// The selected neurons (`s.idx[..sel.len]`, ascending; every neuron when dense).
+    pub sel: Selection,
+    /// Rows of the output matrix (`V`, or `Wd` stored transposed) read: the selected
+    /// neurons whose int8 coefficient is not zero (`s.kept[..out_rows]`).
+    pub out_rows: usize,
+}
+
+/// Spark FFN (SPEC section 4): `y = sum_{i in S} gelu(t_i) (K2_i . h2) V_i`. Reads `K2` rows
+/// of the selected neurons and `V` rows of those among them whose int8 coefficient is not
+/// zero.
+pub fn spark_ffn<K: Kernels>(w: &SparkFfn<'_>, h: &[f32], s: &mut FfnScratch<'_>, y: &mut [f32]) -> FfnRun {
     let (f, r) = (w.k1.rows, w.k1.cols);
     // Predictor s = K1 h[0..r) over all neurons, chunk by chunk, each chunk's scores
     // pushed into the top-k statistics while they are still in L1; then the selection.
@@ -184,8 +215,8 @@ pub fn spark_ffn<K: Kernels>(w: &SparkFfn<'_>, h: &[f32], s: &mut FfnScratch<'_>
     // coef_i = gelu(t_i) * u_i * scale_V_i, then y = sum_i coef_i V_i.
     let coef = &mut s.t[..sel.len];
     gated_coefficients(coef, idx, &s.acc[..sel.len], hs, w.k2.scales, w.v.scales);
-    sparse_rows_out::<K>(&w.v, idx, coef, s.xq, s.acc, y);
-    sel
+    let out_rows = sparse_rows_out::<K>(w.v.data, w.v.cols, idx, coef, s.xq, s.kept, s.acc, y);
+    FfnRun { sel, out_rows }
 }
 
 /// Weights and top-k parameters of one GeGLU FFN layer.
@@ -204,8 +235,8 @@ pub struct GegluFfn<'m> {
 
 /// GeGLU FFN: `y = Wd (gelu(g) * (Wu h))` with `g = Wg h`, optionally statistical top-k on
 /// the gate (Gemma 3n style), in which case `Wu` and `Wd` rows of the selected neurons only
-/// are read. Returns the selection (`s.idx[..len]`; every neuron when dense).
-pub fn geglu_ffn<K: Kernels>(w: &GegluFfn<'_>, h: &[f32], s: &mut FfnScratch<'_>, y: &mut [f32]) -> Selection {
+/// are read. Either way `Wd` rows whose int8 coefficient is zero are skipped.
+pub fn geglu_ffn<K: Kernels>(w: &GegluFfn<'_>, h: &[f32], s: &mut FfnScratch<'_>, y: &mut [f32]) -> FfnRun {
     // Gate g = Wg h, then top-k on the gate (identity when k >= f).
     let hs = matvec::<K>(&w.wg, h, s.xq, s.acc, s.scores);
     let sel = stat_topk_with::<K>(&s.scores[..w.wg.rows], w.k, w.z, s.idx, s.t);
@@ -222,8 +253,8 @@ pub fn geglu_ffn<K: Kernels>(w: &GegluFfn<'_>, h: &[f32], s: &mut FfnScratch<'_>
     }
     let coef = &mut s.t[..sel.len];
     gated_coefficients(coef, idx, &s.acc[..sel.len], hs, w.wu.scales, w.wd_t.scales);
-    sparse_rows_out::<K>(&w.wd_t, idx, coef, s.xq, s.acc, y);
-    sel
+    let out_rows = sparse_rows_out::<K>(w.wd_t.data, w.wd_t.cols, idx, coef, s.xq, s.kept, s.acc, y);
+    FfnRun { sel, out_rows }
 }
 
 /// One kv head's slice of a layer's KV cache, rows indexed by position.
@@ -256,6 +287,8 @@ pub struct AttnScratch<'s> {
     pub w: &'s mut [f32],
     /// Quantized query parts / coefficients `[max(ra, rb, cap)]`.
     pub xq: &'s mut [i8],
+    /// `V` rows read: the selected positions whose int8 coefficient is not zero `[cap]`.
+    pub kept: &'s mut [u32],
     /// Kernel outputs `[max(n, dh)]`.
     pub acc: &'s mut [i32],
 }
@@ -302,9 +335,9 @@ impl AttnParams {
 /// `s1_j = c q1 . k1_j` for every visible j (one gemv over contiguous cache rows), optional
 /// soft-cap, selection (all visible, or statistical top-ka), softmax over the selected,
 /// times `softplus(c q2 . k2_j)` for Spark (K2 rows of the selected only), then
-/// `o = sum_j w_j v_j` (V rows of the selected only) with int8 coefficients. Writes
-/// `out[dh]`; returns the number of selected keys (positions in `s.idx[..len]`,
-/// ascending) and the top-k selection when one ran.
+/// `o = sum_j w_j v_j` with int8 coefficients (V rows of the selected whose coefficient is
+/// not zero only). Writes `out[dh]`; returns the number of selected keys (positions in
+/// `s.idx[..len]`, ascending), the top-k selection when one ran and the V rows read.
 pub fn attend_head<K: Kernels>(
     q: &[f32],
     kv: &KvView<'_>,
@@ -313,7 +346,7 @@ pub fn attend_head<K: Kernels>(
     p: &AttnParams,
     s: &mut AttnScratch<'_>,
     out: &mut [f32],
-) -> (usize, Option<Selection>) {
+) -> AttnRun {
     let (ra, rb, dh) = (kv.ra, kv.rb, kv.ra + kv.rb);
     let n = end + 1 - start;
 
@@ -381,18 +414,25 @@ pub fn attend_head<K: Kernels>(
         }
     }
 
-    // o = sum_j w_j v_j: coefficients w_j * scale_v_j quantized to int8 with one scale.
+    // o = sum_j w_j v_j: coefficients w_j * scale_v_j quantized to int8 with one scale
+    // (the V rows of zero coefficients are skipped).
     for j in 0..len {
         w[j] *= kv.v_scale[idx[j] as usize];
     }
-    let cs = K::quantize_sym_i8(w, &mut s.xq[..len]);
-    let acc = &mut s.acc[..dh];
-    acc.fill(0);
-    K::gemv_t_rows_i8(kv.v, dh, idx, &s.xq[..len], acc);
-    for i in 0..dh {
-        out[i] = acc[i] as f32 * cs;
-    }
-    (len, sel)
+    let v_rows = sparse_rows_out::<K>(kv.v, dh, idx, w, s.xq, s.kept, s.acc, out);
+    AttnRun { len, sel, v_rows }
+}
+
+/// What one [`attend_head`] call selected and read.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnRun {
+    /// Attended positions (`s.idx[..len]`, ascending cache rows).
+    pub len: usize,
+    /// The top-k selection when one ran.
+    pub sel: Option<Selection>,
+    /// `V` rows read: the attended positions whose int8 coefficient is not zero
+    /// (`s.kept[..v_rows]`).
+    pub v_rows: usize,
 }
 
 /// The FFN scratch views into the session buffers (a macro so the borrows stay per field).
@@ -403,6 +443,7 @@ macro_rules! ffn_scratch {
             idx: &mut *$b.ffn_idx,
             t: &mut *$b.ffn_t,
             xq: &mut *$b.xq,
+            kept: &mut *$b.ffn_kept,
             acc: &mut *$b.acc,
         }
     };
@@ -510,10 +551,14 @@ buffers! { s;
     ffn_idx: u32 = s.cap_f,
     /// Soft-thresholded scores of the selected neurons, then their coefficients `[cap_f]`.
     ffn_t: f32 = s.cap_f,
+    /// Rows the FFN output product reads (selected, non-zero coefficient) `[cap_f]`.
+    ffn_kept: u32 = s.cap_f,
     /// Selected key positions `[cap_a]`.
     att_idx: u32 = s.cap_a,
     /// Attention weights of the selected keys `[cap_a]`.
     att_w: f32 = s.cap_a,
+    /// `V` rows an attention head reads (attended, non-zero coefficient) `[cap_a]`.
+    att_kept: u32 = s.cap_a,
     /// Logits `[vocab]`.
     logits: f32 = s.vocab,
     /// RoPE inverse frequencies of part 1 `[ra / 2]` and part 2 `[rb / 2]`.
@@ -887,11 +932,12 @@ impl<'m, 'a, K: Kernels> Session<'m, 'a, K> {
                 idx: &mut *b.att_idx,
                 w: &mut *b.att_w,
                 xq: &mut *b.xq,
+                kept: &mut *b.att_kept,
                 acc: &mut *b.acc,
             };
             let q = &b.q[hd * d.dh..(hd + 1) * d.dh];
             let out = &mut b.att[hd * d.dh..(hd + 1) * d.dh];
-            let (len, sel) = attend_head::<K>(q, &kv, start, p, &params, &mut scratch, out);
+            let AttnRun { len, sel, .. } = attend_head::<K>(q, &kv, start, p, &params, &mut scratch, out);
             obs.attn(l, hd, &b.att_idx[..len], sel.as_ref());
             self.stats[l].attn(len, sel.as_ref());
         }
@@ -909,7 +955,7 @@ impl<'m, 'a, K: Kernels> Session<'m, 'a, K> {
             z: self.ffn_z,
         };
         let b = &mut self.b;
-        let sel = spark_ffn::<K>(&w, b.h, &mut ffn_scratch!(b), b.y);
+        let sel = spark_ffn::<K>(&w, b.h, &mut ffn_scratch!(b), b.y).sel;
         obs.ffn(l, &b.ffn_idx[..sel.len], &sel);
         self.stats[l].ffn(sel.len, &sel);
     }
@@ -925,7 +971,7 @@ impl<'m, 'a, K: Kernels> Session<'m, 'a, K> {
             z: self.ffn_z,
         };
         let b = &mut self.b;
-        let sel = geglu_ffn::<K>(&w, b.h, &mut ffn_scratch!(b), b.y);
+        let sel = geglu_ffn::<K>(&w, b.h, &mut ffn_scratch!(b), b.y).sel;
         obs.ffn(l, &b.ffn_idx[..sel.len], &sel);
         self.stats[l].ffn(sel.len, &sel);
     }

@@ -459,11 +459,14 @@ fn bench_ffn<K: Kernels>(a: &BenchArgs, s: &BenchShape) -> CliResult {
 
     let (mut scores, mut idx, mut t) = (vec![0f32; f.max(fg)], vec![0u32; cap.max(fg)], vec![0f32; cap.max(fg)]);
     let mut xq = vec![0i8; d.max(cap).max(fg)];
+    let mut kept = vec![0u32; cap.max(fg)];
     let mut acc = vec![0i32; d.max(f).max(fg)];
     let mut y = vec![0f32; d];
     let warm = (a.iters as usize / 10).clamp(2, 10);
     let total = warm + a.iters as usize;
     let (mut ts, mut td, mut active, mut tk) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Output-product rows each variant read (its selection less the zero coefficients).
+    let (mut out_s, mut out_d) = (Vec::new(), Vec::new());
     // A page-prefetched read pass over as many bytes as the dense twin reads (at least
     // 1 MiB) after every Spark/dense pair: the read bandwidth under the same host
     // conditions as the pair.
@@ -482,8 +485,15 @@ fn bench_ffn<K: Kernels>(a: &BenchArgs, s: &BenchShape) -> CliResult {
         let w = &spark[it % n_spark];
         let sw = SparkFfn { k1: w[0].q(), k2: w[1].q(), v: w[2].q(), k, z };
         let t0 = Instant::now();
-        let sel = {
-            let mut sc = FfnScratch { scores: &mut scores, idx: &mut idx, t: &mut t, xq: &mut xq, acc: &mut acc };
+        let run_s = {
+            let mut sc = FfnScratch {
+                scores: &mut scores,
+                idx: &mut idx,
+                t: &mut t,
+                xq: &mut xq,
+                kept: &mut kept,
+                acc: &mut acc,
+            };
             spark_ffn::<K>(&sw, black_box(h), &mut sc, &mut y)
         };
         black_box(&y);
@@ -495,30 +505,44 @@ fn bench_ffn<K: Kernels>(a: &BenchArgs, s: &BenchShape) -> CliResult {
         let w = &dense[it % n_dense];
         let dw = GegluFfn { wg: w[0].q(), wu: w[1].q(), wd_t: w[2].q(), k: fg, z: 0.0 };
         let t1 = Instant::now();
-        {
-            let mut sc = FfnScratch { scores: &mut scores, idx: &mut idx, t: &mut t, xq: &mut xq, acc: &mut acc };
-            geglu_ffn::<K>(&dw, black_box(h), &mut sc, &mut y);
-        }
+        let run_d = {
+            let mut sc = FfnScratch {
+                scores: &mut scores,
+                idx: &mut idx,
+                t: &mut t,
+                xq: &mut xq,
+                kept: &mut kept,
+                acc: &mut acc,
+            };
+            geglu_ffn::<K>(&dw, black_box(h), &mut sc, &mut y)
+        };
         black_box(&y);
         let e2 = t1.elapsed().as_secs_f64();
         let e4 = read_pass(read_buf, true);
         if it >= warm {
             ts.push(e1);
             td.push(e2);
-            active.push(sel.len as f64);
+            active.push(run_s.sel.len as f64);
+            out_s.push(run_s.out_rows as f64);
+            out_d.push(run_d.out_rows as f64);
             tk.push(e3);
             tr.push(e4);
         }
         pb.inc(1);
     }
     pb.finish_and_clear();
-    let act = active.iter().sum::<f64>() / active.len().max(1) as f64;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (act, v_rows, wd_rows) = (mean(&active), mean(&out_s), mean(&out_d));
+    // What each variant read: Spark K1 and its scales, K2 rows and both scales of the
+    // selected neurons, `V` rows with a non-zero coefficient; dense `Wg`, `Wu`, their
+    // scales and the `Wd` rows with a non-zero coefficient.
     let sv = Variant::new(
         &ts,
-        (f * r) as f64 + act * (d - r + d) as f64,
-        (f * r + 4 * f) as f64 + act * (d - r + d + 8) as f64,
+        (f * r) as f64 + act * (d - r) as f64 + v_rows * d as f64,
+        (f * r + 4 * f) as f64 + act * (d - r + 8) as f64 + v_rows * d as f64,
     );
-    let dv = Variant::new(&td, (3 * d * fg) as f64, (3 * d * fg + 12 * fg) as f64);
+    let dv =
+        Variant::new(&td, (2 * d * fg) as f64 + wd_rows * d as f64, (2 * d * fg + 12 * fg) as f64 + wd_rows * d as f64);
     let nominal_spark_macs = (f * r + k * (d - r) + k * d) as f64;
     let topk_ms = 1e3 * median(&tk);
     // Per iteration: each variant's bandwidth over the bandwidth of that iteration's read
@@ -542,13 +566,17 @@ fn bench_ffn<K: Kernels>(a: &BenchArgs, s: &BenchShape) -> CliResult {
         a,
         "ffn",
         &shape_label(a, s),
-        &format!("d {d}, Spark f {f} r {r} k {k} (active mean {act:.0}); dense twin GeGLU f_g {fg}"),
+        &format!(
+            "d {d}, Spark f {f} r {r} k {k} (active mean {act:.0}, V rows read {v_rows:.0}); \
+             dense twin GeGLU f_g {fg} (Wd rows read {wd_rows:.0}; rows with a zero int8 coefficient are skipped)"
+        ),
         &common,
         (n_spark, n_spark * spark_bytes_copy, n_dense * dense_bytes_copy),
         (sv, dv, paired_speedup(&ts, &td)),
         ("Spark FFN", "dense GeGLU"),
         serde_json::json!({
             "d": d, "f": f, "r": r, "k": k, "f_g": fg, "active_mean": act,
+            "spark_v_rows_mean": v_rows, "dense_wd_rows_mean": wd_rows,
             "nominal_spark_macs": nominal_spark_macs, "nominal_mac_ratio": dv.macs / nominal_spark_macs,
             "topk_ms": topk_ms, "topk_share": topk_ms / sv.ms.max(1e-12),
             "interleaved_read_gbs": read_gbs, "spark_of_interleaved_read": spark_of_read,
@@ -741,22 +769,32 @@ fn bench_attn<K: Kernels>(a: &BenchArgs, s: &BenchShape) -> CliResult {
     let dp = AttnParams { spark: false, c, softcap: s.softcap, ka, sparse: false, z: 0.0, cap: n };
     let (mut scores, mut idx, mut w) = (vec![0f32; n], vec![0u32; n], vec![0f32; n]);
     let mut xq = vec![0i8; n.max(dh)];
+    let mut kept = vec![0u32; n];
     let mut acc = vec![0i32; n.max(dh)];
     let mut out = vec![0f32; nh * dh];
     let group = nh / nkv;
     let warm = (a.iters as usize / 10).clamp(2, 10);
     let total = warm + a.iters as usize;
     let (mut ts, mut td, mut keys) = (Vec::new(), Vec::new(), Vec::new());
+    // V rows read per head (attended keys less those with a zero int8 coefficient).
+    let (mut v_s, mut v_d) = (Vec::new(), Vec::new());
     let pb = progress(total as u64, show, "attn");
     for it in 0..total {
         let q = &qs[it % qs.len()];
-        let mut run = |kv: &KvCopy, p: &AttnParams| -> (f64, usize) {
+        let mut run = |kv: &KvCopy, p: &AttnParams| -> (f64, usize, usize) {
             let t0 = Instant::now();
-            let mut sel = 0;
+            let (mut sel, mut v_rows) = (0, 0);
             for hd in 0..nh {
                 let view = kv.view(hd / group);
-                let mut sc = AttnScratch { scores: &mut scores, idx: &mut idx, w: &mut w, xq: &mut xq, acc: &mut acc };
-                let (len, _) = attend_head::<K>(
+                let mut sc = AttnScratch {
+                    scores: &mut scores,
+                    idx: &mut idx,
+                    w: &mut w,
+                    xq: &mut xq,
+                    kept: &mut kept,
+                    acc: &mut acc,
+                };
+                let r = attend_head::<K>(
                     black_box(&q[hd * dh..(hd + 1) * dh]),
                     &view,
                     0,
@@ -765,30 +803,36 @@ fn bench_attn<K: Kernels>(a: &BenchArgs, s: &BenchShape) -> CliResult {
                     &mut sc,
                     &mut out[hd * dh..(hd + 1) * dh],
                 );
-                sel += len;
+                sel += r.len;
+                v_rows += r.v_rows;
             }
             black_box(&out);
-            (t0.elapsed().as_secs_f64(), sel)
+            (t0.elapsed().as_secs_f64(), sel, v_rows)
         };
-        let (e1, sel) = run(&spark[it % copies], &sp);
-        let (e2, _) = run(&dense[it % copies], &dp);
+        let (e1, sel, vs) = run(&spark[it % copies], &sp);
+        let (e2, _, vd) = run(&dense[it % copies], &dp);
         if it >= warm {
             ts.push(e1);
             td.push(e2);
             keys.push(sel as f64 / nh as f64);
+            v_s.push(vs as f64 / nh as f64);
+            v_d.push(vd as f64 / nh as f64);
         }
         pb.inc(1);
     }
     pb.finish_and_clear();
-    let sel = keys.iter().sum::<f64>() / keys.len().max(1) as f64;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (sel, vs, vd) = (mean(&keys), mean(&v_s), mean(&v_d));
     let h = nh as f64;
     let nf = n as f64;
+    // Per head: K1 rows and scales of every key; Spark also the K2 rows and both scales of
+    // the attended keys, dense the V scales of every key; then the V rows read.
     let sv = Variant::new(
         &ts,
-        h * (nf * ra as f64 + sel * (rb + dh) as f64),
-        h * (nf * (ra + 4) as f64 + sel * (rb + dh + 8) as f64),
+        h * (nf * ra as f64 + sel * rb as f64 + vs * dh as f64),
+        h * (nf * (ra + 4) as f64 + sel * (rb + 8) as f64 + vs * dh as f64),
     );
-    let dv = Variant::new(&td, h * 2.0 * nf * dh as f64, h * nf * (2 * dh + 8) as f64);
+    let dv = Variant::new(&td, h * (nf + vd) * dh as f64, h * (nf * (dh + 8) as f64 + vd * dh as f64));
     let kmin = (ka as f64).min(nf);
     let ceiling = 2.0 * nf * dh as f64 / (nf * ra as f64 + kmin * (rb + dh) as f64);
     report(
@@ -796,15 +840,16 @@ fn bench_attn<K: Kernels>(a: &BenchArgs, s: &BenchShape) -> CliResult {
         "attn",
         &shape_label(a, s),
         &format!(
-            "{nh} q heads / {nkv} kv heads, dh {dh}, Spark ra {ra} ka {ka}; ctx {n} keys (attended mean {sel:.0}); \
-             SPEC byte ceiling per kv head {ceiling:.2}x"
+            "{nh} q heads / {nkv} kv heads, dh {dh}, Spark ra {ra} ka {ka}; ctx {n} keys (attended mean {sel:.0}; V rows read: Spark {vs:.0}, dense {vd:.0}, \
+             a zero int8 coefficient skips its row); SPEC byte ceiling per kv head {ceiling:.2}x"
         ),
         &common,
         (copies, copies * spark_copy, copies * dense_copy),
         (sv, dv, paired_speedup(&ts, &td)),
         ("Spark attention", "dense attention"),
         serde_json::json!({"ctx": n, "n_heads": nh, "n_kv_heads": nkv, "head_dim": dh, "ra": ra, "ka": ka,
-                           "attended_mean": sel, "byte_ceiling": ceiling}),
+                           "attended_mean": sel, "spark_v_rows_mean": vs, "dense_v_rows_mean": vd,
+                           "byte_ceiling": ceiling}),
     )
 }
 

@@ -324,6 +324,7 @@ fn ffn_layer(spark: &Model<'_>, dense: &Model<'_>, clock: &Clock) -> (u64, u64) 
     let mut scores = [0f32; MAX_D_FF];
     let mut idx = [0u32; MAX_D_FF];
     let mut t = [0f32; MAX_D_FF];
+    let mut kept = [0u32; MAX_D_FF];
     let mut xq = [0i8; XQ];
     let mut acc = [0i32; XQ];
     let mut y = [0f32; D_MODEL];
@@ -346,6 +347,7 @@ fn ffn_layer(spark: &Model<'_>, dense: &Model<'_>, clock: &Clock) -> (u64, u64) 
     };
     let (cap_s, cap_d) = (ffn_cap(&sc), ffn_cap(&dc));
     let (mut n, mut is, mut id, mut active_s, mut active_d) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut out_s, mut out_d) = (0u64, 0u64);
     for p in PROMPTS {
         for &tok in p.prompt_ids {
             ffn_input(spark, tok, &mut h);
@@ -354,33 +356,37 @@ fn ffn_layer(spark: &Model<'_>, dense: &Model<'_>, clock: &Clock) -> (u64, u64) 
                 idx: &mut idx[..cap_s],
                 t: &mut t[..cap_s],
                 xq: &mut xq,
+                kept: &mut kept[..cap_s],
                 acc: &mut acc,
             };
             let t0 = clock.now();
-            let sel = spark_ffn::<Native>(&ws, &h, &mut s, &mut y);
+            let run = spark_ffn::<Native>(&ws, &h, &mut s, &mut y);
             let t1 = clock.now();
             is += clock.instructions(t0, t1);
-            active_s += sel.len as u64;
+            active_s += run.sel.len as u64;
+            out_s += run.out_rows as u64;
             let mut s = FfnScratch {
                 scores: &mut scores,
                 idx: &mut idx[..cap_d],
                 t: &mut t[..cap_d],
                 xq: &mut xq,
+                kept: &mut kept[..cap_d],
                 acc: &mut acc,
             };
             let t0 = clock.now();
-            let sel = geglu_ffn::<Native>(&wd, &h, &mut s, &mut y);
+            let run = geglu_ffn::<Native>(&wd, &h, &mut s, &mut y);
             let t1 = clock.now();
             id += clock.instructions(t0, t1);
-            active_d += sel.len as u64;
+            active_d += run.sel.len as u64;
+            out_d += run.out_rows as u64;
             n += 1;
         }
     }
     let (is, id) = (is / n, id / n);
     hprintln!(
         "FFN layer 0, d {}, {} inputs h (the prompt tokens' embeddings, rmsnorm'd):\n  \
-         spark_ffn (f {}, r {}, k {}): {} instructions/call, {}.{} neurons active on average\n  \
-         geglu_ffn (dense twin, f {}): {} instructions/call ({} active)\n  \
+         spark_ffn (f {}, r {}, k {}): {} instructions/call, {}.{} neurons active on average, {}.{} V rows read\n  \
+         geglu_ffn (dense twin, f {}): {} instructions/call ({} active, {}.{} Wd rows read)\n  \
          dense / Spark = {} (issue target >= 2.5: {})",
         D_MODEL,
         n,
@@ -390,9 +396,13 @@ fn ffn_layer(spark: &Model<'_>, dense: &Model<'_>, clock: &Clock) -> (u64, u64) 
         is,
         active_s / n,
         active_s * 10 / n % 10,
+        out_s / n,
+        out_s * 10 / n % 10,
         dc.d_ff,
         id,
         active_d / n,
+        out_d / n,
+        out_d * 10 / n % 10,
         Ratio(id, is),
         if id * 10 >= is * 25 { "met" } else { "NOT met" }
     );
