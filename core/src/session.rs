@@ -102,13 +102,14 @@ fn sparse_rows_out<K: Kernels>(
     let cs = K::quantize_sym_i8(coef, &mut xq[..n]);
     // Compact in list order: xq[..m] and kept[..m] are the non-zero coefficients and
     // their rows (m <= j, so the in-place moves never overwrite an unread entry).
+    // Branch-free: every entry is written, the count advances only past non-zero ones.
+    let (xq, kept) = (&mut xq[..n], &mut kept[..n]);
     let mut m = 0;
     for j in 0..n {
-        if xq[j] != 0 {
-            xq[m] = xq[j];
-            kept[m] = rows[j];
-            m += 1;
-        }
+        let c = xq[j];
+        xq[m] = c;
+        kept[m] = rows[j];
+        m += (c != 0) as usize;
     }
     let acc = &mut acc[..cols];
     acc.fill(0);
