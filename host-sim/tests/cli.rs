@@ -413,8 +413,15 @@ fn bench_small_shapes() {
     assert!(
         q("speedup_paired_q1") <= q("speedup_paired_median") && q("speedup_paired_median") <= q("speedup_paired_q3")
     );
+    // Output-product rows read: at most the selection (zero coefficients are skipped).
+    assert!(q("spark_v_rows_mean") > 0.0 && q("spark_v_rows_mean") <= q("active_mean"), "{v}");
+    assert!(q("dense_wd_rows_mean") > 0.0 && q("dense_wd_rows_mean") <= q("f_g"), "{v}");
     let t = ok(&["bench", "attn", "--shape", &m, "--ctx", "64", "--iters", "3", "--llc", "256K"]);
-    assert!(t.contains("speedup") && t.contains("GB/s"), "{t}");
+    assert!(t.contains("speedup") && t.contains("GB/s") && t.contains("V rows read"), "{t}");
+    let v = json(&["bench", "attn", "--shape", &m, "--ctx", "64", "--iters", "3", "--llc", "256K", "--json"]);
+    let q = |k: &str| v[k].as_f64().unwrap();
+    assert!(q("spark_v_rows_mean") > 0.0 && q("spark_v_rows_mean") <= q("attended_mean"), "{v}");
+    assert!(q("dense_v_rows_mean") > 0.0 && q("dense_v_rows_mean") <= q("ctx"), "{v}");
     let v = json(&[
         "bench",
         "model",
