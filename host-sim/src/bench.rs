@@ -479,23 +479,19 @@ fn bench_ffn<K: Kernels>(a: &BenchArgs, s: &BenchShape) -> CliResult {
     let mut tr = Vec::new();
     // Statistical top-k alone, timed on a copy of each call's own predictor scores.
     let (mut k_scores, mut k_idx, mut k_t) = (vec![0f32; f], vec![0u32; cap], vec![0f32; cap]);
+    // Both variants share the scratch buffers (a macro so the borrows end with each call).
+    macro_rules! scratch {
+        () => {
+            FfnScratch { scores: &mut scores, idx: &mut idx, t: &mut t, xq: &mut xq, kept: &mut kept, acc: &mut acc }
+        };
+    }
     let pb = progress(total as u64, show, "ffn");
     for it in 0..total {
         let h = &hs[it % hs.len()];
         let w = &spark[it % n_spark];
         let sw = SparkFfn { k1: w[0].q(), k2: w[1].q(), v: w[2].q(), k, z };
         let t0 = Instant::now();
-        let run_s = {
-            let mut sc = FfnScratch {
-                scores: &mut scores,
-                idx: &mut idx,
-                t: &mut t,
-                xq: &mut xq,
-                kept: &mut kept,
-                acc: &mut acc,
-            };
-            spark_ffn::<K>(&sw, black_box(h), &mut sc, &mut y)
-        };
+        let run_s = spark_ffn::<K>(&sw, black_box(h), &mut scratch!(), &mut y);
         black_box(&y);
         let e1 = t0.elapsed().as_secs_f64();
         k_scores.copy_from_slice(&scores[..f]);
@@ -505,17 +501,7 @@ fn bench_ffn<K: Kernels>(a: &BenchArgs, s: &BenchShape) -> CliResult {
         let w = &dense[it % n_dense];
         let dw = GegluFfn { wg: w[0].q(), wu: w[1].q(), wd_t: w[2].q(), k: fg, z: 0.0 };
         let t1 = Instant::now();
-        let run_d = {
-            let mut sc = FfnScratch {
-                scores: &mut scores,
-                idx: &mut idx,
-                t: &mut t,
-                xq: &mut xq,
-                kept: &mut kept,
-                acc: &mut acc,
-            };
-            geglu_ffn::<K>(&dw, black_box(h), &mut sc, &mut y)
-        };
+        let run_d = geglu_ffn::<K>(&dw, black_box(h), &mut scratch!(), &mut y);
         black_box(&y);
         let e2 = t1.elapsed().as_secs_f64();
         let e4 = read_pass(read_buf, true);
