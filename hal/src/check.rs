@@ -58,3 +58,17 @@ pub(crate) fn row(w: &[i8], cols: usize, r: u32) -> &[i8] {
     let start = (r as usize).checked_mul(cols).expect("row index out of range");
     &w[start..start + cols]
 }
+
+/// The rows listed in `rows` (1 to `G` of them), bounds-checked, as a group of `G` for the
+/// grouped gather kernels: a partial group repeats its first row in the missing places
+/// (the kernels give those a zero coefficient or never store their sums).
+#[inline(always)]
+#[cfg_attr(not(all(target_arch = "x86_64", any(feature = "std", target_feature = "avx2"))), allow(dead_code))]
+pub(crate) fn group<'w, const G: usize>(w: &'w [i8], cols: usize, rows: &[u32]) -> [&'w [i8]; G] {
+    debug_assert!(!rows.is_empty() && rows.len() <= G);
+    let mut rp = [row(w, cols, rows[0]); G];
+    for (p, &r) in rp.iter_mut().zip(rows).skip(1) {
+        *p = row(w, cols, r);
+    }
+    rp
+}

@@ -228,11 +228,7 @@ unsafe fn gemv_rows(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]
         let g = (m - j).min(G);
         // This group's rows, bounds-checked (a last, partial group repeats its first row;
         // those sums are never stored).
-        let first = check::row(w, n, rows[j]);
-        let mut rp = [first; G];
-        for (t, r) in rp.iter_mut().enumerate().take(g) {
-            *r = check::row(w, n, rows[j + t]);
-        }
+        let rp: [&[i8]; G] = check::group(w, n, &rows[j..j + g]);
         let (next, n_next) = gp.next(j);
         let mut acc = [_mm256_setzero_si256(); G];
         let mut k = 0;

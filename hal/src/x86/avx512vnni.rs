@@ -443,13 +443,8 @@ unsafe fn gemv_gather(w: &[i8], rows: &[u32], x: &[i8], y: &mut [i32]) {
                 break;
             }
             let g = (i + g16 - j).min(G);
-            // This group's rows, bounds-checked (a last, partial group repeats its first
-            // row; those sums are never stored).
-            let first = check::row(w, n, rows[j]).as_ptr();
-            let mut rp = [first; G];
-            for (t, r) in rp.iter_mut().enumerate().take(g) {
-                *r = check::row(w, n, rows[j + t]).as_ptr();
-            }
+            // This group's rows (a last, partial group's extra sums are never stored).
+            let rp = check::group::<G>(w, n, &rows[j..j + g]).map(<[i8]>::as_ptr);
             let (next, n_next) = gp.next(j);
             let mut a = [_mm512_setzero_si512(); G];
             let mut k = 0;
@@ -633,15 +628,11 @@ unsafe fn t_long(w: &[i8], rows: &[u32], c: &[i8], y: &mut [i32]) {
     let mut j = 0;
     while j < m {
         let g = (m - j).min(G);
-        // Row starts of this group, bounds-checked (a last, partial group repeats its first
-        // row under a zero coefficient), and the coefficients.
-        let first = check::row(w, n, rows[j]).as_ptr();
-        let mut rp = [first; G];
+        // Row starts of this group (a last, partial group's extra rows get a zero
+        // coefficient), and the coefficients.
+        let rp = check::group::<G>(w, n, &rows[j..j + g]).map(<[i8]>::as_ptr);
         let mut cc = [0i8; G];
-        for t in 0..g {
-            rp[t] = check::row(w, n, rows[j + t]).as_ptr();
-            cc[t] = c[j + t];
-        }
+        cc[..g].copy_from_slice(&c[j..j + g]);
         for t in 0..g {
             if in_stream(rows, j + t) {
                 pages_ahead(rp[t], n);
