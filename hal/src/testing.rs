@@ -15,8 +15,14 @@
 //!
 //! The calling crate needs `proptest` as a dev-dependency.
 
-/// Named lengths every kernel is checked at (tile = 16 bytes).
-pub const EDGE_LENGTHS: &[usize] = &[0, 1, 2, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 13 * 16, 13 * 16 + 5];
+/// Named lengths every kernel is checked at (tile = 16 bytes; 64-byte vectors full, short
+/// and one over; the 128- and 256-byte steps of the AVX-512 row loops with every kind of
+/// remainder; the `gemma2-2b` predictor row and a long row with a ragged end).
+#[rustfmt::skip]
+pub const EDGE_LENGTHS: &[usize] = &[
+    0, 1, 2, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 191, 192,
+    13 * 16, 13 * 16 + 5, 255, 256, 257, 384 + 63, 1024, 2304 + 128 + 1,
+];
 
 /// A deterministic pseudo-random int8 vector (xorshift), for edge-case fixtures.
 pub fn pattern_i8(len: usize, seed: u32) -> impl Iterator<Item = i8> {

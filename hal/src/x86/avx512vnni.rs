@@ -278,7 +278,20 @@ unsafe fn row_dot(r: &[i8], x: &[i8], page: bool) -> __m512i {
         pages_ahead(r.as_ptr(), n);
     }
     let (mut a0, mut a1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+    let (mut a2, mut a3) = (_mm512_setzero_si512(), _mm512_setzero_si512());
     let mut k = 0;
+    while k + 256 <= n {
+        // SAFETY: `k + 256 <= n` and both slices have exactly `n` elements.
+        unsafe {
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_xor_si512(load64_full(r, k), flip), load64_full(x, k));
+            a1 = _mm512_dpbusd_epi32(a1, _mm512_xor_si512(load64_full(r, k + 64), flip), load64_full(x, k + 64));
+            a2 = _mm512_dpbusd_epi32(a2, _mm512_xor_si512(load64_full(r, k + 128), flip), load64_full(x, k + 128));
+            a3 = _mm512_dpbusd_epi32(a3, _mm512_xor_si512(load64_full(r, k + 192), flip), load64_full(x, k + 192));
+        }
+        k += 256;
+    }
+    a0 = _mm512_add_epi32(a0, a2);
+    a1 = _mm512_add_epi32(a1, a3);
     while k + 128 <= n {
         // SAFETY: `k + 128 <= n` and both slices have exactly `n` elements.
         let (u0, x0, u1, x1) =
@@ -389,6 +402,7 @@ unsafe fn gemv_short<const NC: usize>(src: Rows<'_>, x: &[i8], y: &mut [i32]) {
     debug_assert!(n.div_ceil(64) == NC);
     let flip = _mm512_set1_epi8(-128);
     let last = byte_mask(n - 64 * (NC - 1));
+    let full = n == 64 * NC;
     // SAFETY: chunk `c < NC` starts at `64 c < n`.
     let xv: [__m512i; NC] = core::array::from_fn(|c| unsafe { load64(x, 64 * c) });
     // `sum_k (r[k] ^ 0x80) * x[k]` for a row `r` of `n` bytes, in the lanes.
@@ -399,11 +413,16 @@ unsafe fn gemv_short<const NC: usize>(src: Rows<'_>, x: &[i8], y: &mut [i32]) {
         }
         let (mut a0, mut a1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
         for (c, &xc) in xv.iter().enumerate() {
-            let mask = if c + 1 == NC { last } else { !0 };
-            // SAFETY: `mask` selects bytes `64 c .. min(64 c + 64, n)` of the row, all
-            // inside it; masked-off bytes are neither read nor able to fault (and are zero
-            // in `xc`, so their flipped value cancels).
-            let u = _mm512_xor_si512(unsafe { _mm512_maskz_loadu_epi8(mask, r.as_ptr().add(64 * c)) }, flip);
+            let w = if c + 1 < NC || full {
+                // SAFETY: chunk `c` is a full 64 bytes inside the row.
+                unsafe { _mm512_loadu_si512(r.as_ptr().add(64 * c).cast()) }
+            } else {
+                // SAFETY: `last` selects bytes `64 c .. n` of the row, all inside it;
+                // masked-off bytes are neither read nor able to fault (and are zero in
+                // `xc`, so their flipped value cancels).
+                unsafe { _mm512_maskz_loadu_epi8(last, r.as_ptr().add(64 * c)) }
+            };
+            let u = _mm512_xor_si512(w, flip);
             if c % 2 == 0 {
                 a0 = _mm512_dpbusd_epi32(a0, u, xc);
             } else {
