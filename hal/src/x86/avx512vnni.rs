@@ -10,8 +10,11 @@
 //! and the true result fits in `i32` (see [`crate::MAX_ACC_TERMS`]), so the wrapped
 //! result is exact.
 //!
-//! - `gemv`, `dot`: rows are read one after the other (each row's loads are sequential)
-//!   into one accumulator per row (two for rows of 128+ bytes), and 16 rows are reduced
+//! - `gemv`, `dot`: rows are read one after the other (each row's loads are sequential:
+//!   reading adjacent rows chunk by chunk instead halved a stream's speed on the Zen 4 VM
+//!   of docs/PERFORMANCE.md) into one accumulator per row (rows of up to 256 bytes, their
+//!   full chunks with plain loads and only a ragged end masked; four chains of 256-byte
+//!   steps on longer rows, then a 128-byte step), and 16 rows are reduced
 //!   together by a transpose-and-add tree (about 2 shuffles per row instead of a full
 //!   horizontal reduction per row) into one 16-lane store.
 //! - `gemv_rows` (a gather) on rows of 256 bytes and more: 8 listed rows at a time across
@@ -263,8 +266,9 @@ enum Rows<'a> {
 }
 
 /// `sum_k (r[k] ^ 0x80) * x[k]` over all of `x` (`r.len() == x.len()`) in the lanes of
-/// the result, 128 columns per step into two chains; `page`: `r` is part of a stream, give
-/// it its page-entry prefetches.
+/// the result, 256 columns per step into four chains, then 128 into two and a masked tail
+/// (four chains measured 2.5 - 4 % faster than two in `spark-sim bench ffn`, eight slower
+/// on 2304-byte rows); `page`: `r` is part of a stream, give it its page-entry prefetches.
 ///
 /// # Safety
 /// The CPU supports AVX-512 F, BW and VNNI.
