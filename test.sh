@@ -96,6 +96,12 @@ aarch64_demo max
 step "determinism: bundled model on aarch64 under qemu-aarch64 -cpu cortex-a53 (NEON, no dotprod)"
 aarch64_demo cortex-a53
 
+# Executed instructions per MAC of the aarch64 kernels (docs/PERFORMANCE.md, "Kernels"):
+# fails unless NeonDot's gemv executes fewer instructions than Neon's, and Neon's fewer
+# than the oracle's.
+step "aarch64 kernels: executed instructions per MAC under qemu-aarch64 (rows of 1024)"
+hal/icount-aarch64.sh 1024
+
 # firmware/kernel-test is its own cargo project (own .cargo/config.toml with the QEMU
 # runners); its build output goes under the workspace target directory.
 FW_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/kernel-test"
