@@ -16,8 +16,7 @@
 # Usage: hal/icount-aarch64.sh [COLS...]   (default: 256 512 1024)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cols_list=("${@:-256 512 1024}")
-read -r -a cols_list <<<"${cols_list[*]}"
+[ $# -gt 0 ] || set -- 256 512 1024
 
 CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
   cargo build --quiet --release -p spark-hal --example icount --target aarch64-unknown-linux-gnu
@@ -45,7 +44,7 @@ per_mac() {
 }
 
 printf '%-12s %6s %10s %10s %10s %14s\n' kernel cols scalar neon neon-sdot 'scalar/sdot'
-for cols in "${cols_list[@]}"; do
+for cols in "$@"; do
   for kernel in gemv gemv_rows gemv_t_rows dot; do
     s=$(per_mac max scalar "$kernel" "$cols")
     n=$(per_mac cortex-a53 neon "$kernel" "$cols")
