@@ -116,6 +116,17 @@ impl Config {
         self.sliding_window > 0 && layer % 2 == 0
     }
 
+    /// First position a query at `pos` sees in layer `layer`: `pos - W + 1` on local
+    /// layers once `pos >= W` (window `W`), else 0. The query sees `first..=pos`.
+    pub fn first_visible(&self, layer: usize, pos: usize) -> usize {
+        let w = self.sliding_window as usize;
+        if self.is_local_layer(layer) && pos + 1 > w {
+            pos + 1 - w
+        } else {
+            0
+        }
+    }
+
     /// Check every field; the first problem found is returned.
     pub fn validate(&self) -> Result<(), ModelError> {
         let c = self;

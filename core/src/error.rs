@@ -33,11 +33,15 @@ pub enum ModelError {
     UnsupportedVersion {
         /// Version in the file.
         found: u32,
+        /// The version this runtime reads.
+        supported: u32,
     },
-    /// The header is larger than [`crate::format::MAX_HEADER_BYTES`].
+    /// The header is larger than the loader accepts.
     HeaderTooLarge {
         /// Declared header length.
         len: u32,
+        /// The largest header accepted, in bytes.
+        limit: u32,
     },
     /// Header CRC32 mismatch.
     HeaderCrc {
@@ -169,16 +173,10 @@ impl fmt::Display for ModelError {
                 )
             }
             BadMagic { found } => write!(f, "not a .spark model: magic is {found:02x?}, expected \"SPRK\""),
-            UnsupportedVersion { found } => {
-                write!(
-                    f,
-                    "unsupported .spark format version {found} (this runtime reads version {})",
-                    crate::format::VERSION
-                )
+            UnsupportedVersion { found, supported } => {
+                write!(f, "unsupported .spark format version {found} (this runtime reads version {supported})")
             }
-            HeaderTooLarge { len } => {
-                write!(f, "header of {len} bytes exceeds the limit of {} bytes", crate::format::MAX_HEADER_BYTES)
-            }
+            HeaderTooLarge { len, limit } => write!(f, "header of {len} bytes exceeds the limit of {limit} bytes"),
             HeaderCrc { stored, computed } => {
                 write!(f, "header CRC32 mismatch: stored {stored:#010x}, computed {computed:#010x} (file corrupted)")
             }
@@ -218,10 +216,7 @@ impl fmt::Display for ModelError {
     }
 }
 
-#[cfg(feature = "std")]
-extern crate std;
-#[cfg(feature = "std")]
-impl std::error::Error for ModelError {}
+impl core::error::Error for ModelError {}
 
 /// Why a session could not be created or could not run a token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -277,5 +272,4 @@ impl fmt::Display for RunError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for RunError {}
+impl core::error::Error for RunError {}

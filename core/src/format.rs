@@ -21,10 +21,10 @@
 //! The writer lives in `spark-sim` (`spark_sim::format::ModelWriter`); round trips and one
 //! test per error variant are in `host-sim/tests/format.rs`.
 
-use crate::config::{Config, MAX_LAYERS};
+use crate::config::{Config, FfnKind, MAX_LAYERS};
 use crate::error::ModelError;
 use crate::tensor::{
-    expected, DType, TensorEntry, TensorId, TensorKind, GLOBAL_KINDS, LAYER_KINDS, N_GLOBAL_KINDS, N_LAYER_KINDS,
+    DType, TensorEntry, TensorId, TensorKind, GLOBAL_KINDS, LAYER_KINDS, N_GLOBAL_KINDS, N_LAYER_KINDS,
 };
 use serde::{Deserialize, Serialize};
 
@@ -73,6 +73,10 @@ impl TokenizerMeta {
 }
 
 /// The postcard-encoded header (followed by `n_tensors` [`TensorEntry`] records).
+///
+/// Public for `spark-sim`'s model writer and its format tests, which build files byte
+/// by byte; an embedder reads the validated values through [`Model`] instead.
+#[doc(hidden)]
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
 pub struct Header {
     /// Model configuration.
@@ -106,6 +110,10 @@ const CRC_TABLE: [u32; 256] = {
 };
 
 /// CRC32 (IEEE 802.3, reflected, as zlib's `crc32`).
+///
+/// Public for `spark-sim`'s model writer and the corruption tests; not part of the
+/// embedding API.
+#[doc(hidden)]
 pub fn crc32(bytes: &[u8]) -> u32 {
     let mut c = !0u32;
     for &b in bytes {
@@ -120,10 +128,10 @@ const ABSENT: u32 = u32::MAX;
 #[derive(Clone, Debug)]
 pub struct Model<'a> {
     blob: &'a [u8],
-    /// Model configuration.
-    pub config: Config,
-    /// Tokenizer metadata.
-    pub tokenizer: TokenizerMeta,
+    /// The validated configuration: private, so no caller can undo the validation.
+    config: Config,
+    /// The validated tokenizer metadata.
+    tokenizer: TokenizerMeta,
     global: [(u32, u32); N_GLOBAL_KINDS],       // [kind] -> (offset, len)
     layers: [[u32; N_LAYER_KINDS]; MAX_LAYERS], // [layer, kind] -> offset (length from config)
 }
@@ -193,11 +201,11 @@ impl<'a> Model<'a> {
         }
         let version = read_u32(blob, 4);
         if version != VERSION {
-            return Err(ModelError::UnsupportedVersion { found: version });
+            return Err(ModelError::UnsupportedVersion { found: version, supported: VERSION });
         }
         let header_len = read_u32(blob, 8);
         if header_len > MAX_HEADER_BYTES {
-            return Err(ModelError::HeaderTooLarge { len: header_len });
+            return Err(ModelError::HeaderTooLarge { len: header_len, limit: MAX_HEADER_BYTES });
         }
         let header_end = PREAMBLE_BYTES as u64 + header_len as u64;
         if avail < header_end {
@@ -411,6 +419,16 @@ impl<'a> Model<'a> {
         Ok(())
     }
 
+    /// The model's configuration (validated at load; read-only).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The tokenizer metadata (validated at load; read-only).
+    pub fn tokenizer_meta(&self) -> &TokenizerMeta {
+        &self.tokenizer
+    }
+
     /// The whole file.
     pub fn blob(&self) -> &'a [u8] {
         self.blob
@@ -472,5 +490,50 @@ impl<'a> Model<'a> {
         } else {
             self.global_matrix(TensorKind::LmHead)
         }
+    }
+}
+
+/// Dtype and shape a config requires for `id`, or `None` when the config has no such
+/// tensor (for example `ffn.k1` in a GeGLU model). Tokenizer tensors are checked
+/// separately (their shapes come from the tokenizer metadata).
+///
+/// Public for `spark-sim`'s model writer, which lays files out from the same rule; not
+/// part of the embedding API.
+#[doc(hidden)]
+pub fn expected(cfg: &Config, kind: TensorKind) -> Option<(DType, [u32; 2])> {
+    use TensorKind::*;
+    let d = cfg.d_model;
+    let f = cfg.d_ff;
+    let r = cfg.ffn_r;
+    let q = cfg.n_heads * cfg.head_dim;
+    let kv = cfg.n_kv_heads * cfg.head_dim;
+    let spark = cfg.ffn_kind == FfnKind::Spark;
+    let m = |rows: u32, cols: u32| Some((DType::I8, [rows, cols]));
+    let s = |rows: u32| Some((DType::F32, [rows, 1]));
+    match kind {
+        Embed => m(cfg.vocab_size, d),
+        EmbedScale => s(cfg.vocab_size),
+        FinalNorm => s(d),
+        LmHead if !cfg.tie_embeddings => m(cfg.vocab_size, d),
+        LmHeadScale if !cfg.tie_embeddings => s(cfg.vocab_size),
+        LmHead | LmHeadScale => None,
+        TokBytes | TokOffsets | TokMerges => None,
+        AttnNorm | FfnNorm => s(d),
+        PostAttnNorm | PostFfnNorm if cfg.post_norms => s(d),
+        PostAttnNorm | PostFfnNorm => None,
+        Wq => m(q, d),
+        WqScale => s(q),
+        Wk | Wv => m(kv, d),
+        WkScale | WvScale => s(kv),
+        Wo => m(d, q),
+        WoScale => s(d),
+        K1 if spark => m(f, r),
+        K2 if spark => m(f, d - r),
+        V if spark => m(f, d),
+        K1Scale | K2Scale | VScale if spark => s(f),
+        Wg | Wu if !spark => m(f, d),
+        WdT if !spark => m(f, d),
+        WgScale | WuScale | WdTScale if !spark => s(f),
+        K1 | K2 | V | K1Scale | K2Scale | VScale | Wg | Wu | WdT | WgScale | WuScale | WdTScale => None,
     }
 }

@@ -1,18 +1,41 @@
 //! `spark-core`: Spark Transformer inference without std or an allocator.
 //!
-//! Modules, in the order data flows: [`format`] loads and validates a `.spark` file into a
-//! [`Model`] that reads weights in place; [`topk`] is the statistical top-k operator
-//! (SPEC section 6).
+//! Modules, in the order data flows through one decoded token:
+//!
+//! 1. [`format`] validates a `.spark` file once and gives a [`Model`] that reads weights
+//!    in place; [`config`] ([`Config`], read-only once loaded), [`tensor`] (tensor ids
+//!    and dtypes) and [`error`] ([`ModelError`], [`RunError`]) describe it.
+//! 2. [`tokenizer`] turns text into token ids (byte-level BPE from the model file).
+//! 3. [`session`] decodes: a [`Session`] over a caller-provided arena (exactly
+//!    [`Model::arena_bytes`]) embeds a token and runs every layer:
+//!    - [`attention`]: projections, RoPE, the int8 KV cache, then [`attention::attend_head`]
+//!      per query head with [`attention::AttnParams`] (window, `ka`, `z`, capacity);
+//!    - [`ffn`]: [`ffn::spark_ffn`] or [`ffn::geglu_ffn`] with [`ffn::FfnPlan`] (`k`,
+//!      `z`, capacity);
+//!    - both select with [`topk`], the statistical top-k operator (SPEC section 6), and
+//!      share [`ops`] (RMSNorm, RoPE, GELU, quantized matvec, sparse row output).
+//! 4. [`stats`] counts what each layer selected ([`LayerStats`], [`Observer`]).
+//! 5. [`sampler`] picks the next token from the logits ([`sampler::argmax`], or
+//!    temperature / top-p with a seeded generator); [`digest`] fingerprints the logits
+//!    (the determinism contract: the same digest on every target).
+//!
+//! Every integer product runs on a `spark-hal` kernel backend `K` (static dispatch);
+//! every float operation is fixed-order code here, identical on every target.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod attention;
 pub mod config;
+pub mod digest;
 pub mod error;
+pub mod ffn;
 pub mod format;
+pub mod ops;
 pub mod sampler;
 pub mod session;
+pub mod stats;
 pub mod tensor;
 pub mod tokenizer;
 pub mod topk;
@@ -20,5 +43,6 @@ pub mod topk;
 pub use config::{AttnKind, Config, FfnKind};
 pub use error::{ModelError, RunError};
 pub use format::{Model, TokenizerKind, TokenizerMeta};
-pub use session::{LayerStats, Observer, Session};
+pub use session::Session;
+pub use stats::{LayerStats, Observer};
 pub use tensor::{DType, TensorId, TensorKind};

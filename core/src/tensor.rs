@@ -1,11 +1,11 @@
 //! Tensor identities, dtypes and the shapes a config implies.
 //!
 //! Every tensor in a `.spark` file is named by a [`TensorId`] (a [`TensorKind`] plus a
-//! layer index for per-layer kinds). [`expected`] says, for a config, which tensors must
-//! be present and with which dtype and shape; the loader checks the file's table against
-//! it. Quantized matrices are two tensors: the int8 rows and one f32 scale per row.
+//! layer index for per-layer kinds). `format::expected` says, for a config, which
+//! tensors must be present and with which dtype and shape; the loader checks the file's
+//! table against it. Quantized matrices are two tensors: the int8 rows and one f32 scale
+//! per row.
 
-use crate::config::{Config, FfnKind};
 use serde::{Deserialize, Serialize};
 
 /// Element type of a stored tensor.
@@ -155,45 +155,4 @@ pub struct TensorEntry {
     pub offset: u32,
     /// Length in bytes (`rows * cols * dtype.size()`).
     pub len: u32,
-}
-
-/// Dtype and shape a config requires for `id`, or `None` when the config has no such
-/// tensor (for example `ffn.k1` in a GeGLU model). Tokenizer tensors are checked
-/// separately (their shapes come from the tokenizer metadata).
-pub fn expected(cfg: &Config, kind: TensorKind) -> Option<(DType, [u32; 2])> {
-    use TensorKind::*;
-    let d = cfg.d_model;
-    let f = cfg.d_ff;
-    let r = cfg.ffn_r;
-    let q = cfg.n_heads * cfg.head_dim;
-    let kv = cfg.n_kv_heads * cfg.head_dim;
-    let spark = cfg.ffn_kind == FfnKind::Spark;
-    let m = |rows: u32, cols: u32| Some((DType::I8, [rows, cols]));
-    let s = |rows: u32| Some((DType::F32, [rows, 1]));
-    match kind {
-        Embed => m(cfg.vocab_size, d),
-        EmbedScale => s(cfg.vocab_size),
-        FinalNorm => s(d),
-        LmHead if !cfg.tie_embeddings => m(cfg.vocab_size, d),
-        LmHeadScale if !cfg.tie_embeddings => s(cfg.vocab_size),
-        LmHead | LmHeadScale => None,
-        TokBytes | TokOffsets | TokMerges => None,
-        AttnNorm | FfnNorm => s(d),
-        PostAttnNorm | PostFfnNorm if cfg.post_norms => s(d),
-        PostAttnNorm | PostFfnNorm => None,
-        Wq => m(q, d),
-        WqScale => s(q),
-        Wk | Wv => m(kv, d),
-        WkScale | WvScale => s(kv),
-        Wo => m(d, q),
-        WoScale => s(d),
-        K1 if spark => m(f, r),
-        K2 if spark => m(f, d - r),
-        V if spark => m(f, d),
-        K1Scale | K2Scale | VScale if spark => s(f),
-        Wg | Wu if !spark => m(f, d),
-        WdT if !spark => m(f, d),
-        WgScale | WuScale | WdTScale if !spark => s(f),
-        K1 | K2 | V | K1Scale | K2Scale | VScale | Wg | Wu | WdT | WgScale | WuScale | WdTScale => None,
-    }
 }

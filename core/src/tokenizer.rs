@@ -133,15 +133,15 @@ impl<'a> Tokenizer<'a> {
     /// Cost `O(vocab + n_merges + merged bytes)` (the tables are re-checked, so no later
     /// call can panic even if the model's public metadata was edited).
     pub fn new(model: &Model<'a>) -> Result<Self, TokenizerError> {
-        if model.tokenizer.kind != TokenizerKind::ByteBpe {
+        if model.tokenizer_meta().kind != TokenizerKind::ByteBpe {
             return Err(TokenizerError::NoTokenizer);
         }
         Self::from_tables(
             model.global_bytes(TensorKind::TokBytes),
             model.global_bytes(TensorKind::TokOffsets),
             model.global_bytes(TensorKind::TokMerges),
-            model.tokenizer.bos_id,
-            model.tokenizer.eos_id,
+            model.tokenizer_meta().bos_id,
+            model.tokenizer_meta().eos_id,
         )
     }
 

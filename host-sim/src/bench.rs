@@ -14,11 +14,10 @@ use crate::ui::{
     fail, human_bytes, load_model, median, print_json, progress, read_model_file, usage, Backend, CliResult,
 };
 use crate::with_backend;
+use spark_core::attention::{attend_head, AttnParams, AttnScratch, KvView};
+use spark_core::ffn::{geglu_ffn, spark_ffn, FfnPlan, FfnScratch, GegluFfn, SparkFfn};
 use spark_core::format::{F32Slice, QMatrix};
-use spark_core::session::{
-    attend_head, geglu_ffn, spark_ffn, AttnParams, AttnScratch, FfnScratch, GegluFfn, KvView, SparkFfn,
-};
-use spark_core::topk::{stat_topk_with, topk_capacity, topk_z};
+use spark_core::topk::stat_topk_with;
 use spark_core::{AttnKind, Config, DType, FfnKind, Model, Session, TensorId, TokenizerMeta};
 use spark_hal::Kernels;
 use std::hint::black_box;
@@ -394,7 +393,7 @@ fn resolve_shape(s: &str) -> CliResult<(BenchShape, Option<PathBuf>)> {
     if s.ends_with(".spark") || p.is_file() {
         let blob = read_model_file(p)?;
         let m = load_model(&blob, p)?;
-        return Ok((shape_of(&m.config), Some(p.to_path_buf())));
+        return Ok((shape_of(&m.config()), Some(p.to_path_buf())));
     }
     Err(usage(format!("unknown shape {s:?}: use gemma2-2b or the path of a .spark model")))
 }
@@ -454,8 +453,9 @@ fn bench_ffn<K: Kernels>(a: &BenchArgs, s: &BenchShape) -> CliResult {
     }
     pb.finish_and_clear();
     let hs: Vec<Vec<f32>> = (0..8).map(|_| fill.gauss(d)).collect();
-    let z = if k < f { topk_z(f, k) } else { 0.0 };
-    let cap = if k < f { topk_capacity(f, k, s.cap_factor) } else { f };
+    let plan = FfnPlan::new(f, k, s.cap_factor);
+    let dense_plan = FfnPlan::new(fg, fg, s.cap_factor);
+    let (z, cap) = (plan.z, plan.cap);
 
     let (mut scores, mut idx, mut t) = (vec![0f32; f.max(fg)], vec![0u32; cap.max(fg)], vec![0f32; cap.max(fg)]);
     let mut xq = vec![0i8; d.max(cap).max(fg)];
@@ -489,7 +489,7 @@ fn bench_ffn<K: Kernels>(a: &BenchArgs, s: &BenchShape) -> CliResult {
     for it in 0..total {
         let h = &hs[it % hs.len()];
         let w = &spark[it % n_spark];
-        let sw = SparkFfn { k1: w[0].q(), k2: w[1].q(), v: w[2].q(), k, z };
+        let sw = SparkFfn { k1: w[0].q(), k2: w[1].q(), v: w[2].q(), plan };
         let t0 = Instant::now();
         let run_s = spark_ffn::<K>(&sw, black_box(h), &mut scratch!(), &mut y);
         black_box(&y);
@@ -499,7 +499,7 @@ fn bench_ffn<K: Kernels>(a: &BenchArgs, s: &BenchShape) -> CliResult {
         black_box(stat_topk_with::<K>(black_box(&k_scores), k, z, &mut k_idx, &mut k_t));
         let e3 = tk0.elapsed().as_secs_f64();
         let w = &dense[it % n_dense];
-        let dw = GegluFfn { wg: w[0].q(), wu: w[1].q(), wd_t: w[2].q(), k: fg, z: 0.0 };
+        let dw = GegluFfn { wg: w[0].q(), wu: w[1].q(), wd_t: w[2].q(), plan: dense_plan };
         let t1 = Instant::now();
         let run_d = geglu_ffn::<K>(&dw, black_box(h), &mut scratch!(), &mut y);
         black_box(&y);
@@ -741,18 +741,8 @@ fn bench_attn<K: Kernels>(a: &BenchArgs, s: &BenchShape) -> CliResult {
     }
     pb.finish_and_clear();
     let qs: Vec<Vec<f32>> = (0..8).map(|_| fill.gauss(nh * dh)).collect();
-    let c = 1.0 / s.qpas.sqrt();
-    let sparse = n > ka;
-    let sp = AttnParams {
-        spark: true,
-        c,
-        softcap: s.softcap,
-        ka,
-        sparse,
-        z: if sparse { topk_z(n, ka) } else { 0.0 },
-        cap: if sparse { topk_capacity(n, ka, s.cap_factor) } else { n },
-    };
-    let dp = AttnParams { spark: false, c, softcap: s.softcap, ka, sparse: false, z: 0.0, cap: n };
+    let sp = AttnParams::from_parts(true, ka, s.cap_factor, s.qpas, s.softcap, n);
+    let dp = AttnParams::from_parts(false, ka, s.cap_factor, s.qpas, s.softcap, n);
     let (mut scores, mut idx, mut w) = (vec![0f32; n], vec![0u32; n], vec![0f32; n]);
     let mut xq = vec![0i8; n.max(dh)];
     let mut kept = vec![0u32; n];
@@ -923,7 +913,7 @@ fn time_decode<K: Kernels>(
         let sess = Session::<K>::with_max_seq(m, arena, max_seq).map_err(|e| fail(format!("{name}: {e}")))?;
         decs.push(Decoder { sess });
     }
-    let vocab = models.iter().map(|(_, m)| m.config.vocab_size).min().unwrap_or(1);
+    let vocab = models.iter().map(|(_, m)| m.config().vocab_size).min().unwrap_or(1);
     let mut fill = Fill(a.seed | 1);
     let toks: Vec<u32> = (0..max_seq).map(|_| (fill.next() % vocab as u64) as u32).collect();
     let pb = progress((ctx * decs.len()) as u64, !a.json, "prefill");
@@ -988,11 +978,11 @@ fn bench_model<K: Kernels>(a: &BenchArgs, file: Option<&Path>) -> CliResult {
         None => None,
     };
     for (m, p) in std::iter::once((&sm, &sp_path)).chain(dm.iter().map(|m| (m, &dn_path))) {
-        if ctx + iters > m.config.max_seq_len as usize {
+        if ctx + iters > m.config().max_seq_len as usize {
             return Err(fail(format!(
                 "--ctx {ctx} + --iters {iters} exceeds {}'s context ({}): lower --ctx or --iters",
                 p.display(),
-                m.config.max_seq_len
+                m.config().max_seq_len
             )));
         }
     }
@@ -1035,7 +1025,7 @@ fn bench_model<K: Kernels>(a: &BenchArgs, file: Option<&Path>) -> CliResult {
         writeln!(o, "{:<8} {:>10.3} {:>10.1} {:>14}", "dense", v.ms, 1e3 / v.ms, human_bytes(v.bytes as u64))?;
         writeln!(o, "speedup {:.2}x (dense / Spark, same run)", v.ms / sv.ms.max(1e-12))?;
     }
-    let f = sm.config.d_ff as f64;
+    let f = sm.config().d_ff as f64;
     let fr: Vec<String> = ffn_mean.iter().map(|m| format!("{:.1}%", 100.0 * m / f)).collect();
     writeln!(o, "Spark active FFN per layer: {}", fr.join(" "))?;
     writeln!(o, "read bandwidth (single thread): {bw_gbs:.2} GB/s")?;

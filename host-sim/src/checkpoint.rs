@@ -26,7 +26,8 @@ use crate::format::ModelWriter;
 use crate::quant::QuantError;
 use crate::rng::SplitMix64;
 use safetensors::{Dtype, SafeTensors};
-use spark_core::tensor::{expected, DType, GLOBAL_KINDS, LAYER_KINDS};
+use spark_core::format::expected;
+use spark_core::tensor::{DType, GLOBAL_KINDS, LAYER_KINDS};
 use spark_core::{AttnKind, Config, FfnKind, Model, ModelError, TensorId, TensorKind, TokenizerMeta};
 use std::collections::HashMap;
 use std::fmt;
@@ -369,7 +370,7 @@ impl F32Checkpoint {
     /// Dequantize a loaded `.spark` model (`q * row scale`, f32; `ffn.wd_t` transposed back
     /// to `ffn.wd` [d, f]) so that the oracle runs on exactly the int8 weights.
     pub fn from_spark(model: &Model<'_>) -> Result<Self, CheckpointError> {
-        let cfg = model.config;
+        let cfg = *model.config();
         let mut tensors = HashMap::new();
         for (name, kind, layer, shape) in expected_tensors(&cfg) {
             let values = if kind.scale().is_some() {

@@ -72,7 +72,7 @@ pub fn mac_counts(c: &Config, n: usize) -> (MacCounts, MacCounts) {
     };
     let (mut cache, mut cache_dense) = (0u64, 0u64);
     for layer in 0..c.n_layers as usize {
-        let nl = if c.is_local_layer(layer) { n.min(c.sliding_window as usize) } else { n } as u64;
+        let nl = (n - c.first_visible(layer, n.saturating_sub(1))) as u64;
         let heads = c.n_heads as u64;
         cache_dense += heads * 2 * nl * dh;
         cache += heads
@@ -112,7 +112,7 @@ pub fn inspect(path: &Path, json: bool) -> CliResult {
     let blob = read_model_file(path)?;
     let model = load_model(&blob, path)?;
     let (_, entries, _) = parse_table(&blob).ok_or("tensor table unreadable")?;
-    let c = model.config;
+    let c = *model.config();
     let p = param_counts(&c);
     let ctx = c.max_seq_len as usize;
     let arena = model.arena_bytes(ctx);
@@ -128,8 +128,8 @@ pub fn inspect(path: &Path, json: bool) -> CliResult {
             "file_bytes": blob.len(),
             "config": serde_json::to_value(c).map_err(|e| e.to_string())?,
             "tokenizer": serde_json::json!({
-                "kind": format!("{:?}", model.tokenizer.kind), "n_merges": model.tokenizer.n_merges,
-                "bos_id": model.tokenizer.bos_id, "eos_id": model.tokenizer.eos_id,
+                "kind": format!("{:?}", model.tokenizer_meta().kind), "n_merges": model.tokenizer_meta().n_merges,
+                "bos_id": model.tokenizer_meta().bos_id, "eos_id": model.tokenizer_meta().eos_id,
             }),
             "params": p,
             "arena_bytes": arena,
@@ -177,7 +177,10 @@ pub fn inspect(path: &Path, json: bool) -> CliResult {
     writeln!(
         o,
         "tokenizer  {:?}  merges {}  bos {:?}  eos {:?}",
-        model.tokenizer.kind, model.tokenizer.n_merges, model.tokenizer.bos_id, model.tokenizer.eos_id
+        model.tokenizer_meta().kind,
+        model.tokenizer_meta().n_merges,
+        model.tokenizer_meta().bos_id,
+        model.tokenizer_meta().eos_id
     )?;
     writeln!(
         o,

@@ -16,6 +16,7 @@ use crate::ui::{
     fail, load_model, print_json, progress, read_input, read_model_file, resolve_model, Backend, CliResult,
 };
 use crate::with_backend;
+use spark_core::sampler::argmax;
 use spark_core::{LayerStats, Model, Session};
 use spark_hal::Kernels;
 use std::io::{self, Write};
@@ -46,17 +47,6 @@ pub struct EvalArgs {
     /// Print machine-readable JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Index of the largest value (first on ties, NaN never chosen unless all are NaN).
-pub fn argmax(v: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] || v[best].is_nan() {
-            best = i;
-        }
-    }
-    best
 }
 
 /// `log softmax(v)` in f64.
@@ -108,7 +98,7 @@ fn evaluate<K: Kernels>(
     windows: &[Vec<u32>],
     show: bool,
 ) -> CliResult<EvalReport> {
-    let cfg = model.config;
+    let cfg = *model.config();
     let n_layers = cfg.n_layers as usize;
     let max_seq = windows.iter().map(Vec::len).max().unwrap_or(1).max(1);
     let mut arena = HugeBytes::zeroed(model.arena_bytes(max_seq))?;
@@ -146,10 +136,10 @@ fn evaluate<K: Kernels>(
                 r.nll_int8 -= lpi[next as usize];
                 r.nll_oracle -= lpo[next as usize];
                 r.kl_sum += kl(&lpo, &lpi);
-                let (ai, ao) = (argmax(li), argmax(&st.logits));
-                r.top1_agree += (ai == ao) as usize;
-                r.correct_int8 += (ai == next as usize) as usize;
-                r.correct_oracle += (ao == next as usize) as usize;
+                let (ai, ao) = (argmax(li).ok(), argmax(&st.logits).ok());
+                r.top1_agree += (ai.is_some() && ai == ao) as usize;
+                r.correct_int8 += (ai == Some(next)) as usize;
+                r.correct_oracle += (ao == Some(next)) as usize;
                 r.predicted += 1;
             }
             pb.inc(1);
@@ -170,7 +160,7 @@ pub fn eval(a: &EvalArgs) -> CliResult {
     let path = resolve_model(a.model.as_deref())?;
     let blob = read_model_file(&path)?;
     let model = load_model(&blob, &path)?;
-    let cfg = model.config;
+    let cfg = *model.config();
     let tok = model_tokenizer(&model)?.ok_or_else(|| {
         fail(format!("{} has no tokenizer, so it cannot read text: convert it with --tokenizer", path.display()))
     })?;

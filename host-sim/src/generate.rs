@@ -3,11 +3,12 @@
 //! `logits_digest` (FNV-1a-64 over every step's logits) pins the exact numerics.
 
 use crate::hugemem::HugeBytes;
-use crate::stats::{stats_json, stats_table, Fnv1a64};
+use crate::stats::{stats_json, stats_table};
 use crate::ui::{
     fail, load_model, note, parse_ids, print_json, progress, read_model_file, resolve_model, usage, Backend, CliResult,
 };
 use crate::with_backend;
+use spark_core::digest::Fnv1a64;
 use spark_core::sampler::{Sampler, Sampling};
 use spark_core::tokenizer::{Tokenizer, TokenizerError, Utf8Stream};
 use spark_core::{Model, Session};
@@ -135,8 +136,8 @@ pub fn generate(a: &GenerateArgs) -> CliResult {
         note("note: --top-p has no effect with --temperature 0 (greedy)");
     }
     let prompt =
-        prompt_ids(tok.as_ref(), a.prompt.as_deref(), a.prompt_ids.as_deref(), !a.no_bos, model.config.vocab_size)?;
-    let max_seq = model.config.max_seq_len as usize;
+        prompt_ids(tok.as_ref(), a.prompt.as_deref(), a.prompt_ids.as_deref(), !a.no_bos, model.config().vocab_size)?;
+    let max_seq = model.config().max_seq_len as usize;
     if prompt.len() > max_seq {
         return Err(fail(format!(
             "the prompt is {} tokens but the model's context holds {max_seq} (max_seq_len): shorten the prompt",
@@ -154,14 +155,14 @@ fn run<K: Kernels>(
     a: &GenerateArgs,
     path: &std::path::Path,
 ) -> CliResult {
-    let cfg = model.config;
+    let cfg = *model.config();
     let max_seq = cfg.max_seq_len as usize;
     let mut arena = HugeBytes::zeroed(model.arena_bytes(max_seq))?;
     let mut sess = Session::<K>::new(model, &mut arena).map_err(|e| fail(e.to_string()))?;
     let mut sampler = Sampler::new(sampling, a.seed).map_err(|e| usage(e.to_string()))?;
     let mut scratch = vec![0u32; cfg.vocab_size as usize];
     let mut digest = Fnv1a64::new();
-    let eos = tok.and_then(|t| t.eos_id()).or(model.tokenizer.eos_id);
+    let eos = tok.and_then(|t| t.eos_id()).or(model.tokenizer_meta().eos_id);
     let bos = tok.and_then(|t| t.bos_id());
 
     let pb = progress(prompt.len() as u64, !a.json && prompt.len() >= 32, "prefill");
@@ -253,7 +254,7 @@ fn run<K: Kernels>(
             "token_ids": generated,
             "text": if tok.is_some() { serde_json::Value::String(text) } else { serde_json::Value::Null },
             "stop": stop.name(),
-            "logits_digest": digest.hex(),
+            "logits_digest": digest.to_string(),
             "tokens_per_s": tps,
             "prefill_tokens_per_s": prefill_tps,
             "stats": stats_json(&cfg, sess.stats()),
@@ -276,7 +277,7 @@ fn run<K: Kernels>(
         prompt.len(),
         generated.len(),
         a.backend.kernel_name(),
-        digest.hex()
+        digest
     ));
     if a.stats {
         let _ = write!(io::stderr(), "{}", stats_table(&cfg, sess.stats()));

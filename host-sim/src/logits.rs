@@ -84,8 +84,8 @@ pub fn oracle_checkpoint(
 ) -> CliResult<(F32Checkpoint, String)> {
     match checkpoint {
         Some(p) => {
-            let ck = crate::hf::load_any(p, Some(model.config.max_seq_len)).map_err(fail)?;
-            let (a, b) = (ck.config, model.config);
+            let ck = crate::hf::load_any(p, Some(model.config().max_seq_len)).map_err(fail)?;
+            let (a, b) = (ck.config, model.config());
             let same = (a.vocab_size, a.d_model, a.n_layers, a.n_heads, a.n_kv_heads, a.head_dim, a.d_ff, a.ffn_kind)
                 == (b.vocab_size, b.d_model, b.n_layers, b.n_heads, b.n_kv_heads, b.head_dim, b.d_ff, b.ffn_kind);
             if !same {
@@ -109,8 +109,8 @@ pub fn logits(a: &LogitsArgs) -> CliResult {
     let blob = read_model_file(&path)?;
     let model = load_model(&blob, &path)?;
     let tok = model_tokenizer(&model)?;
-    let ids = prompt_ids(tok.as_ref(), a.prompt.as_deref(), a.ids.as_deref(), true, model.config.vocab_size)?;
-    let max_seq = model.config.max_seq_len as usize;
+    let ids = prompt_ids(tok.as_ref(), a.prompt.as_deref(), a.ids.as_deref(), true, model.config().vocab_size)?;
+    let max_seq = model.config().max_seq_len as usize;
     if ids.len() > max_seq {
         return Err(fail(format!(
             "{} ids but the model's context holds {max_seq} (max_seq_len): pass fewer ids",
@@ -126,7 +126,7 @@ pub fn logits(a: &LogitsArgs) -> CliResult {
             (run_f32(&ck, &ids, !a.json)?, what)
         }
     };
-    let vocab = model.config.vocab_size as usize;
+    let vocab = model.config().vocab_size as usize;
     if let Some(out) = &a.out {
         let flat: Vec<f32> = rows.iter().flatten().copied().collect();
         let mut buf = Vec::new();
@@ -146,9 +146,13 @@ pub fn logits(a: &LogitsArgs) -> CliResult {
     let mut o = io::stdout().lock();
     writeln!(o, "# {what}; {} positions x {vocab} logits; showing the first {}", rows.len(), a.show.min(vocab))?;
     for (p, (row, id)) in rows.iter().zip(&ids).enumerate() {
-        let top = crate::eval::argmax(row);
         let first: Vec<String> = row.iter().take(a.show).map(|x| format!("{x:.4}")).collect();
-        writeln!(o, "pos {p:>4} id {id:>6} argmax {top:>6} ({:.4})  [{}]", row[top], first.join(", "))?;
+        match spark_core::sampler::argmax(row) {
+            Ok(top) => {
+                writeln!(o, "pos {p:>4} id {id:>6} argmax {top:>6} ({:.4})  [{}]", row[top as usize], first.join(", "))?
+            }
+            Err(e) => writeln!(o, "pos {p:>4} id {id:>6} argmax none ({e})  [{}]", first.join(", "))?,
+        }
     }
     Ok(())
 }

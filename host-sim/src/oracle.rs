@@ -195,14 +195,6 @@ pub struct TopK {
     pub event: u8,
 }
 
-/// Active-set capacity `min(n, ceil(factor * k))`, at least 1 (for `n >= 1`). The product
-/// is taken in f32, as the runtime stores the factor, so `1.1 * 10` gives 11.
-pub fn topk_cap(n: usize, k: usize, factor: f32) -> usize {
-    let c = (factor * k as f32).ceil();
-    let c = if c.is_finite() && c > 0.0 { c as usize } else { 1 };
-    c.max(1).min(n)
-}
-
 /// Statistical top-k of `x` for target `k` with capacity factor `cap_factor`.
 ///
 /// `k >= n`: the identity (every finite entry, `t = x`, theta NaN). Otherwise mean and
@@ -233,7 +225,7 @@ pub fn stat_topk_ref(x: &[f32], k: usize, cap_factor: f32) -> TopK {
     let z = spark_core::topk::phi_inv(1.0 - k as f64 / n as f64);
     let theta = mu + z * var.sqrt();
     let mut pass: Vec<usize> = (0..n).filter(|&i| x[i].is_finite() && x[i] as f64 > theta).collect();
-    let cap = topk_cap(n, k, cap_factor);
+    let cap = spark_core::topk::topk_capacity(n, k, cap_factor);
     let mut event = EVENT_NONE;
     if pass.len() > cap {
         event = EVENT_OVERFLOW;
@@ -439,7 +431,7 @@ impl<'a> OracleSession<'a> {
         self.v_cache[l].extend_from_slice(&v);
         let (kc, vc) = (&self.k_cache[l], &self.v_cache[l]);
 
-        let lo = if cfg.is_local_layer(l) { (p + 1).saturating_sub(cfg.sliding_window as usize) } else { 0 };
+        let lo = cfg.first_visible(l, p);
         let c = (cfg.query_pre_attn_scalar as f64).powf(-0.5);
         let group = nh / nkv;
         let mut o = vec![0f32; qd];

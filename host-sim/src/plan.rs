@@ -177,9 +177,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 /// Arena bytes of `model` with a modified config (`f` edits a copy).
 fn arena_with(model: &Model<'_>, max_seq: usize, f: impl Fn(&mut spark_core::Config)) -> u64 {
-    let mut m = model.clone();
-    f(&mut m.config);
-    m.arena_bytes(max_seq) as u64
+    let mut c = *model.config();
+    f(&mut c);
+    spark_core::session::arena_bytes(&c, max_seq) as u64
 }
 
 /// Largest `x` in `lo..=hi` with `ok(x)` (monotone: ok up to some point), if any.
@@ -204,7 +204,7 @@ pub fn plan(a: &PlanArgs) -> CliResult {
     let path = resolve_model(a.model.as_deref())?;
     let blob = read_model_file(&path)?;
     let model = load_model(&blob, &path)?;
-    let cfg = model.config;
+    let cfg = *model.config();
     let mut p = preset(a.target);
     if let Some(v) = a.ram {
         p.ram = v;

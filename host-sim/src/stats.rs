@@ -1,49 +1,8 @@
 //! Sparsity statistics as the CLI reports them: merging [`LayerStats`] across session
-//! resets, JSON and table rendering, and the FNV-1a-64 digest of logits.
+//! resets, JSON and table rendering.
 
 use spark_core::{Config, LayerStats};
 use std::fmt::Write as _;
-
-/// FNV-1a, 64-bit (offset basis `0xcbf29ce484222325`, prime `0x100000001b3`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Fnv1a64(pub u64);
-
-impl Default for Fnv1a64 {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Fnv1a64 {
-    /// The empty-input state (the offset basis).
-    pub const fn new() -> Self {
-        Fnv1a64(0xcbf2_9ce4_8422_2325)
-    }
-    /// Absorb bytes.
-    pub fn update(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= b as u64;
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    /// Absorb the little-endian bytes of each value's f32 bit pattern.
-    pub fn update_f32(&mut self, xs: &[f32]) {
-        for x in xs {
-            self.update(&x.to_bits().to_le_bytes());
-        }
-    }
-    /// The digest as 16 lower-case hex digits.
-    pub fn hex(&self) -> String {
-        format!("{:016x}", self.0)
-    }
-}
-
-/// FNV-1a-64 of `bytes`.
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h = Fnv1a64::new();
-    h.update(bytes);
-    h.0
-}
 
 fn min_or_zero(m: u32) -> u32 {
     if m == u32::MAX {

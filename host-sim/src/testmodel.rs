@@ -6,7 +6,8 @@
 
 use crate::format::ModelWriter;
 use crate::rng::SplitMix64;
-use spark_core::tensor::{expected, GLOBAL_KINDS, LAYER_KINDS};
+use spark_core::format::expected;
+use spark_core::tensor::{GLOBAL_KINDS, LAYER_KINDS};
 use spark_core::{Config, DType, TensorId, TensorKind, TokenizerMeta};
 
 /// A small Spark config (Spark FFN and attention) used by many tests.

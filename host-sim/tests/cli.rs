@@ -7,7 +7,6 @@
 use spark_core::{AttnKind, Config, FfnKind};
 use spark_sim::checkpoint::F32Checkpoint;
 use spark_sim::npy;
-use spark_sim::stats::fnv1a64;
 use spark_sim::testmodel::random_writer;
 use spark_sim::tokenizer::BpeTokenizer;
 use std::path::{Path, PathBuf};
@@ -149,14 +148,6 @@ fn help_has_an_example_for_every_subcommand() {
     let plan = ok(&["plan", "--help"]);
     assert!(plan.contains("mps2-an386") && plan.contains("mps3-an547"), "plan presets not documented");
     err(&["frobnicate"], 2, &["unrecognized subcommand"]);
-}
-
-#[test]
-fn fnv1a64_published_test_vectors() {
-    // FNV-1a 64-bit reference values (Fowler/Noll/Vo test suite).
-    assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
-    assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
-    assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
 }
 
 #[test]

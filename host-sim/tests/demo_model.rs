@@ -4,13 +4,14 @@
 //! committed int8 continuations and logits digests exactly on every backend compiled here
 //! (`models/expected_int8.json`, written by `spark-sim generate --backend scalar`).
 
+use spark_core::digest::Fnv1a64;
+use spark_core::sampler::argmax;
 use spark_core::tokenizer::Tokenizer;
 use spark_core::{Model, Session};
 use spark_hal::{Kernels, Native, Scalar};
 use spark_sim::checkpoint::{to_writer, F32Checkpoint};
 use spark_sim::cli::load_tokenizer_json;
 use spark_sim::oracle::OracleSession;
-use spark_sim::stats::Fnv1a64;
 use std::path::PathBuf;
 
 fn models_dir() -> PathBuf {
@@ -24,16 +25,6 @@ fn read_json(name: &str) -> serde_json::Value {
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array().expect("array of ids").iter().map(|x| x.as_u64().expect("id") as u32).collect()
-}
-
-fn argmax(v: &[f32]) -> u32 {
-    let mut best = 0;
-    for i in 1..v.len() {
-        if v[i] > v[best] {
-            best = i;
-        }
-    }
-    best as u32
 }
 
 #[test]
@@ -61,7 +52,7 @@ fn f32_oracle_reproduces_training_framework_greedy_continuations() {
         }
         let mut got = Vec::new();
         for _ in 0..want.len() {
-            let next = argmax(&logits);
+            let next = argmax(&logits).expect("finite logits");
             got.push(next);
             logits = o.step(next).unwrap();
         }
@@ -72,7 +63,7 @@ fn f32_oracle_reproduces_training_framework_greedy_continuations() {
 }
 
 fn run_int8<K: Kernels>(model: &Model<'_>, prompt: &[u32], n: usize) -> (Vec<u32>, String) {
-    let mut arena = vec![0u8; model.arena_bytes(model.config.max_seq_len as usize)];
+    let mut arena = vec![0u8; model.arena_bytes(model.config().max_seq_len as usize)];
     let mut s = Session::<K>::new(model, &mut arena).unwrap();
     let mut digest = Fnv1a64::new();
     let mut logits = Vec::new();
@@ -82,14 +73,14 @@ fn run_int8<K: Kernels>(model: &Model<'_>, prompt: &[u32], n: usize) -> (Vec<u32
     }
     let mut out = Vec::new();
     for i in 0..n {
-        let next = argmax(&logits);
+        let next = argmax(&logits).expect("finite logits");
         out.push(next);
         if i + 1 < n {
             logits = s.step(next).unwrap().to_vec();
             digest.update_f32(&logits);
         }
     }
-    (out, digest.hex())
+    (out, digest.to_string())
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! per `ModelError` variant (every file below has valid CRCs unless the test is about CRCs,
 //! so each reaches the check it targets).
 
-use spark_core::format::{crc32, Header, MAX_HEADER_BYTES, PREAMBLE_BYTES};
+use spark_core::format::{crc32, Header, MAX_HEADER_BYTES, PREAMBLE_BYTES, VERSION};
 use spark_core::tensor::TensorEntry;
 use spark_core::{Config, DType, FfnKind, Model, ModelError, TensorId, TensorKind};
 use spark_sim::format::{assemble, parse_table};
@@ -46,7 +46,7 @@ fn round_trip_spark_and_geglu() {
         let w = random_writer(&cfg, 7);
         let blob = w.finish();
         let m = Model::load(&blob).expect("loads");
-        assert_eq!(m.config, cfg);
+        assert_eq!(*m.config(), cfg);
         // Every tensor reads back byte-identical through the zero-copy accessors.
         for t in &w.tensors {
             let got = if t.id.kind.is_layer() {
@@ -127,10 +127,10 @@ fn bad_magic_version_and_header_size() {
     assert!(matches!(err(&b), ModelError::BadMagic { found } if &found == b"XPRK"));
     let mut b = valid();
     b[4] = 2;
-    assert_eq!(err(&b), ModelError::UnsupportedVersion { found: 2 });
+    assert_eq!(err(&b), ModelError::UnsupportedVersion { found: 2, supported: VERSION });
     let mut b = valid();
     b[8..12].copy_from_slice(&(MAX_HEADER_BYTES + 1).to_le_bytes());
-    assert_eq!(err(&b), ModelError::HeaderTooLarge { len: MAX_HEADER_BYTES + 1 });
+    assert_eq!(err(&b), ModelError::HeaderTooLarge { len: MAX_HEADER_BYTES + 1, limit: MAX_HEADER_BYTES });
 }
 
 #[test]

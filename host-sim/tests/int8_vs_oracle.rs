@@ -20,8 +20,10 @@
 //! key exactly when their count `n` (inside the window on local layers) is `<= ka`, with
 //! both cases present, and statistical top-k runs on the windowed layers too.
 
-use spark_core::session::Observer;
+use spark_core::attention::AttnParams;
+use spark_core::sampler::argmax;
 use spark_core::topk::Selection;
+use spark_core::Observer;
 use spark_core::{AttnKind, Model, Session};
 use spark_hal::Scalar;
 use spark_sim::checkpoint::{to_writer, F32Checkpoint};
@@ -36,16 +38,6 @@ fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
     let num: f64 = a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum();
     let den: f64 = b.iter().map(|&y| (y as f64).powi(2)).sum();
     (num / den.max(1e-300)).sqrt()
-}
-
-fn argmax(v: &[f32]) -> usize {
-    let mut best = 0;
-    for i in 1..v.len() {
-        if v[i] > v[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 fn jaccard(a: &[u32], b: &[u32]) -> f64 {
@@ -121,24 +113,24 @@ fn compare_seq(name: &str, ck: &F32Checkpoint, golden: &[u32]) -> Report {
     let mut oracle = OracleSession::new(&deq).expect("oracle");
     let mut forced = OracleSession::new(&deq).expect("oracle");
     let (mut all_f, mut top1_f) = (Vec::new(), 0usize);
-    let mut arena = vec![0u8; model.arena_bytes(model.config.max_seq_len as usize)];
+    let mut arena = vec![0u8; model.arena_bytes(model.config().max_seq_len as usize)];
     let mut s = Session::<Scalar>::new(&model, &mut arena).expect("session");
 
     let mut r = Report::default();
     let (mut all_a, mut all_b) = (Vec::new(), Vec::new());
     let (mut top1, mut fj, mut fjn, mut aj, mut ajn) = (0usize, 0f64, 0usize, 0f64, 0usize);
-    let cfg = model.config;
+    let cfg = *model.config();
     let spark_attn = cfg.attn_kind == AttnKind::Spark;
     r.spark_attn = spark_attn;
     for (p, &tok) in golden.iter().enumerate() {
         let mut sets = StepSets::default();
         let a = s.step_observed(tok, &mut sets).expect("int8 step").to_vec();
         let o = oracle.step_trace(tok).expect("oracle step");
-        top1 += (argmax(&a) == argmax(&o.logits)) as usize;
+        top1 += (argmax(&a).ok() == argmax(&o.logits).ok()) as usize;
         let sets_abs = ForcedSets { ffn: sets.ffn.clone(), attn: sets.attn.clone() };
         let of = forced.step_forced(tok, Some(&sets_abs)).expect("forced oracle step");
         assert_eq!(of.ffn_active, sets.ffn, "{name}: forcing took effect");
-        top1_f += (argmax(&a) == argmax(&of.logits)) as usize;
+        top1_f += (argmax(&a).ok() == argmax(&of.logits).ok()) as usize;
         all_f.extend_from_slice(&of.logits);
         all_a.extend_from_slice(&a);
         all_b.extend_from_slice(&o.logits);
@@ -150,9 +142,8 @@ fn compare_seq(name: &str, ck: &F32Checkpoint, golden: &[u32]) -> Report {
             r.ffn_underflow += sel.underflow as u32;
             r.ffn_identity += sel.identity as u32;
             // Visible keys of this query: the last `sliding_window` on local layers.
-            let window = cfg.sliding_window as usize;
-            let n = if cfg.is_local_layer(l) { (p + 1).min(window) } else { p + 1 };
-            let sparse_expected = spark_attn && n > cfg.attn_k as usize;
+            let (start, params) = AttnParams::for_step(&cfg, l, p);
+            let (n, sparse_expected) = (p + 1 - start, params.sparse);
             for h in 0..sets.attn[l].len() {
                 aj += jaccard(&sets.attn[l][h], &o.attn_active[l][h]);
                 ajn += 1;

@@ -9,10 +9,11 @@
 //! within 1e-4 relative L2 and identical FFN / attention active sets and events.
 
 use safetensors::{Dtype, SafeTensors};
+use spark_core::topk::topk_capacity;
 use spark_core::{AttnKind, Config, FfnKind, Model};
 use spark_sim::checkpoint::{config_to_json, expected_tensors, to_writer, CheckpointError, F32Checkpoint};
 use spark_sim::oracle::{
-    gelu, rope, run_oracle, softplus, stat_topk_ref, topk_cap, OracleError, OracleSession, EVENT_NONE, EVENT_OVERFLOW,
+    gelu, rope, run_oracle, softplus, stat_topk_ref, OracleError, OracleSession, EVENT_NONE, EVENT_OVERFLOW,
     EVENT_UNDERFLOW,
 };
 use spark_sim::rng::SplitMix64;
@@ -316,7 +317,7 @@ fn topk_threshold_overflow_underflow_and_ties() {
     (x[1], x[3], x[5]) = (10.0, 9.9, 10.0);
     let s = stat_topk_ref(&x, 1, 2.0);
     assert!(s.theta > 7.0 && s.theta < 9.0, "{}", s.theta);
-    assert_eq!(topk_cap(16, 1, 2.0), 2);
+    assert_eq!(topk_capacity(16, 1, 2.0), 2);
     assert_eq!((s.idx.clone(), s.event), (vec![1, 5], EVENT_OVERFLOW));
     let s = stat_topk_ref(&x, 1, 1.0);
     assert_eq!((s.idx.clone(), s.event), (vec![1], EVENT_OVERFLOW));
@@ -326,9 +327,9 @@ fn topk_threshold_overflow_underflow_and_ties() {
     assert_eq!((s.idx, s.t, s.event), (vec![0], vec![0.0], EVENT_UNDERFLOW));
 
     // Capacity in f32, clamped to n.
-    assert_eq!(topk_cap(100, 10, 1.1), 11);
-    assert_eq!(topk_cap(5, 4, 2.0), 5);
-    assert_eq!(topk_cap(100, 10, 1.5), 15);
+    assert_eq!(topk_capacity(100, 10, 1.1), 11);
+    assert_eq!(topk_capacity(5, 4, 2.0), 5);
+    assert_eq!(topk_capacity(100, 10, 1.5), 15);
 }
 
 #[test]
@@ -370,7 +371,7 @@ fn sparse_model_uses_bounded_sets_and_step_matches_run() {
     let ck = F32Checkpoint::random(&cfg, 5);
     let tokens = random_tokens(&cfg, cfg.max_seq_len as usize, 6);
     let tr = run_oracle(&ck, &tokens).unwrap();
-    let cap_f = topk_cap(cfg.d_ff as usize, cfg.ffn_k as usize, cfg.topk_cap_factor);
+    let cap_f = topk_capacity(cfg.d_ff as usize, cfg.ffn_k as usize, cfg.topk_cap_factor);
     for p in 0..tokens.len() {
         for l in 0..cfg.n_layers as usize {
             let s = &tr.ffn_active[p][l];
@@ -380,7 +381,7 @@ fn sparse_model_uses_bounded_sets_and_step_matches_run() {
                 if n <= cfg.attn_k as usize {
                     assert_eq!(h.len(), n);
                 } else {
-                    assert!(!h.is_empty() && h.len() <= topk_cap(n, cfg.attn_k as usize, cfg.topk_cap_factor));
+                    assert!(!h.is_empty() && h.len() <= topk_capacity(n, cfg.attn_k as usize, cfg.topk_cap_factor));
                 }
                 assert!(h.windows(2).all(|w| w[0] < w[1]) && h.iter().all(|&t| t as usize <= p));
             }
@@ -608,7 +609,7 @@ fn convert_cli_writes_a_loadable_model() {
     assert!(stdout.contains("layers.1.ffn.k2") && stdout.contains("rel L2") && stdout.contains("bytes"), "{stdout}");
     let blob = std::fs::read(&out).unwrap();
     let model = Model::load(&blob).unwrap();
-    assert_eq!(model.config, cfg);
+    assert_eq!(*model.config(), cfg);
     let (w, _) = to_writer(&ck).unwrap();
     assert_eq!(w.finish(), blob, "convert is deterministic and equals to_writer");
 

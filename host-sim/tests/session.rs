@@ -3,8 +3,8 @@
 //! proves inactive rows are never touched), determinism.
 
 use proptest::prelude::*;
-use spark_core::session::Observer;
 use spark_core::topk::Selection;
+use spark_core::Observer;
 use spark_core::{AttnKind, Config, FfnKind, Model, RunError, Session};
 use spark_hal::{Kernels, Scalar};
 use spark_sim::testmodel::{random_model, small_spark_config};
@@ -43,7 +43,7 @@ fn configs() -> Vec<(&'static str, Config)> {
 }
 
 fn run_all(model: &Model<'_>, tokens: &[u32]) -> Vec<Vec<f32>> {
-    let mut arena = vec![0u8; model.arena_bytes(model.config.max_seq_len as usize)];
+    let mut arena = vec![0u8; model.arena_bytes(model.config().max_seq_len as usize)];
     let mut s: Session<'_, '_, Scalar> = Session::new(model, &mut arena).unwrap();
     tokens.iter().map(|&t| s.step(t).unwrap().to_vec()).collect()
 }

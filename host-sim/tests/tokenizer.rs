@@ -82,7 +82,7 @@ fn trainer_shape() {
 fn through_the_model_file() {
     let (bpe, blob) = trained();
     let model = Model::load(blob).expect("loads");
-    assert_eq!(model.tokenizer, bpe.meta());
+    assert_eq!(*model.tokenizer_meta(), bpe.meta());
     let (bytes, offsets, merges) = bpe.tables();
     assert_eq!(model.global_bytes(TensorKind::TokBytes), &bytes[..]);
     assert_eq!(model.global_bytes(TensorKind::TokOffsets).len(), 4 * offsets.len());
