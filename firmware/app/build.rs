@@ -57,7 +57,7 @@ fn main() {
     let dense_blob = read(&dense_path);
     let spark = load(&spark_path, &spark_blob);
     let dense = load(&dense_path, &dense_blob);
-    let (sc, dc) = (spark.config, dense.config);
+    let (sc, dc) = (*spark.config(), *dense.config());
     assert!(
         sc.d_model == dc.d_model && sc.n_layers == dc.n_layers && sc.vocab_size == dc.vocab_size,
         "{} is not the dense twin of {} (d_model, n_layers or vocab_size differ)",

@@ -393,7 +393,7 @@ fn resolve_shape(s: &str) -> CliResult<(BenchShape, Option<PathBuf>)> {
     if s.ends_with(".spark") || p.is_file() {
         let blob = read_model_file(p)?;
         let m = load_model(&blob, p)?;
-        return Ok((shape_of(&m.config()), Some(p.to_path_buf())));
+        return Ok((shape_of(m.config()), Some(p.to_path_buf())));
     }
     Err(usage(format!("unknown shape {s:?}: use gemma2-2b or the path of a .spark model")))
 }

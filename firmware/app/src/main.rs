@@ -30,9 +30,11 @@ use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m::peripheral::{SCB, SYST};
 use cortex_m_rt::{entry, exception, ExceptionFrame};
 use cortex_m_semihosting::{debug, hprint, hprintln};
-use spark_core::session::{geglu_ffn, spark_ffn, FfnScratch, GegluFfn, SparkFfn};
+use spark_core::digest::Fnv1a64;
+use spark_core::ffn::{geglu_ffn, spark_ffn, FfnPlan, FfnScratch, GegluFfn, SparkFfn};
+use spark_core::ops::rmsnorm;
+use spark_core::sampler::argmax;
 use spark_core::tokenizer::Tokenizer;
-use spark_core::topk::{topk_capacity, topk_z};
 use spark_core::{Config, LayerStats, Model, RunError, Session, TensorKind};
 use spark_hal::{native_backend_name, Kernels, Native, Scalar};
 
@@ -159,34 +161,6 @@ impl core::fmt::Display for Ratio {
 // Greedy runs
 // ---------------------------------------------------------------------------------------
 
-/// FNV-1a-64, as `spark_sim::stats::Fnv1a64`.
-struct Fnv1a64(u64);
-
-impl Fnv1a64 {
-    fn new() -> Self {
-        Fnv1a64(0xcbf2_9ce4_8422_2325)
-    }
-    fn update_f32(&mut self, xs: &[f32]) {
-        for x in xs {
-            for b in x.to_bits().to_le_bytes() {
-                self.0 ^= b as u64;
-                self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        }
-    }
-}
-
-/// First index of the largest logit (as the host test's `argmax`).
-fn argmax(v: &[f32]) -> u32 {
-    let mut best = 0;
-    for i in 1..v.len() {
-        if v[i] > v[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
 /// One greedy run and its instruction counts.
 struct Run {
     ids: [u32; NEW_TOKENS],
@@ -234,7 +208,8 @@ fn run_prompt<K: Kernels>(
         run.step_instr[run.steps] = clock.instructions(t0, t1);
         run.steps += 1;
         digest.update_f32(logits);
-        Ok(argmax(logits))
+        // Finite logits always have an argmax; token 0 stands in for the impossible case.
+        Ok(argmax(logits).unwrap_or(0))
     };
     for &t in prompt {
         next = step(&mut s, t, &mut run)?;
@@ -246,7 +221,7 @@ fn run_prompt<K: Kernels>(
             next = step(&mut s, t, &mut run)?;
         }
     }
-    run.digest = digest.0;
+    run.digest = digest.value();
     let st = s.stats();
     run.stats[..st.len()].copy_from_slice(st);
     Ok(run)
@@ -279,42 +254,17 @@ fn print_text(tok: Option<&Tokenizer<'_>>, ids: &[u32]) {
 // One FFN layer: Spark vs the dense twin
 // ---------------------------------------------------------------------------------------
 
-/// `Phi^-1(1 - k/f)` as the session computes it (0 when the layer is dense).
-fn ffn_z(c: &Config) -> f32 {
-    let (f, k) = (c.d_ff as usize, c.ffn_k as usize);
-    if k < f {
-        topk_z(f, k)
-    } else {
-        0.0
-    }
-}
-
-/// The active-set capacity a session gives the FFN.
-fn ffn_cap(c: &Config) -> usize {
-    let (f, k) = (c.d_ff as usize, c.ffn_k as usize);
-    if k >= f {
-        f
-    } else {
-        topk_capacity(f, k, c.topk_cap_factor)
-    }
-}
-
 /// `h = rmsnorm(E[token] * embed_scale, w_pre_ffn of layer 0)` of the Spark model: a
 /// realistic layer-0 FFN input for each prompt token (the same `h` feeds both FFNs).
 fn ffn_input(model: &Model<'_>, token: u32, h: &mut [f32; D_MODEL]) {
-    let c = model.config;
+    let c = model.config();
     let e = model.global_matrix(TensorKind::Embed);
     let (row, s) = (e.row(token as usize), e.scales.get(token as usize));
-    let w = model.layer_f32(0, TensorKind::FfnNorm);
-    let mut ss = 0.0f32;
-    for (hi, &q) in h.iter_mut().zip(row) {
-        *hi = q as f32 * s * c.embed_scale;
-        ss += *hi * *hi;
+    let mut x = [0f32; D_MODEL];
+    for (xi, &q) in x.iter_mut().zip(row) {
+        *xi = q as f32 * s * c.embed_scale;
     }
-    let inv = 1.0 / libm::sqrtf(ss / D_MODEL as f32 + c.norm_eps);
-    for (i, hi) in h.iter_mut().enumerate() {
-        *hi = *hi * inv * w.get(i);
-    }
+    rmsnorm(h, &x, model.layer_f32(0, TensorKind::FfnNorm), c.norm_eps);
 }
 
 /// Mean instructions of `spark_ffn` (layer 0 of `spark`) and `geglu_ffn` (layer 0 of
@@ -330,22 +280,10 @@ fn ffn_layer(spark: &Model<'_>, dense: &Model<'_>, clock: &Clock) -> (u64, u64) 
     let mut y = [0f32; D_MODEL];
     let mut h = [0f32; D_MODEL];
 
-    let (sc, dc) = (spark.config, dense.config);
-    let ws = SparkFfn {
-        k1: spark.layer_matrix(0, TensorKind::K1),
-        k2: spark.layer_matrix(0, TensorKind::K2),
-        v: spark.layer_matrix(0, TensorKind::V),
-        k: sc.ffn_k as usize,
-        z: ffn_z(&sc),
-    };
-    let wd = GegluFfn {
-        wg: dense.layer_matrix(0, TensorKind::Wg),
-        wu: dense.layer_matrix(0, TensorKind::Wu),
-        wd_t: dense.layer_matrix(0, TensorKind::WdT),
-        k: dc.ffn_k as usize,
-        z: ffn_z(&dc),
-    };
-    let (cap_s, cap_d) = (ffn_cap(&sc), ffn_cap(&dc));
+    let (sc, dc) = (spark.config(), dense.config());
+    let ws = SparkFfn::for_layer(spark, 0, FfnPlan::for_model(sc));
+    let wd = GegluFfn::for_layer(dense, 0, FfnPlan::for_model(dc));
+    let (cap_s, cap_d) = (ws.plan.cap, wd.plan.cap);
     let (mut n, mut is, mut id, mut active_s, mut active_d) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let (mut out_s, mut out_d) = (0u64, 0u64);
     for p in PROMPTS {
@@ -449,16 +387,16 @@ fn main() -> ! {
     let spark = Model::load(&SPARK_MODEL.0).unwrap_or_else(|e| fail("models/demo.spark", &e));
     let t1 = clock.now();
     let dense = Model::load(&DENSE_MODEL.0).unwrap_or_else(|e| fail("dense twin", &e));
-    describe("demo.spark", &SPARK_MODEL.0, &spark.config);
-    describe("dense twin", &DENSE_MODEL.0, &dense.config);
+    describe("demo.spark", &SPARK_MODEL.0, spark.config());
+    describe("dense twin", &DENSE_MODEL.0, dense.config());
     hprintln!("Model::load(demo.spark), full validation with CRC32: {} instructions", clock.instructions(t0, t1));
-    let max_seq = spark.config.max_seq_len as usize;
+    let max_seq = spark.config().max_seq_len as usize;
     hprintln!(
         "arena: static {} bytes; Model::arena_bytes({}) = {} (Spark), {} (dense twin)",
         arena.len(),
         max_seq,
         spark.arena_bytes(max_seq),
-        dense.arena_bytes(dense.config.max_seq_len as usize)
+        dense.arena_bytes(dense.config().max_seq_len as usize)
     );
     let tok = Tokenizer::new(&spark).ok();
     if tok.is_none() {
@@ -549,14 +487,14 @@ fn main() -> ! {
         first.steps - 1,
         first.step_instr[first.steps - 1]
     );
-    for (l, s) in stats[..spark.config.n_layers as usize].iter().enumerate() {
+    for (l, s) in stats[..spark.config().n_layers as usize].iter().enumerate() {
         hprintln!(
             "  Spark layer {}: FFN active {}..{} (mean {}) of {}; keys per head {}..{} (mean {}); overflows {}/{}",
             l,
             s.ffn_active_min,
             s.ffn_active_max,
             s.ffn_active_sum / s.tokens.max(1) as u64,
-            spark.config.d_ff,
+            spark.config().d_ff,
             s.attn_keys_min,
             s.attn_keys_max,
             s.attn_keys_sum / s.attn_queries.max(1) as u64,
