@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command (README, CI). Installs what is missing, then runs
-# formatting, lints, the whole workspace test suite and the no_std builds.
+# formatting, lints, the whole workspace test suite (crate tests and the cross-crate tests
+# of tests/), the no_std builds and the cross-target runs.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -87,9 +88,9 @@ aarch64_cargo max test -p spark-core --lib --tests
 
 # Cross-target determinism: the bundled model on aarch64 (NEON + sdot, and NEON without
 # dotprod) must reproduce the token ids and the logits digest that the x86 scalar
-# backend recorded in models/expected_int8.json, bit for bit.
+# backend recorded in models/expected_int8.json, bit for bit (tests/demo_model.rs).
 aarch64_demo() {
-  aarch64_cargo "$1" test -p spark-sim --test demo_model -- bundled_int8 --nocapture
+  aarch64_cargo "$1" test -p spark-tests --test demo_model -- bundled_int8 --nocapture
 }
 step "determinism: bundled model on aarch64 under qemu-aarch64 -cpu max (NEON + sdot)"
 aarch64_demo max
