@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command (README, CI). Installs what is missing, then runs
-# formatting, lints, the whole workspace test suite and the no_std builds.
+# formatting, lints, the whole workspace test suite (crate tests and the cross-crate tests
+# of tests/), the Python reference's tests, the no_std builds and the cross-target runs.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -22,6 +23,41 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test --workspace"
 cargo test --workspace
+
+# ---------------------------------------------------------------------------------------
+# The Python side the golden files come from: train/reference.py writes tests/golden/ and
+# train/bpe.py trains the tokenizer. Their tests run in a virtual environment made from
+# train/requirements-reference.txt (numpy, safetensors), kept in train/.venv and made again
+# when that file changes. The PyTorch tests need torch (large, not installed here): they run
+# when the system python3 imports it.
+# ---------------------------------------------------------------------------------------
+PY_VENV=train/.venv
+PY_REQ=train/requirements-reference.txt
+step "Python virtual environment $PY_VENV from $PY_REQ"
+py_req_hash=$(sha256sum "$PY_REQ" | cut -d' ' -f1)
+if [ -x "$PY_VENV/bin/python" ] && [ "$(cat "$PY_VENV/requirements.sha256" 2>/dev/null)" = "$py_req_hash" ]; then
+  echo "reusing $PY_VENV ($PY_REQ unchanged)"
+else
+  rm -rf "$PY_VENV"
+  python3 -m venv "$PY_VENV"
+  "$PY_VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$PY_REQ"
+  # (written last, so an interrupted install is redone on the next run)
+  echo "$py_req_hash" >"$PY_VENV/requirements.sha256"
+fi
+
+step "train/test_reference.py: the numpy reference, and tests/golden/ is current"
+"$PY_VENV/bin/python" train/test_reference.py
+step "train/test_bpe.py: the byte-level BPE trainer"
+"$PY_VENV/bin/python" train/test_bpe.py
+if python3 -c "import torch" 2>/dev/null; then
+  step "train/test_spark_model.py: the PyTorch model against tests/golden/ and tests/hf/"
+  python3 train/test_spark_model.py
+  step "train/test_ddp.sh: 2-process DDP on CPU, stop + resume"
+  PYTHON="$(command -v python3)" train/test_ddp.sh
+else
+  step "PyTorch tests (train/test_spark_model.py, train/test_ddp.sh)"
+  echo "skipped: torch not importable by python3"
+fi
 
 step "no_std builds (no allocator, no std)"
 for t in $NO_STD_TARGETS; do
@@ -87,9 +123,9 @@ aarch64_cargo max test -p spark-core --lib --tests
 
 # Cross-target determinism: the bundled model on aarch64 (NEON + sdot, and NEON without
 # dotprod) must reproduce the token ids and the logits digest that the x86 scalar
-# backend recorded in models/expected_int8.json, bit for bit.
+# backend recorded in models/expected_int8.json, bit for bit (tests/demo_model.rs).
 aarch64_demo() {
-  aarch64_cargo "$1" test -p spark-sim --test demo_model -- bundled_int8 --nocapture
+  aarch64_cargo "$1" test -p spark-tests --test demo_model -- bundled_int8 --nocapture
 }
 step "determinism: bundled model on aarch64 under qemu-aarch64 -cpu max (NEON + sdot)"
 aarch64_demo max

@@ -2,7 +2,7 @@
 //! naive allocating reference (GPT-2 `bpe()` semantics) on random ordered, shuffled and
 //! duplicated merge tables, round trips, every error, and `Utf8Stream` against
 //! `String::from_utf8_lossy`. Trained tables inside `.spark` files are tested in
-//! `host-sim/tests/tokenizer.rs`.
+//! `tests/tokenizer.rs` (the top-level `spark-tests` package).
 
 use proptest::prelude::*;
 use spark_core::tokenizer::{Tokenizer, TokenizerError, Utf8Stream};

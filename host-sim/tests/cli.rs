@@ -1,13 +1,18 @@
 //! The `spark-sim` binary end to end: every subcommand on small models written to a temp
 //! dir (random weights from `testmodel`, a BPE tokenizer trained on a short text), bad
 //! input of every kind (one-line error, exit code 1 or 2, never a panic), determinism of
-//! `generate --json` across runs and backends, the `.npy` writer, FNV-1a-64 test vectors,
-//! and quiet exit on a closed stdout.
+//! `generate --json` across runs and backends, the `.npy` writer,
+//! quiet exit on a closed stdout, and `convert` on a random checkpoint and on the Hugging
+//! Face directory `tests/hf/tiny-gemma2`.
+//!
+//! The tests that join `spark-sim` with `spark-core` and the golden data (oracle, golden
+//! models, the bundled model, format, session, tokenizer) are in the top-level `tests/`
+//! package (`spark-tests`).
 
-use spark_core::{AttnKind, Config, FfnKind};
-use spark_sim::checkpoint::F32Checkpoint;
+use spark_core::{AttnKind, Config, FfnKind, Model};
+use spark_sim::checkpoint::{to_writer, F32Checkpoint};
 use spark_sim::npy;
-use spark_sim::testmodel::random_writer;
+use spark_sim::testmodel::{random_writer, small_spark_config};
 use spark_sim::tokenizer::BpeTokenizer;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -466,4 +471,59 @@ fn closed_stdout_exits_quietly() {
     assert_no_panic(&e);
     assert!(e.trim().is_empty(), "unexpected stderr: {e}");
     assert_eq!(o.status.code(), Some(0));
+}
+
+#[test]
+fn convert_cli_writes_a_loadable_model() {
+    let dir = std::env::temp_dir().join(format!("spark-oracle-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = small_spark_config();
+    let ck = F32Checkpoint::random(&cfg, 8);
+    let input = dir.join("m.safetensors");
+    std::fs::write(&input, ck.to_safetensors_bytes().unwrap()).unwrap();
+    let out = dir.join("m.spark");
+    let bin = env!("CARGO_BIN_EXE_spark-sim");
+    let r = std::process::Command::new(bin).arg("convert").arg(&input).arg("-o").arg(&out).output().unwrap();
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success(), "{stdout}{}", String::from_utf8_lossy(&r.stderr));
+    assert!(stdout.contains("layers.1.ffn.k2") && stdout.contains("rel L2") && stdout.contains("bytes"), "{stdout}");
+    let blob = std::fs::read(&out).unwrap();
+    let model = Model::load(&blob).unwrap();
+    assert_eq!(*model.config(), cfg);
+    let (w, _) = to_writer(&ck).unwrap();
+    assert_eq!(w.finish(), blob, "convert is deterministic and equals to_writer");
+
+    // Bad input: one line on stderr, exit code 1.
+    let bad = dir.join("bad.safetensors");
+    std::fs::write(&bad, b"not a safetensors file").unwrap();
+    let r =
+        std::process::Command::new(bin).arg("convert").arg(&bad).arg("-o").arg(dir.join("x.spark")).output().unwrap();
+    assert_eq!(r.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `tests/hf/tiny-gemma2` (written by `train/make_hf_gemma2.py`; its conversion is tested
+/// against transformers in the top-level `tests/hf_gemma2.rs`).
+fn tiny_gemma2_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/hf/tiny-gemma2")
+}
+
+#[test]
+fn convert_subcommand_reads_the_hf_directory() {
+    let out = std::env::temp_dir().join(format!("tiny-gemma2-{}.spark", std::process::id()));
+    let o = Command::new(env!("CARGO_BIN_EXE_spark-sim"))
+        .args(["convert", tiny_gemma2_dir().to_str().unwrap(), "-o", out.to_str().unwrap()])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "convert failed: {stderr}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("layers.1.ffn.wd_t") && stdout.contains("worst rel L2"), "{stdout}");
+    let blob = std::fs::read(&out).unwrap();
+    let m = Model::load(&blob).expect("loads");
+    assert_eq!(m.config().sliding_window, 8);
+    let _ = std::fs::remove_file(&out);
 }

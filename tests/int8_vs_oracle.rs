@@ -31,7 +31,7 @@ use spark_sim::oracle::{ForcedSets, OracleSession};
 use std::path::PathBuf;
 
 fn golden_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/golden")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("golden")
 }
 
 fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
