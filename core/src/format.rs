@@ -19,7 +19,7 @@
 //! `from_le_bytes`, so the blob needs no particular alignment in memory.
 //!
 //! The writer lives in `spark-sim` (`spark_sim::format::ModelWriter`); round trips and one
-//! test per error variant are in `host-sim/tests/format.rs`.
+//! test per error variant are in `tests/format.rs`.
 
 use crate::config::{Config, FfnKind, MAX_LAYERS};
 use crate::error::ModelError;

@@ -47,7 +47,7 @@
 //! Testing: `core/tests/tokenizer.rs` builds tables by hand (including shuffled,
 //! unordered and duplicated merges) and checks `encode` against a naive allocating
 //! reference, round trips, every error and `Utf8Stream` against `from_utf8_lossy`, all
-//! with proptest; `host-sim/tests/tokenizer.rs` trains tables with `spark-sim`, writes
+//! with proptest; `tests/tokenizer.rs` trains tables with `spark-sim`, writes
 //! them into `.spark` files and checks them through `Model::load` and `Tokenizer::new`.
 
 use crate::format::{Model, TokenizerKind};

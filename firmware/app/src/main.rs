@@ -5,7 +5,7 @@
 //!    `models/expected_int8.json` on `Session<spark_hal::Native>` (the `Dsp` backend on
 //!    thumbv7em / thumbv8m.main) over a `static` arena sized at build time, greedy for the
 //!    same number of tokens, hashing every step's logits with FNV-1a-64 exactly as
-//!    `host-sim/tests/demo_model.rs::run_int8` does. The generated ids and the digest of
+//!    `tests/demo_model.rs::run_int8` does. The generated ids and the digest of
 //!    each prompt must equal the committed ones (written on x86 by the scalar oracle); the
 //!    first prompt also runs on `Session<spark_hal::Scalar>` and must equal the DSP run.
 //!    The firmware's tokenizer must reproduce the committed prompt ids.
@@ -180,7 +180,7 @@ impl Run {
     }
 }
 
-/// `host-sim/tests/demo_model.rs::run_int8` on backend `K`: step through the prompt, then
+/// `tests/demo_model.rs::run_int8` on backend `K`: step through the prompt, then
 /// greedy for `NEW_TOKENS`, hashing the logits of every step (the last generated token is
 /// not run). With `forced`, the tokens after the prompt are `forced` instead of the argmax
 /// (the dense twin replays the Spark model's sequences).
