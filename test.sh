@@ -24,6 +24,16 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test --workspace"
 cargo test --workspace
 
+step "cargo doc --workspace --no-deps (no warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
+# The workspace's rust-version (Cargo.toml) is checked with that very toolchain, so the
+# number cannot drift from the truth.
+MSRV=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+step "MSRV: cargo +$MSRV check --workspace --all-targets"
+rustup toolchain list | grep -q "^$MSRV-" || rustup toolchain install "$MSRV" --profile minimal
+CARGO_TARGET_DIR=target/msrv cargo "+$MSRV" check --workspace --all-targets
+
 # ---------------------------------------------------------------------------------------
 # The Python side the golden files come from: train/reference.py writes tests/golden/ and
 # train/bpe.py trains the tokenizer. Their tests run in a virtual environment made from

@@ -37,6 +37,14 @@ pub struct Arena<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ArenaExhausted;
 
+impl core::fmt::Display for ArenaExhausted {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("arena exhausted: the buffer is smaller than the plan it was sized from")
+    }
+}
+
+impl core::error::Error for ArenaExhausted {}
+
 impl<'a> Arena<'a> {
     /// Start carving from `bytes`; the first [`ARENA_ALIGN`]` - 1` bytes may be skipped to
     /// align the start.
