@@ -9,6 +9,8 @@
 //! within 1e-4 relative L2 and identical FFN / attention active sets and events.
 
 use safetensors::{Dtype, SafeTensors};
+use spark_core::attention::AttnParams;
+use spark_core::ffn::FfnPlan;
 use spark_core::topk::topk_capacity;
 use spark_core::{AttnKind, Config, FfnKind, Model};
 use spark_sim::checkpoint::{config_to_json, expected_tensors, to_writer, CheckpointError, F32Checkpoint};
@@ -371,17 +373,18 @@ fn sparse_model_uses_bounded_sets_and_step_matches_run() {
     let ck = F32Checkpoint::random(&cfg, 5);
     let tokens = random_tokens(&cfg, cfg.max_seq_len as usize, 6);
     let tr = run_oracle(&ck, &tokens).unwrap();
-    let cap_f = topk_capacity(cfg.d_ff as usize, cfg.ffn_k as usize, cfg.topk_cap_factor);
+    let cap_f = FfnPlan::for_model(&cfg).cap;
     for p in 0..tokens.len() {
         for l in 0..cfg.n_layers as usize {
             let s = &tr.ffn_active[p][l];
             assert!(!s.is_empty() && s.len() <= cap_f && s.windows(2).all(|w| w[0] < w[1]));
             for h in &tr.attn_active[p][l] {
                 let n = p + 1;
-                if n <= cfg.attn_k as usize {
+                let params = AttnParams::new(&cfg, n);
+                if !params.sparse {
                     assert_eq!(h.len(), n);
                 } else {
-                    assert!(!h.is_empty() && h.len() <= topk_capacity(n, cfg.attn_k as usize, cfg.topk_cap_factor));
+                    assert!(!h.is_empty() && h.len() <= params.cap);
                 }
                 assert!(h.windows(2).all(|w| w[0] < w[1]) && h.iter().all(|&t| t as usize <= p));
             }
