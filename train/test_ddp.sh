@@ -5,12 +5,19 @@
 #    parameter checksum (DDP keeps the replicas equal);
 #  - an interrupted run (--stop-after 3) continued with --resume ends bit-identical to the
 #    uninterrupted run (same checksum and loss).
-#   usage: train/test_ddp.sh            (PYTHON / TORCHRUN override the interpreter / launcher)
+#   usage: train/test_ddp.sh   runs with `python3` on PATH (e.g. an activated virtual
+#          environment with train/requirements-train.txt); PYTHON=/path/to/python picks another
+#          interpreter, TORCHRUN=/path/to/torchrun another launcher (default: PYTHON -m
+#          torch.distributed.run, i.e. the torchrun of that interpreter).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(dirname "$HERE")"
-PY="${PYTHON:-/work/venv-train/bin/python}"
-TORCHRUN="${TORCHRUN:-$(dirname "$PY")/torchrun}"
+PY="${PYTHON:-python3}"
+if [ -n "${TORCHRUN:-}" ]; then LAUNCH=("$TORCHRUN"); else LAUNCH=("$PY" -m torch.distributed.run); fi
+"$PY" -c 'import torch' 2>/dev/null || {
+    echo "test_ddp.sh: $PY cannot import torch (pip install -r train/requirements-train.txt, or set PYTHON)" >&2
+    exit 1
+}
 OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
 cd "$REPO"
@@ -21,7 +28,7 @@ common=(--config train/configs/tiny_ddp.json --tokenizer "$TOK" --batch-size 4 -
         --eval-every 2 --ckpt-every 2 --log-every 1 --no-progress --eval-batch 16 --steps 6)
 run() {  # run <log> <args...>
     local log="$1"; shift
-    OMP_NUM_THREADS=1 "$TORCHRUN" --standalone --nproc_per_node=2 train/train.py "${common[@]}" "$@" \
+    OMP_NUM_THREADS=1 "${LAUNCH[@]}" --standalone --nproc_per_node=2 train/train.py "${common[@]}" "$@" \
         >"$OUT/$log.log" 2>&1 || { cat "$OUT/$log.log"; exit 1; }
 }
 run full --out "$OUT/full"
