@@ -4,7 +4,7 @@ independent numpy reference (train/reference.py): same math.
 
 Plain asserts, runnable as a script (pytest also collects the test_* functions):
 
-    /work/venv-train/bin/python train/test_spark_model.py
+    python3 train/test_spark_model.py   (a python3 that imports torch)
 
 For every tests/golden/<name>.safetensors the checkpoint is loaded into SparkLM in eval mode
 (bounded-capacity rules on), run once over the golden token sequence (one batched causal

@@ -10,7 +10,7 @@
 //! Why not `libm`: `libm::tanhf` is one branchy scalar call per element (about 12 ns
 //! here), and at long contexts the attention soft-cap (one `tanh` per visible key per
 //! query head) cost as much as reading the whole predictor half of the KV cache
-//! (docs/PERFORMANCE.md). These versions are branch-free, so a plain loop over a slice
+//! (docs/performance-history.md). These versions are branch-free, so a plain loop over a slice
 //! vectorises, and they use only IEEE-754 operations that are exactly rounded on every
 //! target (`+ - * /`, comparisons, `abs`, `copysign`, integer bit moves; Rust never
 //! contracts `a * b + c` into a fused multiply-add). A vectorised loop therefore gives the

@@ -179,7 +179,7 @@ unsafe fn dot(a: &[i8], b: &[i8], page: bool) -> i32 {
     hsum(s).wrapping_add(tail_dot(a, b, k))
 }
 
-// One row per pass: on the x86-64 machine measured (docs/PERFORMANCE.md), streaming one
+// One row per pass: on the x86-64 machine measured (docs/performance-history.md), streaming one
 // row at a time beat four rows per pass sharing each activation load (four interleaved
 // streams defeat part of the hardware prefetching); the activations stay in L1 either way.
 // What the hardware prefetchers miss is the start of every 4 KiB page: the page-entry

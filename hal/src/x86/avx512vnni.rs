@@ -12,7 +12,7 @@
 //!
 //! - `gemv`, `dot`: rows are read one after the other (each row's loads are sequential:
 //!   reading adjacent rows chunk by chunk instead halved a stream's speed on the Zen 4 VM
-//!   of docs/PERFORMANCE.md) into one accumulator per row (rows of up to 256 bytes, their
+//!   of docs/performance-history.md) into one accumulator per row (rows of up to 256 bytes, their
 //!   full chunks with plain loads and only a ragged end masked; four chains of 256-byte
 //!   steps on longer rows, then a 128-byte step), and 16 rows are reduced
 //!   together by a transpose-and-add tree (about 2 shuffles per row instead of a full

@@ -204,7 +204,7 @@ pub(crate) mod prefetch {
     /// [`GROUPS_AHEAD`] groups and [`GROUP_BYTES_AHEAD`] bytes later is prefetched into L2,
     /// the first of them whole, up front ([`GroupGather::start`]). That steady, line by
     /// line schedule kept more lines in flight than [`Gather`]'s whole rows 64 KiB ahead
-    /// (docs/PERFORMANCE.md, "Update 2").
+    /// (docs/performance-history.md, "Update 2").
     pub(crate) struct GroupGather<'r> {
         base: *const i8,
         cols: usize,
@@ -300,7 +300,7 @@ mod auto {
     /// There is no size-based choice: with page-entry prefetching (`x86::prefetch`)
     /// `Avx512Vnni` measured within run-to-run noise of `Avx2` on the DRAM-streaming shapes
     /// of `hal/benches/kernels.rs` and faster on the cache-resident and gathered ones
-    /// (docs/PERFORMANCE.md).
+    /// (docs/performance-history.md).
     #[derive(Clone, Copy, Debug, Default)]
     pub struct Auto;
 
