@@ -3,8 +3,9 @@
 //! Tested by `tests/cli.rs`, which runs the binary.
 
 use crate::format::parse_table;
+use crate::inputs::{load_model, read_model_file};
 use crate::tokenizer::BpeTokenizer;
-use crate::ui::{fail, human_bytes, load_model, note, print_json, read_model_file, CliResult};
+use crate::ui::{fail, human_bytes, note, print_json, CliResult};
 use spark_core::tensor::DType;
 use spark_core::{AttnKind, Config, FfnKind, Model};
 use std::fmt;

@@ -7,14 +7,16 @@
 //! runs from an empty cache in both engines, and every token after the first of a window
 //! is predicted from the ones before it.
 
-use crate::generate::{encode_text, model_tokenizer};
 use crate::hugemem::HugeBytes;
-use crate::logits::oracle_checkpoint;
+use crate::inputs::{
+    encode_text, load_model, model_tokenizer, oracle_checkpoint, read_input, read_model_file, resolve_model,
+};
+/// Re-exported where callers have always found them.
+pub use crate::metrics::argmax;
+use crate::metrics::{kl, log_softmax};
 use crate::oracle::{OracleSession, EVENT_OVERFLOW, EVENT_UNDERFLOW};
 use crate::stats::stats_json;
-use crate::ui::{
-    fail, load_model, print_json, progress, read_input, read_model_file, resolve_model, Backend, CliResult,
-};
+use crate::ui::{fail, print_json, progress, Backend, CliResult};
 use crate::with_backend;
 use spark_core::{LayerStats, Model, Session};
 use spark_hal::Kernels;
@@ -46,29 +48,6 @@ pub struct EvalArgs {
     /// Print machine-readable JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Index of the largest value (first on ties, NaN never chosen unless all are NaN).
-pub fn argmax(v: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] || v[best].is_nan() {
-            best = i;
-        }
-    }
-    best
-}
-
-/// `log softmax(v)` in f64.
-pub fn log_softmax(v: &[f32]) -> Vec<f64> {
-    let m = v.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
-    let lse = m + v.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln();
-    v.iter().map(|&x| x as f64 - lse).collect()
-}
-
-/// `KL(p || q)` from log-probabilities.
-pub fn kl(logp: &[f64], logq: &[f64]) -> f64 {
-    logp.iter().zip(logq).map(|(&a, &b)| if a > -700.0 { a.exp() * (a - b) } else { 0.0 }).sum()
 }
 
 /// Everything one evaluation measures.

@@ -3,13 +3,12 @@
 //! `logits_digest` (FNV-1a-64 over every step's logits) pins the exact numerics.
 
 use crate::hugemem::HugeBytes;
+use crate::inputs::{load_model, model_tokenizer, prompt_ids, read_model_file, resolve_model};
 use crate::stats::{stats_json, stats_table, Fnv1a64};
-use crate::ui::{
-    fail, load_model, note, parse_ids, print_json, progress, read_model_file, resolve_model, usage, Backend, CliResult,
-};
+use crate::ui::{fail, note, print_json, progress, usage, Backend, CliResult};
 use crate::with_backend;
 use spark_core::sampler::{Sampler, Sampling};
-use spark_core::tokenizer::{Tokenizer, TokenizerError, Utf8Stream};
+use spark_core::tokenizer::{Tokenizer, Utf8Stream};
 use spark_core::{Model, Session};
 use spark_hal::Kernels;
 use std::io::{self, Write};
@@ -70,50 +69,6 @@ impl Stop {
             Stop::Context => "context_full",
         }
     }
-}
-
-/// The model's tokenizer, `None` when it stores none.
-pub fn model_tokenizer<'a>(model: &Model<'a>) -> CliResult<Option<Tokenizer<'a>>> {
-    match Tokenizer::new(model) {
-        Ok(t) => Ok(Some(t)),
-        Err(TokenizerError::NoTokenizer) => Ok(None),
-        Err(e) => Err(fail(format!("the model's tokenizer is unusable: {e}"))),
-    }
-}
-
-/// Encode text with the model's tokenizer (BOS first when it has one and `bos` is set).
-pub fn encode_text(tok: &Tokenizer<'_>, text: &[u8], bos: bool) -> CliResult<Vec<u32>> {
-    let mut ids = vec![0u32; text.len() + 1];
-    let n =
-        if bos && tok.bos_id().is_some() { tok.encode_with_bos(text, &mut ids) } else { tok.encode(text, &mut ids) }
-            .map_err(|e| fail(format!("cannot tokenize the text: {e}")))?;
-    ids.truncate(n);
-    Ok(ids)
-}
-
-/// The prompt ids from `--prompt` / `--prompt-ids`.
-pub fn prompt_ids(
-    tok: Option<&Tokenizer<'_>>,
-    text: Option<&str>,
-    ids: Option<&str>,
-    bos: bool,
-    vocab: u32,
-) -> CliResult<Vec<u32>> {
-    let ids = match (ids, text, tok) {
-        (Some(s), _, _) => parse_ids(s).map_err(usage)?,
-        (None, text, Some(t)) => encode_text(t, text.unwrap_or("").as_bytes(), bos)?,
-        (None, Some(_), None) => {
-            return Err(fail("this model has no tokenizer, so it cannot read --prompt text: pass --prompt-ids 1,2,3"))
-        }
-        (None, None, None) => return Err(usage("this model has no tokenizer: give the prompt as --prompt-ids 1,2,3")),
-    };
-    if ids.is_empty() {
-        return Err(fail("the prompt is empty and the tokenizer has no BOS token: give a non-empty --prompt"));
-    }
-    if let Some(&bad) = ids.iter().find(|&&t| t >= vocab) {
-        return Err(fail(format!("prompt token id {bad} is out of range: the model's vocabulary has {vocab} tokens")));
-    }
-    Ok(ids)
 }
 
 /// `spark-sim generate`.

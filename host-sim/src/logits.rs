@@ -3,9 +3,10 @@
 //! `[positions, vocab]`.
 
 use crate::checkpoint::F32Checkpoint;
-use crate::generate::{model_tokenizer, prompt_ids};
+use crate::inputs::{load_model, model_tokenizer, oracle_checkpoint, prompt_ids, read_model_file, resolve_model};
+use crate::metrics::argmax;
 use crate::oracle::OracleSession;
-use crate::ui::{fail, load_model, print_json, progress, read_model_file, resolve_model, Backend, CliResult};
+use crate::ui::{fail, print_json, progress, Backend, CliResult};
 use crate::with_backend;
 use spark_core::{Model, Session};
 use spark_hal::Kernels;
@@ -77,32 +78,6 @@ pub fn run_f32(ck: &F32Checkpoint, ids: &[u32], show_progress: bool) -> CliResul
     Ok(out)
 }
 
-/// Load `--checkpoint` and check it has the model's shape.
-pub fn oracle_checkpoint(
-    model: &Model<'_>,
-    checkpoint: Option<&std::path::Path>,
-) -> CliResult<(F32Checkpoint, String)> {
-    match checkpoint {
-        Some(p) => {
-            let ck = crate::hf::load_any(p, Some(model.config.max_seq_len)).map_err(fail)?;
-            let (a, b) = (ck.config, model.config);
-            let same = (a.vocab_size, a.d_model, a.n_layers, a.n_heads, a.n_kv_heads, a.head_dim, a.d_ff, a.ffn_kind)
-                == (b.vocab_size, b.d_model, b.n_layers, b.n_heads, b.n_kv_heads, b.head_dim, b.d_ff, b.ffn_kind);
-            if !same {
-                return Err(fail(format!(
-                    "checkpoint {} does not have the model's shape: convert it to a .spark and compare that instead",
-                    p.display()
-                )));
-            }
-            Ok((ck, format!("f32 oracle on the unquantized weights of {}", p.display())))
-        }
-        None => {
-            let ck = F32Checkpoint::from_spark(model).map_err(|e| fail(format!("cannot dequantize the model: {e}")))?;
-            Ok((ck, "f32 oracle on the dequantized int8 weights of the model".to_string()))
-        }
-    }
-}
-
 /// `spark-sim logits`.
 pub fn logits(a: &LogitsArgs) -> CliResult {
     let path = resolve_model(a.model.as_deref())?;
@@ -146,7 +121,7 @@ pub fn logits(a: &LogitsArgs) -> CliResult {
     let mut o = io::stdout().lock();
     writeln!(o, "# {what}; {} positions x {vocab} logits; showing the first {}", rows.len(), a.show.min(vocab))?;
     for (p, (row, id)) in rows.iter().zip(&ids).enumerate() {
-        let top = crate::eval::argmax(row);
+        let top = argmax(row);
         let first: Vec<String> = row.iter().take(a.show).map(|x| format!("{x:.4}")).collect();
         writeln!(o, "pos {p:>4} id {id:>6} argmax {top:>6} ({:.4})  [{}]", row[top], first.join(", "))?;
     }

@@ -4,14 +4,11 @@
 //! fixes a model that does not fit.
 
 use crate::format::parse_table;
-use crate::ui::{fail, human_bytes, load_model, print_json, read_model_file, resolve_model, usage, CliResult};
+use crate::inputs::{load_model, parse_size, read_model_file, resolve_model, GIB, KIB, MIB};
+use crate::ui::{fail, human_bytes, print_json, usage, CliResult};
 use spark_core::Model;
 use std::io::{self, Write};
 use std::path::PathBuf;
-
-const KIB: u64 = 1024;
-const MIB: u64 = 1024 * 1024;
-const GIB: u64 = 1024 * MIB;
 
 /// A target preset.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,22 +154,6 @@ pub struct PlanArgs {
     /// Print machine-readable JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Parse `4194304`, `4096K`, `4M`, `1G` (binary units).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (num, mul) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
-        Some('K') => (&t[..t.len() - 1], KIB),
-        Some('M') => (&t[..t.len() - 1], MIB),
-        Some('G') => (&t[..t.len() - 1], GIB),
-        _ => (t, 1),
-    };
-    num.trim()
-        .parse::<u64>()
-        .ok()
-        .and_then(|v| v.checked_mul(mul))
-        .ok_or_else(|| format!("{s:?} is not a byte count (e.g. 4194304, 512K, 4M)"))
 }
 
 /// Arena bytes of `model` with a modified config (`f` edits a copy).

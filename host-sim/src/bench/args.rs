@@ -41,7 +41,7 @@ pub struct BenchArgs {
     pub dense: Option<PathBuf>,
     /// Last-level cache size to plan the weight rotation and the bandwidth buffer for
     /// [default: read from /sys/devices/system/cpu/cpu0/cache, else 64 MiB].
-    #[arg(long, value_parser = crate::plan::parse_size, value_name = "BYTES")]
+    #[arg(long, value_parser = crate::inputs::parse_size, value_name = "BYTES")]
     pub llc: Option<u64>,
     /// Seed of the random weights.
     #[arg(long, default_value_t = 7)]

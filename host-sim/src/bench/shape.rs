@@ -1,7 +1,8 @@
 //! Benchmark shapes: SPEC section 11's `gemma2-2b` and the shape of a `.spark` model.
 
 use super::args::BenchArgs;
-use crate::ui::{load_model, read_model_file, usage, CliResult};
+use crate::inputs::{load_model, read_model_file};
+use crate::ui::{usage, CliResult};
 use spark_core::{AttnKind, Config, FfnKind};
 use std::path::{Path, PathBuf};
 
