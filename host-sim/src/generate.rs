@@ -101,6 +101,136 @@ pub fn generate(a: &GenerateArgs) -> CliResult {
     with_backend!(a.backend, run(&model, tok.as_ref(), &prompt, sampling, a, &path))
 }
 
+/// The text of a run: streamed to stdout as it is decoded (unless `--json`) and collected
+/// for the JSON report. Token bytes go through one UTF-8 stream, so a character split
+/// across tokens (or across the prompt and the first generated token) prints whole.
+struct TextOut<'t, 'o> {
+    out: io::StdoutLock<'o>,
+    tok: Option<&'t Tokenizer<'t>>,
+    stream: Utf8Stream,
+    /// The generated text (the prompt is not part of it).
+    text: String,
+    /// Stream to stdout (false with `--json`).
+    show: bool,
+}
+
+impl<'t> TextOut<'t, '_> {
+    fn new(tok: Option<&'t Tokenizer<'t>>, show: bool) -> Self {
+        TextOut { out: io::stdout().lock(), tok, stream: Utf8Stream::new(), text: String::new(), show }
+    }
+
+    /// Echo the prompt so the continuation reads naturally (text without BOS, or the ids).
+    fn echo_prompt(&mut self, prompt: &[u32], bos: Option<u32>) -> CliResult {
+        if !self.show {
+            return Ok(());
+        }
+        let out = &mut self.out;
+        if let Some(t) = self.tok {
+            let mut res = Ok(());
+            for &id in prompt.iter().filter(|&&id| Some(id) != bos) {
+                let bytes = t.decode_token(id).map_err(|e| fail(e.to_string()))?;
+                self.stream.push(bytes, &mut |s: &str| {
+                    if res.is_ok() {
+                        res = write!(out, "{s}");
+                    }
+                });
+            }
+            res?;
+            out.flush()?;
+        } else {
+            let ids: Vec<String> = prompt.iter().map(|i| i.to_string()).collect();
+            write!(out, "{} |", ids.join(" "))?;
+        }
+        Ok(())
+    }
+
+    /// One generated token: its text (or ` id` for a model without a tokenizer).
+    fn token(&mut self, id: u32) -> CliResult {
+        let (out, show, text) = (&mut self.out, self.show, &mut self.text);
+        match self.tok {
+            Some(t) => {
+                let bytes = t.decode_token(id).map_err(|e| fail(e.to_string()))?;
+                let mut res = Ok(());
+                self.stream.push(bytes, &mut |s: &str| {
+                    if show && res.is_ok() {
+                        res = write!(out, "{s}");
+                    }
+                    text.push_str(s);
+                });
+                res?;
+            }
+            None if show => write!(out, " {id}")?,
+            None => {}
+        }
+        if show {
+            out.flush()?;
+        }
+        Ok(())
+    }
+
+    /// The end of the text: an incomplete character left in the stream prints as U+FFFD.
+    fn finish(&mut self) -> CliResult {
+        let (out, show, text) = (&mut self.out, self.show, &mut self.text);
+        let mut res = Ok(());
+        self.stream.finish(&mut |s: &str| {
+            if show && res.is_ok() {
+                res = write!(out, "{s}");
+            }
+            text.push_str(s);
+        });
+        Ok(res?)
+    }
+}
+
+/// Feed the prompt; every step's logits go into the digest. Returns the seconds taken.
+fn prefill<K: Kernels>(
+    sess: &mut Session<'_, '_, K>,
+    prompt: &[u32],
+    digest: &mut Fnv1a64,
+    show: bool,
+) -> CliResult<f64> {
+    let pb = progress(prompt.len() as u64, show && prompt.len() >= 32, "prefill");
+    let t0 = Instant::now();
+    for &t in prompt {
+        let logits = sess.step(t).map_err(|e| fail(e.to_string()))?;
+        digest.update_f32(logits);
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+/// Sample, print and feed tokens until `--tokens`, the end-of-sequence token or a full
+/// context; every fed token's logits go into the digest.
+fn decode<K: Kernels>(
+    sess: &mut Session<'_, '_, K>,
+    sampler: &mut Sampler,
+    digest: &mut Fnv1a64,
+    eos: Option<u32>,
+    tokens: usize,
+    text: &mut TextOut<'_, '_>,
+) -> CliResult<(Vec<u32>, Stop)> {
+    let mut scratch = vec![0u32; sess.logits().len()];
+    let mut generated: Vec<u32> = Vec::with_capacity(tokens);
+    let stop = loop {
+        let next = sampler.sample(sess.logits(), &mut scratch).map_err(|e| fail(format!("sampling failed: {e}")))?;
+        generated.push(next);
+        if Some(next) == eos {
+            break Stop::Eos;
+        }
+        text.token(next)?;
+        if generated.len() >= tokens {
+            break Stop::Tokens;
+        }
+        if sess.pos() >= sess.max_seq() {
+            break Stop::Context;
+        }
+        let logits = sess.step(next).map_err(|e| fail(e.to_string()))?;
+        digest.update_f32(logits);
+    };
+    Ok((generated, stop))
+}
+
 fn run<K: Kernels>(
     model: &Model<'_>,
     tok: Option<&Tokenizer<'_>>,
@@ -114,99 +244,27 @@ fn run<K: Kernels>(
     let mut arena = HugeBytes::zeroed(model.arena_bytes(max_seq))?;
     let mut sess = Session::<K>::new(model, &mut arena).map_err(|e| fail(e.to_string()))?;
     let mut sampler = Sampler::new(sampling, a.seed).map_err(|e| usage(e.to_string()))?;
-    let mut scratch = vec![0u32; cfg.vocab_size as usize];
     let mut digest = Fnv1a64::new();
     let eos = tok.and_then(|t| t.eos_id()).or(model.tokenizer.eos_id);
     let bos = tok.and_then(|t| t.bos_id());
 
-    let pb = progress(prompt.len() as u64, !a.json && prompt.len() >= 32, "prefill");
-    let t0 = Instant::now();
-    for &t in prompt {
-        let logits = sess.step(t).map_err(|e| fail(e.to_string()))?;
-        digest.update_f32(logits);
-        pb.inc(1);
-    }
-    pb.finish_and_clear();
-    let prefill_s = t0.elapsed().as_secs_f64();
-
-    let mut out = io::stdout().lock();
-    let mut stream = Utf8Stream::new();
-    let mut text = String::new();
-    let stream_text = !a.json;
-    // Echo the prompt so the continuation reads naturally (text models only).
-    if stream_text {
-        if let Some(t) = tok {
-            let mut res = Ok(());
-            for &id in prompt.iter().filter(|&&id| Some(id) != bos) {
-                let bytes = t.decode_token(id).map_err(|e| fail(e.to_string()))?;
-                stream.push(bytes, &mut |s: &str| {
-                    if res.is_ok() {
-                        res = write!(out, "{s}");
-                    }
-                });
-            }
-            res?;
-            out.flush()?;
-        } else {
-            let ids: Vec<String> = prompt.iter().map(|i| i.to_string()).collect();
-            write!(out, "{} |", ids.join(" "))?;
-        }
-    }
-
-    let mut generated: Vec<u32> = Vec::with_capacity(a.tokens as usize);
+    let prefill_s = prefill(&mut sess, prompt, &mut digest, !a.json)?;
+    let mut text = TextOut::new(tok, !a.json);
+    text.echo_prompt(prompt, bos)?;
     let t1 = Instant::now();
-    let stop = loop {
-        let next = sampler.sample(sess.logits(), &mut scratch).map_err(|e| fail(format!("sampling failed: {e}")))?;
-        generated.push(next);
-        if Some(next) == eos {
-            break Stop::Eos;
-        }
-        match tok {
-            Some(t) => {
-                let bytes = t.decode_token(next).map_err(|e| fail(e.to_string()))?;
-                let mut res = Ok(());
-                stream.push(bytes, &mut |s: &str| {
-                    if stream_text && res.is_ok() {
-                        res = write!(out, "{s}");
-                    }
-                    text.push_str(s);
-                });
-                res?;
-            }
-            None if stream_text => write!(out, " {next}")?,
-            None => {}
-        }
-        if stream_text {
-            out.flush()?;
-        }
-        if generated.len() >= a.tokens as usize {
-            break Stop::Tokens;
-        }
-        if sess.pos() >= sess.max_seq() {
-            break Stop::Context;
-        }
-        let logits = sess.step(next).map_err(|e| fail(e.to_string()))?;
-        digest.update_f32(logits);
-    };
+    let (generated, stop) = decode(&mut sess, &mut sampler, &mut digest, eos, a.tokens as usize, &mut text)?;
     let decode_s = t1.elapsed().as_secs_f64();
-    let mut res = Ok(());
-    stream.finish(&mut |s: &str| {
-        if stream_text && res.is_ok() {
-            res = write!(out, "{s}");
-        }
-        text.push_str(s);
-    });
-    res?;
+    text.finish()?;
     let tps = generated.len() as f64 / decode_s.max(1e-9);
     let prefill_tps = prompt.len() as f64 / prefill_s.max(1e-9);
     if a.json {
-        drop(out);
+        drop(text.out);
         let v = serde_json::json!({
             "model": path.display().to_string(),
             "backend": a.backend.kernel_name(),
             "prompt_ids": prompt,
             "token_ids": generated,
-            "text": if tok.is_some() { serde_json::Value::String(text) } else { serde_json::Value::Null },
+            "text": if tok.is_some() { serde_json::Value::String(text.text) } else { serde_json::Value::Null },
             "stop": stop.name(),
             "logits_digest": digest.hex(),
             "tokens_per_s": tps,
@@ -215,6 +273,7 @@ fn run<K: Kernels>(
         });
         return print_json(&v);
     }
+    let mut out = text.out;
     writeln!(out)?;
     out.flush()?;
     drop(out);

@@ -109,6 +109,51 @@ fn cfg_err(path: &Path, msg: String) -> String {
     format!("{}: {msg}", path.display())
 }
 
+/// Refuse what no `.spark` config can express: another activation than the tanh GELU,
+/// scaled RoPE, bidirectional attention.
+fn check_supported(o: &serde_json::Map<String, serde_json::Value>, path: &Path) -> Result<(), String> {
+    let act = o.get("hidden_activation").or_else(|| o.get("hidden_act")).and_then(|a| a.as_str());
+    if let Some(a) = act {
+        if a != "gelu_pytorch_tanh" && a != "gelu_new" {
+            return Err(cfg_err(
+                path,
+                format!("activation {a:?}: only the tanh GELU (gelu_pytorch_tanh) is supported"),
+            ));
+        }
+    }
+    // RoPE: transformers 5 stores `rope_parameters: {rope_theta, rope_type}`, 4.x a top-level
+    // `rope_theta` and an optional `rope_scaling`. Only the default (unscaled) RoPE is supported.
+    let rope = o.get("rope_parameters").or_else(|| o.get("rope_scaling")).filter(|r| !r.is_null());
+    if let Some(r) = rope {
+        let kind = r.get("rope_type").or_else(|| r.get("type")).and_then(|t| t.as_str()).unwrap_or("default");
+        if kind != "default" {
+            return Err(cfg_err(path, format!("rope type {kind:?}: only the default (unscaled) RoPE is supported")));
+        }
+    }
+    if o.get("use_bidirectional_attention").and_then(|b| b.as_bool()) == Some(true) {
+        return Err(cfg_err(path, "use_bidirectional_attention is true: only causal decoders convert".into()));
+    }
+    Ok(())
+}
+
+/// Sliding-window layers must be exactly the even ones (Gemma-2's pattern).
+fn check_layer_types(o: &serde_json::Map<String, serde_json::Value>, path: &Path, window: u32) -> Result<(), String> {
+    if let Some(types) = o.get("layer_types").and_then(|t| t.as_array()) {
+        for (i, t) in types.iter().enumerate() {
+            let sliding = t.as_str() == Some("sliding_attention");
+            if sliding != (i % 2 == 0 && window > 0) {
+                return Err(cfg_err(
+                    path,
+                    format!(
+                        "layer_types[{i}] is {t}: the .spark format has sliding-window layers exactly at even indices"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Parse a Gemma-2 `config.json` into a `.spark` [`Config`]. `max_seq` overrides
 /// `max_position_embeddings` (which is also capped at the format's 65536).
 pub fn config_from_hf(text: &str, path: &Path, max_seq: Option<u32>) -> Result<Config, String> {
@@ -137,50 +182,19 @@ pub fn config_from_hf(text: &str, path: &Path, max_seq: Option<u32>) -> Result<C
             Some(x) => x.as_f64().ok_or_else(|| cfg_err(path, format!("field {k}: expected a number or null"))),
         }
     };
-    let act = o.get("hidden_activation").or_else(|| o.get("hidden_act")).and_then(|a| a.as_str());
-    if let Some(a) = act {
-        if a != "gelu_pytorch_tanh" && a != "gelu_new" {
-            return Err(cfg_err(
-                path,
-                format!("activation {a:?}: only the tanh GELU (gelu_pytorch_tanh) is supported"),
-            ));
-        }
-    }
-    // RoPE: transformers 5 stores `rope_parameters: {rope_theta, rope_type}`, 4.x a top-level
-    // `rope_theta` and an optional `rope_scaling`. Only the default (unscaled) RoPE is supported.
+    check_supported(o, path)?;
     let rope = o.get("rope_parameters").or_else(|| o.get("rope_scaling")).filter(|r| !r.is_null());
-    if let Some(r) = rope {
-        let kind = r.get("rope_type").or_else(|| r.get("type")).and_then(|t| t.as_str()).unwrap_or("default");
-        if kind != "default" {
-            return Err(cfg_err(path, format!("rope type {kind:?}: only the default (unscaled) RoPE is supported")));
-        }
-    }
     let rope_theta = match rope.and_then(|r| r.get("rope_theta")) {
         Some(t) => t.as_f64().ok_or_else(|| cfg_err(path, "rope_parameters.rope_theta: expected a number".into()))?,
         None => num_or("rope_theta", 10_000.0)?,
     };
-    if o.get("use_bidirectional_attention").and_then(|b| b.as_bool()) == Some(true) {
-        return Err(cfg_err(path, "use_bidirectional_attention is true: only causal decoders convert".into()));
-    }
     let d = uint("hidden_size")?;
     let n_layers = uint("num_hidden_layers")?;
     let n_heads = uint("num_attention_heads")?;
     let n_kv = uint_or("num_key_value_heads", n_heads)?;
     let head_dim = uint_or("head_dim", d / n_heads.max(1))?;
     let window = uint_or("sliding_window", 0)?;
-    if let Some(types) = o.get("layer_types").and_then(|t| t.as_array()) {
-        for (i, t) in types.iter().enumerate() {
-            let sliding = t.as_str() == Some("sliding_attention");
-            if sliding != (i % 2 == 0 && window > 0) {
-                return Err(cfg_err(
-                    path,
-                    format!(
-                        "layer_types[{i}] is {t}: the .spark format has sliding-window layers exactly at even indices"
-                    ),
-                ));
-            }
-        }
-    }
+    check_layer_types(o, path, window)?;
     let max_pos = uint_or("max_position_embeddings", 8192)?.min(spark_core::config::MAX_SEQ);
     let cfg = Config {
         vocab_size: uint("vocab_size")?,
