@@ -305,7 +305,7 @@ impl F32Checkpoint {
 
     /// Read and parse a safetensors file.
     pub fn load(path: &Path) -> Result<Self, CheckpointError> {
-        let bytes = std::fs::read(path)
+        let bytes = crate::files::read_regular(path)
             .map_err(|e| CheckpointError::Io { path: path.display().to_string(), message: e.to_string() })?;
         Self::from_safetensors_bytes(&bytes)
     }

@@ -314,7 +314,7 @@ impl std::error::Error for TokenizerFileError {}
 pub fn load_tokenizer_json(path: &Path, vocab_size: Option<u32>) -> Result<BpeTokenizer, TokenizerFileError> {
     let ps = path.display().to_string();
     let bad = |m: String| TokenizerFileError::Format { path: ps.clone(), message: m };
-    let text = std::fs::read_to_string(path)
+    let text = crate::files::read_regular_to_string(path)
         .map_err(|e| TokenizerFileError::Read { path: ps.clone(), message: e.to_string() })?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
     let o = v.as_object().ok_or_else(|| bad("expected a JSON object".into()))?;

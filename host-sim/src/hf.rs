@@ -31,6 +31,7 @@
 //! from that pattern is refused (no `.spark` config field can express it).
 
 use crate::checkpoint::F32Checkpoint;
+use crate::files::{read_regular, read_regular_to_string};
 use safetensors::{Dtype, SafeTensors};
 use spark_core::{AttnKind, Config, FfnKind};
 use std::collections::HashMap;
@@ -67,7 +68,7 @@ pub fn checkpoint_files(input: &Path) -> Result<(Vec<PathBuf>, PathBuf), String>
         }
         let index = input.join("model.safetensors.index.json");
         if index.is_file() {
-            let text = std::fs::read_to_string(&index).map_err(|e| format!("cannot read {}: {e}", index.display()))?;
+            let text = read_regular_to_string(&index).map_err(|e| format!("cannot read {}: {e}", index.display()))?;
             let v: serde_json::Value =
                 serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", index.display()))?;
             let map = v
@@ -92,7 +93,7 @@ pub fn checkpoint_files(input: &Path) -> Result<(Vec<PathBuf>, PathBuf), String>
 pub fn read_tensors(files: &[PathBuf]) -> Result<TensorMap, String> {
     let mut out = HashMap::new();
     for f in files {
-        let bytes = std::fs::read(f).map_err(|e| match e.kind() {
+        let bytes = read_regular(f).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => format!("checkpoint file {} not found: check the path", f.display()),
             _ => format!("cannot read {}: {e}", f.display()),
         })?;
@@ -230,7 +231,7 @@ pub fn config_from_hf(text: &str, path: &Path, max_seq: Option<u32>) -> Result<C
 pub fn load_gemma2(input: &Path, max_seq: Option<u32>) -> Result<F32Checkpoint, String> {
     let (files, dir) = checkpoint_files(input)?;
     let cfg_path = dir.join("config.json");
-    let text = std::fs::read_to_string(&cfg_path).map_err(|e| {
+    let text = read_regular_to_string(&cfg_path).map_err(|e| {
         format!(
             "cannot read {} ({e}): a Hugging Face Gemma-2 checkpoint needs its config.json beside it",
             cfg_path.display()
@@ -312,7 +313,7 @@ pub fn load_any(input: &Path, max_seq: Option<u32>) -> Result<F32Checkpoint, Str
     if input.is_dir() {
         return load_gemma2(input, max_seq);
     }
-    let bytes = std::fs::read(input).map_err(|e| match e.kind() {
+    let bytes = read_regular(input).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!("checkpoint {} not found: check the path", input.display()),
         _ => format!("cannot read {}: {e}", input.display()),
     })?;

@@ -4,6 +4,7 @@
 //! arguments.
 
 use crate::checkpoint::F32Checkpoint;
+use crate::files::{not_regular, open_regular, read_regular};
 use crate::hugemem::HugeBytes;
 use crate::ui::{fail, usage, CliError, CliResult};
 use spark_core::tokenizer::{Tokenizer, TokenizerError};
@@ -24,11 +25,8 @@ pub const GIB: u64 = 1024 * MIB;
 pub fn read_model_file(path: &Path) -> CliResult<HugeBytes> {
     let what = "model file";
     let err = |e: io::Error| read_error(e, path, what);
-    let mut f = std::fs::File::open(path).map_err(err)?;
+    let mut f = open_regular(path).map_err(err)?;
     let meta = f.metadata().map_err(err)?;
-    if meta.is_dir() {
-        return Err(err(io::Error::from(io::ErrorKind::IsADirectory)));
-    }
     let len = usize::try_from(meta.len())
         .map_err(|_| fail(format!("{what} {} is too large for this machine", path.display())))?;
     let mut buf = HugeBytes::zeroed(len).map_err(err)?;
@@ -44,7 +42,7 @@ pub fn read_model_file(path: &Path) -> CliResult<HugeBytes> {
 
 /// Read a whole input file (`what` names it in messages).
 pub fn read_input(path: &Path, what: &str) -> CliResult<Vec<u8>> {
-    std::fs::read(path).map_err(|e| read_error(e, path, what))
+    read_regular(path).map_err(|e| read_error(e, path, what))
 }
 
 /// The one-line message for an I/O error reading `path` (`what` names it).
@@ -52,7 +50,10 @@ fn read_error(e: io::Error, path: &Path, what: &str) -> CliError {
     match e.kind() {
         io::ErrorKind::NotFound => fail(format!("{what} {} not found: check the path", path.display())),
         io::ErrorKind::IsADirectory => fail(format!("{what} {} is a directory: give a file", path.display())),
-        _ => fail(format!("cannot read {what} {}: {e}", path.display())),
+        _ => match not_regular(&e) {
+            Some(n) => fail(format!("{what} {} is {n}: give a file", path.display())),
+            None => fail(format!("cannot read {what} {}: {e}", path.display())),
+        },
     }
 }
 

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod eval;
+pub mod files;
 pub mod format;
 pub mod generate;
 pub mod hf;

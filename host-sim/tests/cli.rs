@@ -13,6 +13,7 @@ use spark_sim::tokenizer::BpeTokenizer;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 const CORPUS: &str = "the cat sat on the mat. the dog sat on the log. a cat and a dog met on a mat by the log. \
                       the small cat ran to the big dog and the dog ran to the cat. ";
@@ -51,8 +52,28 @@ fn assert_no_panic(e: &str) {
 /// Fails with `code`, a first stderr line `error: ...` containing every `needles` (case
 /// insensitive); runtime errors (code 1) are exactly one line.
 fn err(args: &[&str], code: i32, needles: &[&str]) -> String {
-    let o = run(args);
-    let e = stderr(&o);
+    check_err(&run(args), args, code, needles)
+}
+
+/// [`run`], but a run still going after `limit` is killed and fails the test (for input
+/// that could make the command block or run away).
+fn run_within(args: &[&str], limit: Duration) -> Output {
+    let mut child = bin().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spark-sim starts");
+    let start = Instant::now();
+    while child.try_wait().expect("wait for spark-sim").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("spark-sim {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("spark-sim output")
+}
+
+/// [`err`] on an output already run.
+fn check_err(o: &Output, args: &[&str], code: i32, needles: &[&str]) -> String {
+    let e = stderr(o);
     assert_eq!(o.status.code(), Some(code), "spark-sim {args:?}: expected exit {code}, stderr: {e}");
     assert_no_panic(&e);
     let first = e.lines().next().unwrap_or("");
@@ -475,4 +496,31 @@ fn closed_stdout_exits_quietly() {
     assert_no_panic(&e);
     assert!(e.trim().is_empty(), "unexpected stderr: {e}");
     assert_eq!(o.status.code(), Some(0));
+}
+
+#[test]
+#[cfg(unix)]
+fn inputs_that_are_not_regular_files_are_refused_without_blocking() {
+    let f = fx();
+    let fifo = f.path("pipe.spark");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+    assert!(made.success(), "mkfifo failed");
+    let (p, m, out) = (fifo.to_str().unwrap(), f.p("text.spark"), f.p("from_fifo.spark"));
+    let (story, ck) = (f.p("story.txt"), f.p("ck.safetensors"));
+    let cases: [&[&str]; 9] = [
+        &["inspect", p],
+        &["generate", "--model", p],
+        &["logits", "--model", p, "--ids", "1"],
+        &["plan", "--model", p, "--target", "cortex-m4"],
+        &["bench", "ffn", "--shape", p, "--iters", "1"],
+        &["eval", "--model", &m, "--text", p],
+        &["eval", "--model", &m, "--text", &story, "--checkpoint", p],
+        &["convert", p, "-o", &out],
+        &["convert", &ck, "-o", &out, "--tokenizer", p],
+    ];
+    for args in cases {
+        let o = run_within(args, Duration::from_secs(60));
+        check_err(&o, args, 1, &["pipe.spark", "not a regular file", "FIFO"]);
+    }
+    assert!(!f.path("from_fifo.spark").exists());
 }
