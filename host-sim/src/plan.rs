@@ -230,19 +230,34 @@ impl Needs {
     }
 }
 
-/// What `model` (a file of `model_bytes`) needs of `p` at a context of `max_seq`.
-fn needs(model: &Model<'_>, model_bytes: u64, p: &Preset, max_seq: usize) -> Needs {
+/// What `model` (a file of `model_bytes`) needs of `p` at a context of `max_seq`. Sums
+/// are checked: a `--stack` or `--code` whose sum with the arena or the model does not
+/// fit 64 bits is a usage error, never a wrapped (small) total.
+fn needs(model: &Model<'_>, model_bytes: u64, p: &Preset, max_seq: usize) -> CliResult<Needs> {
     let cfg = model.config;
     let arena = model.arena_bytes(max_seq) as u64;
-    let ram = arena + p.stack;
+    let ram = arena.checked_add(p.stack).ok_or_else(|| {
+        usage(format!(
+            "--stack {}: with the session arena ({arena} bytes) the RAM needed exceeds a 64-bit byte count",
+            p.stack
+        ))
+    })?;
     let (flash, code_fits) = match p.code_region {
         Some(region) => (model_bytes, p.code <= region),
-        None => (model_bytes + p.code, true),
+        None => {
+            let flash = model_bytes.checked_add(p.code).ok_or_else(|| {
+                usage(format!(
+                    "--code {}: with the model ({model_bytes} bytes) the flash needed exceeds a 64-bit byte count",
+                    p.code
+                ))
+            })?;
+            (flash, true)
+        }
     };
-    let ram_ok = |s: u64| model.arena_bytes(s as usize) as u64 + p.stack <= p.ram;
+    let ram_ok = |s: u64| fits_with_stack(model.arena_bytes(s as usize) as u64, p);
     let best_seq = largest(1, cfg.max_seq_len as u64, ram_ok);
     let kv_per_token = if max_seq > 1 { (arena - model.arena_bytes(max_seq - 1) as u64) as f64 } else { 0.0 };
-    Needs {
+    Ok(Needs {
         max_seq,
         arena,
         ram,
@@ -253,7 +268,12 @@ fn needs(model: &Model<'_>, model_bytes: u64, p: &Preset, max_seq: usize) -> Nee
         fits_flash: flash <= p.flash && code_fits,
         best_seq,
         kv_per_token,
-    }
+    })
+}
+
+/// `arena` plus the stack fits the RAM (a sum past 64 bits does not).
+fn fits_with_stack(arena: u64, p: &Preset) -> bool {
+    arena.checked_add(p.stack).is_some_and(|need| need <= p.ram)
 }
 
 /// Which knob makes the arena fit the RAM: a shorter context, else a smaller vocabulary
@@ -267,9 +287,9 @@ fn ram_fix(model: &Model<'_>, p: &Preset, n: &Needs) -> String {
         );
     }
     let layers =
-        largest(1, cfg.n_layers as u64, |l| arena_with(model, 1, |c| c.n_layers = l as u32) + p.stack <= p.ram);
+        largest(1, cfg.n_layers as u64, |l| fits_with_stack(arena_with(model, 1, |c| c.n_layers = l as u32), p));
     let vocab =
-        largest(2, cfg.vocab_size as u64, |v| arena_with(model, 1, |c| c.vocab_size = v as u32) + p.stack <= p.ram);
+        largest(2, cfg.vocab_size as u64, |v| fits_with_stack(arena_with(model, 1, |c| c.vocab_size = v as u32), p));
     let mut s = "RAM: even a 1-token context does not fit".to_string();
     match vocab {
         Some(v) => s += &format!("; a vocabulary of at most {v} tokens would (logit scratch)"),
@@ -405,7 +425,7 @@ pub fn plan(a: &PlanArgs) -> CliResult {
     if max_seq > cfg.max_seq_len as usize {
         return Err(usage(format!("--max-seq {max_seq} exceeds the model's max_seq_len {}", cfg.max_seq_len)));
     }
-    let n = needs(&model, blob.len() as u64, &p, max_seq);
+    let n = needs(&model, blob.len() as u64, &p, max_seq)?;
     let fixes = fixes(&model, &blob, &p, &n);
     if a.json {
         print_plan_json(&path, &p, &n, &fixes)?;

@@ -524,3 +524,22 @@ fn inputs_that_are_not_regular_files_are_refused_without_blocking() {
     }
     assert!(!f.path("from_fifo.spark").exists());
 }
+
+#[test]
+fn plan_sizes_whose_sum_overflows_are_usage_errors() {
+    let f = fx();
+    let m = f.p("text.spark");
+    let max = u64::MAX.to_string();
+    // Arena + stack and model + code would wrap to a small total and print FITS.
+    for (flag, target) in [("--code", "cortex-m4"), ("--stack", "cortex-m4"), ("--stack", "host"), ("--code", "host")] {
+        err(&["plan", "--model", &m, "--target", target, flag, &max], 2, &[flag, "64-bit"]);
+        err(&["plan", "--model", &m, "--target", target, flag, &max, "--json"], 2, &[flag]);
+    }
+    // The largest values that do not overflow are plans that do not fit.
+    let v = json(&["plan", "--model", &m, "--target", "cortex-m4", "--code", "16777216G", "--json"]);
+    assert_eq!((v["fits"].as_bool(), v["fits_flash"].as_bool()), (Some(false), Some(false)), "{v}");
+    // A separate code region takes the estimate alone: no sum, the region does not fit it.
+    let v = json(&["plan", "--model", &m, "--target", "cortex-m55", "--code", &max, "--json"]);
+    assert_eq!(v["fits"], false, "{v}");
+    assert!(v["fixes"].as_array().unwrap().iter().any(|x| x.as_str().unwrap().starts_with("code:")), "{v}");
+}
