@@ -543,3 +543,29 @@ fn plan_sizes_whose_sum_overflows_are_usage_errors() {
     assert_eq!(v["fits"], false, "{v}");
     assert!(v["fixes"].as_array().unwrap().iter().any(|x| x.as_str().unwrap().starts_with("code:")), "{v}");
 }
+
+#[test]
+fn bench_rotation_is_bounded_and_impossible_caches_are_usage_errors() {
+    let f = fx();
+    let m = f.p("text.spark");
+    // A 7 kB FFN on a 16 MiB cache wants about 4600 copies per variant (and on the 480 MiB
+    // a VM may report, 140 000 of them, each a few memory mappings): at most 4096.
+    let limit = Duration::from_secs(300);
+    let o = run_within(&["bench", "ffn", "--shape", &m, "--iters", "1", "--llc", "16M", "--json"], limit);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["weight_copies"].as_u64(), v["copies_capped"].as_bool()), (Some(4096), Some(true)), "{v}");
+    assert!(v["spark_total_bytes"].as_u64().unwrap() < 2 * (16 << 20), "{v}");
+    // One key of context: 56-byte caches, capped the same way, and said so in the text.
+    let o = run_within(&["bench", "attn", "--shape", &m, "--ctx", "1", "--iters", "1", "--llc", "16M"], limit);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("capped at 4096 copies"), "{}", stdout(&o));
+    // Shapes that fill 2x LLC are not capped.
+    let v = json(&["bench", "attn", "--shape", &m, "--ctx", "64", "--iters", "2", "--llc", "256K", "--json"]);
+    assert_eq!(v["copies_capped"], false, "{v}");
+    assert!(v["dense_total_bytes"].as_u64().unwrap() >= 2 * (256 << 10), "{v}");
+    // Caches no machine has are usage errors, not a huge mapping and a panic.
+    for llc in ["18446744073709551615", "100G", "3G", "0"] {
+        err(&["bench", "ffn", "--shape", &m, "--iters", "1", "--llc", llc], 2, &["--llc", llc, "2.00 GiB"]);
+    }
+}

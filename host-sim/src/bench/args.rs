@@ -39,9 +39,13 @@ pub struct BenchArgs {
     /// `bench model`: the dense twin model file to compare --shape MODEL.spark against.
     #[arg(long, value_name = "OTHER.spark")]
     pub dense: Option<PathBuf>,
-    /// Last-level cache size to plan the weight rotation and the bandwidth buffer for
-    /// [default: read from /sys/devices/system/cpu/cpu0/cache, else 64 MiB].
-    #[arg(long, value_parser = crate::inputs::parse_size, value_name = "BYTES")]
+    /// Last-level cache size to plan the weight rotation and the bandwidth buffer for: 1 byte
+    /// to 2 GiB, K/M/G suffixes [default: read from /sys/devices/system/cpu/cpu0/cache (at
+    /// most 2 GiB), else 64 MiB]. The rotation keeps enough copies of each variant's weights
+    /// (KV cache) to touch 2x LLC between two uses of one copy, but at most 4096 copies and
+    /// 8 GiB per variant (a smaller working set is reported as partly cached); the bandwidth
+    /// buffer is 4x LLC, at least 16 MiB.
+    #[arg(long, value_parser = super::machine::parse_llc, value_name = "BYTES")]
     pub llc: Option<u64>,
     /// Seed of the random weights.
     #[arg(long, default_value_t = 7)]

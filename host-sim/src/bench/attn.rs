@@ -3,16 +3,17 @@
 //! DRAM.
 
 use super::args::BenchArgs;
-use super::machine::{copies_for, measure_common, Common};
-use super::report::{paired_speedup, report, Variant};
+use super::machine::{measure_common, rotation, Common, Rotation};
+use super::report::{paired_speedup, report, Variant, WorkingSet};
 use super::shape::{shape_label, BenchShape};
 use super::weights::Fill;
 use crate::hugemem::HugeBytes;
-use crate::ui::{progress, CliResult};
+use crate::ui::{fail, human_bytes, progress, usage, CliResult};
 use spark_core::session::{attend_head, AttnParams, AttnScratch, KvView};
 use spark_core::topk::{topk_capacity, topk_z};
 use spark_hal::Kernels;
 use std::hint::black_box;
+use std::io;
 use std::time::Instant;
 
 /// One layer's int8 KV cache for all kv heads, with its row scales, in one
@@ -30,9 +31,9 @@ struct KvCopy {
 }
 
 impl KvCopy {
-    fn new(fill: &mut Fill, nkv: usize, n: usize, ra: usize, rb: usize, dh: usize) -> Self {
+    fn new(fill: &mut Fill, nkv: usize, n: usize, ra: usize, rb: usize, dh: usize) -> io::Result<Self> {
         let i8_len = nkv * n * (ra + rb + dh);
-        let mut mem = fill.i8s(i8_len.next_multiple_of(64) + nkv * 3 * n * 4);
+        let mut mem = fill.i8s(i8_len.next_multiple_of(64) + nkv * 3 * n * 4)?;
         let scales: &mut [f32] = bytemuck::cast_slice_mut(&mut mem[i8_len.next_multiple_of(64)..]);
         for (part, sc) in scales.chunks_exact_mut(n).enumerate() {
             let w = [ra, rb, dh][part % 3];
@@ -41,7 +42,7 @@ impl KvCopy {
                 *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
             }
         }
-        KvCopy { mem, n, ra, rb, dh, nkv }
+        Ok(KvCopy { mem, n, ra, rb, dh, nkv })
     }
     fn view(&self, h: usize) -> KvView<'_> {
         let (n, ra, rb, dh) = (self.n, self.ra, self.rb, self.dh);
@@ -61,6 +62,8 @@ impl KvCopy {
 struct KvCopies {
     spark: Vec<KvCopy>,
     dense: Vec<KvCopy>,
+    /// The rotation was capped below 2x LLC.
+    capped: bool,
     /// Bytes of one Spark copy (with scales).
     spark_bytes: usize,
     /// Bytes of one dense copy (with scales).
@@ -68,23 +71,30 @@ struct KvCopies {
 }
 
 impl KvCopies {
-    fn build(fill: &mut Fill, s: &BenchShape, n: usize, llc: u64, show: bool) -> Self {
+    fn build(fill: &mut Fill, s: &BenchShape, n: usize, llc: u64, show: bool) -> CliResult<Self> {
         let (nkv, dh, ra) = (s.n_kv, s.dh, s.ra);
         let rb = dh - ra;
         let spark_bytes = nkv * n * (dh + dh + 12);
         let dense_bytes = nkv * n * (2 * dh + 8);
-        let copies = copies_for(spark_bytes.min(dense_bytes), llc);
+        let Rotation { copies, capped } = rotation(spark_bytes.min(dense_bytes), spark_bytes.max(dense_bytes), llc)
+            .map_err(|e| usage(format!("bench attn: the KV cache of --ctx {n} is too large: {e}; lower --ctx")))?;
+        let mapped = |e: io::Error| {
+            fail(format!(
+                "bench attn: cannot map {copies} copies of the KV cache ({} each): {e}",
+                human_bytes(spark_bytes as u64)
+            ))
+        };
         let pb = progress((2 * copies) as u64, show, "kv cache");
         let mut spark = Vec::new();
         let mut dense = Vec::new();
         for _ in 0..copies {
-            spark.push(KvCopy::new(fill, nkv, n, ra, rb, dh));
+            spark.push(KvCopy::new(fill, nkv, n, ra, rb, dh).map_err(mapped)?);
             pb.inc(1);
-            dense.push(KvCopy::new(fill, nkv, n, dh, 0, dh));
+            dense.push(KvCopy::new(fill, nkv, n, dh, 0, dh).map_err(mapped)?);
             pb.inc(1);
         }
         pb.finish_and_clear();
-        KvCopies { spark, dense, spark_bytes, dense_bytes }
+        Ok(KvCopies { spark, dense, capped, spark_bytes, dense_bytes })
     }
 }
 
@@ -186,9 +196,9 @@ fn time_attn<K: Kernels>(a: &BenchArgs, s: &BenchShape, n: usize, kv: &KvCopies,
 /// `bench attn`.
 pub(super) fn bench_attn<K: Kernels>(a: &BenchArgs, s: &BenchShape) -> CliResult {
     let n = a.ctx.unwrap_or(4096) as usize;
-    let common = measure_common(a);
+    let common = measure_common(a)?;
     let mut fill = Fill(a.seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
-    let kv = KvCopies::build(&mut fill, s, n, common.llc, !a.json);
+    let kv = KvCopies::build(&mut fill, s, n, common.llc, !a.json)?;
     let qs: Vec<Vec<f32>> = (0..8).map(|_| fill.gauss(s.n_heads * s.dh)).collect();
     let m = time_attn::<K>(a, s, n, &kv, &qs);
     report_attn(a, s, n, &common, &kv, &m)
@@ -223,7 +233,12 @@ fn report_attn(a: &BenchArgs, s: &BenchShape, n: usize, common: &Common, kv: &Kv
              a zero int8 coefficient skips its row); SPEC byte ceiling per kv head {ceiling:.2}x"
         ),
         common,
-        (copies, copies * kv.spark_bytes, copies * kv.dense_bytes),
+        WorkingSet {
+            copies,
+            capped: kv.capped,
+            spark_total: copies * kv.spark_bytes,
+            dense_total: copies * kv.dense_bytes,
+        },
         (sv, dv, paired_speedup(&m.spark, &m.dense)),
         ("Spark attention", "dense attention"),
         serde_json::json!({"ctx": n, "n_heads": nh, "n_kv_heads": nkv, "head_dim": dh, "ra": ra, "ka": ka,

@@ -3,16 +3,17 @@
 //! Spark/dense pair.
 
 use super::args::BenchArgs;
-use super::machine::{copies_for, measure_common, read_pass, Common};
-use super::report::{paired_speedup, report, Variant};
+use super::machine::{measure_common, read_pass, rotation, Common};
+use super::report::{paired_speedup, report, Variant, WorkingSet};
 use super::shape::{shape_label, BenchShape};
 use super::weights::{Fill, RandMatrix};
 use crate::hugemem::HugeBytes;
-use crate::ui::{fail, human_bytes, median, progress, CliResult};
+use crate::ui::{fail, human_bytes, median, progress, usage, CliResult};
 use spark_core::session::{geglu_ffn, spark_ffn, FfnScratch, GegluFfn, SparkFfn};
 use spark_core::topk::{stat_topk_with, topk_capacity, topk_z};
 use spark_hal::Kernels;
 use std::hint::black_box;
+use std::io;
 use std::time::Instant;
 
 /// The weight copies of both variants, rotated so that every call reads its weights from
@@ -21,6 +22,8 @@ use std::time::Instant;
 struct FfnWeights {
     spark: Vec<[RandMatrix; 3]>,
     dense: Vec<[RandMatrix; 3]>,
+    /// Either rotation was capped below 2x LLC.
+    capped: bool,
     /// Bytes of one Spark copy (with scales).
     spark_bytes: usize,
     /// Bytes of one dense copy (with scales).
@@ -28,25 +31,39 @@ struct FfnWeights {
 }
 
 impl FfnWeights {
-    fn build(fill: &mut Fill, s: &BenchShape, llc: u64, show: bool) -> Self {
+    fn build(fill: &mut Fill, s: &BenchShape, llc: u64, show: bool) -> CliResult<Self> {
         let (d, f, r, fg) = (s.d, s.f, s.r, s.fg);
         let spark_bytes = f * r + f * (d - r) + f * d + 12 * f;
         let dense_bytes = 3 * fg * d + 12 * fg;
-        let n_spark = copies_for(spark_bytes, llc);
-        let n_dense = copies_for(dense_bytes, llc);
+        let plan = |bytes: usize, what: &str| {
+            rotation(bytes, bytes, llc)
+                .map_err(|e| usage(format!("bench ffn: the {what} weights of this shape are too large: {e}")))
+        };
+        let rs = plan(spark_bytes, "Spark")?;
+        let rd = plan(dense_bytes, "dense")?;
+        let (n_spark, n_dense) = (rs.copies, rd.copies);
+        let mapped = |e: io::Error| fail(format!("bench ffn: cannot map the weight copies: {e}"));
         let pb = progress((n_spark + n_dense) as u64, show, "weights");
         let mut spark = Vec::new();
         for _ in 0..n_spark {
-            spark.push([RandMatrix::new(fill, f, r), RandMatrix::new(fill, f, d - r), RandMatrix::new(fill, f, d)]);
+            spark.push([
+                RandMatrix::new(fill, f, r).map_err(mapped)?,
+                RandMatrix::new(fill, f, d - r).map_err(mapped)?,
+                RandMatrix::new(fill, f, d).map_err(mapped)?,
+            ]);
             pb.inc(1);
         }
         let mut dense = Vec::new();
         for _ in 0..n_dense {
-            dense.push([RandMatrix::new(fill, fg, d), RandMatrix::new(fill, fg, d), RandMatrix::new(fill, fg, d)]);
+            dense.push([
+                RandMatrix::new(fill, fg, d).map_err(mapped)?,
+                RandMatrix::new(fill, fg, d).map_err(mapped)?,
+                RandMatrix::new(fill, fg, d).map_err(mapped)?,
+            ]);
             pb.inc(1);
         }
         pb.finish_and_clear();
-        FfnWeights { spark, dense, spark_bytes, dense_bytes }
+        Ok(FfnWeights { spark, dense, capped: rs.capped || rd.capped, spark_bytes, dense_bytes })
     }
 }
 
@@ -154,9 +171,9 @@ fn time_ffn<K: Kernels>(
 
 /// `bench ffn`.
 pub(super) fn bench_ffn<K: Kernels>(a: &BenchArgs, s: &BenchShape) -> CliResult {
-    let common = measure_common(a);
+    let common = measure_common(a)?;
     let mut fill = Fill(a.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let w = FfnWeights::build(&mut fill, s, common.llc, !a.json);
+    let w = FfnWeights::build(&mut fill, s, common.llc, !a.json)?;
     let hs: Vec<Vec<f32>> = (0..8).map(|_| fill.gauss(s.d)).collect();
     let read_mem = interleaved_read_buffer(w.dense_bytes)?;
     let read_buf: &[u64] = bytemuck::cast_slice(&read_mem[..]);
@@ -219,7 +236,12 @@ fn report_ffn(
              dense twin GeGLU f_g {fg} (Wd rows read {wd_rows:.0}; rows with a zero int8 coefficient are skipped)"
         ),
         common,
-        (n_spark, n_spark * w.spark_bytes, n_dense * w.dense_bytes),
+        WorkingSet {
+            copies: n_spark,
+            capped: w.capped,
+            spark_total: n_spark * w.spark_bytes,
+            dense_total: n_dense * w.dense_bytes,
+        },
         (sv, dv, paired_speedup(&m.spark, &m.dense)),
         ("Spark FFN", "dense GeGLU"),
         serde_json::json!({

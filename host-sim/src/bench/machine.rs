@@ -4,8 +4,10 @@
 
 use super::args::BenchArgs;
 use crate::hugemem::HugeBytes;
-use crate::ui::progress;
+use crate::inputs::parse_size;
+use crate::ui::{fail, human_bytes, progress, CliResult};
 use std::hint::black_box;
+use std::io;
 use std::time::Instant;
 
 /// Size of the last-level cache from `/sys/devices/system/cpu/cpu0/cache` (64 MiB when
@@ -49,10 +51,11 @@ pub fn llc_bytes() -> (u64, bool) {
 /// of docs/PERFORMANCE.md the plain sum reads about 25 % slower than the memory system
 /// allows, so kernels measured above 100 % of it. Returns `(plain, page-prefetched)`; the
 /// bound is the larger.
-pub fn read_bandwidth(bytes: usize, passes: usize) -> (f64, f64) {
+/// Fails only when the buffer cannot be mapped.
+pub fn read_bandwidth(bytes: usize, passes: usize) -> io::Result<(f64, f64)> {
     let words = bytes / 8;
     // Huge-page-advised like the benchmarks' weights and KV caches (`hugemem`).
-    let mut mem = HugeBytes::zeroed(words * 8).expect("bench: anonymous mapping for the bandwidth buffer");
+    let mut mem = HugeBytes::zeroed(words * 8)?;
     let buf: &mut [u64] = bytemuck::cast_slice_mut(&mut mem[..]);
     for (i, w) in buf.iter_mut().enumerate() {
         *w = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -67,7 +70,7 @@ pub fn read_bandwidth(bytes: usize, passes: usize) -> (f64, f64) {
         }
     }
     let total = (words * 8) as f64;
-    (total / plain, total / pf)
+    Ok((total / plain, total / pf))
 }
 
 /// Seconds for one summing pass over `buf` (four accumulators), with or without the
@@ -103,10 +106,43 @@ fn page_prefetch(p: *const u64) {
     let _ = p;
 }
 
-/// Copies of `bytes_per_copy` bytes each that a rotation needs so that the bytes touched
-/// between two uses of one copy are at least twice the last-level cache (at least 2).
-pub(super) fn copies_for(bytes_per_copy: usize, llc: u64) -> usize {
-    ((2 * llc) as usize).div_ceil(bytes_per_copy.max(1)).max(2)
+/// The largest last-level cache a rotation is planned for: a larger `--llc` is a usage
+/// error, a larger size read from the system is taken as this.
+pub const MAX_LLC: u64 = 2 << 30;
+/// The most copies of one variant's weights (or KV cache) a rotation keeps: each copy is
+/// a few memory mappings, and a small shape on a large cache would otherwise want
+/// millions of them.
+pub const MAX_COPIES: usize = 4096;
+/// The most bytes the copies of one variant take together.
+pub const MAX_WORKING_SET: u64 = 8 << 30;
+
+/// How many copies of a variant's weights a benchmark rotates over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    /// Copies to build (at least 2).
+    pub copies: usize,
+    /// Fewer copies than twice the last-level cache needs ([`MAX_COPIES`] or
+    /// [`MAX_WORKING_SET`] bound them): part of the working set is read from cache.
+    pub capped: bool,
+}
+
+/// The rotation for copies of `bytes_per_copy` bytes each (the variant with the larger
+/// copy takes `largest_copy` bytes): enough copies that the bytes touched between two uses
+/// of one copy are at least twice the last-level cache `llc`, at least 2, at most
+/// [`MAX_COPIES`] and at most [`MAX_WORKING_SET`] bytes of the larger variant. An error
+/// (what is too big) when two copies of the larger variant exceed [`MAX_WORKING_SET`].
+pub fn rotation(bytes_per_copy: usize, largest_copy: usize, llc: u64) -> Result<Rotation, String> {
+    let largest = largest_copy.max(bytes_per_copy).max(1) as u64;
+    let limit = (MAX_COPIES as u64).min(MAX_WORKING_SET / largest);
+    if limit < 2 {
+        return Err(format!(
+            "one copy is {}; the two copies a rotation needs exceed the {} limit per variant",
+            human_bytes(largest),
+            human_bytes(MAX_WORKING_SET)
+        ));
+    }
+    let want = llc.saturating_mul(2).div_ceil(bytes_per_copy.max(1) as u64).max(2);
+    Ok(Rotation { copies: want.min(limit) as usize, capped: want > limit })
 }
 
 /// The machine facts every report states.
@@ -121,16 +157,66 @@ pub(super) struct Common {
     pub(super) bw_plain: f64,
 }
 
-/// The last-level cache (from `--llc` or detected) and the read bandwidth bound.
-pub(super) fn measure_common(a: &BenchArgs) -> Common {
+/// The last-level cache (from `--llc`, else detected and at most [`MAX_LLC`]) and the read
+/// bandwidth bound, measured over a buffer of 4x the cache (at least 16 MiB).
+pub(super) fn measure_common(a: &BenchArgs) -> CliResult<Common> {
     let show = !a.json;
     let (llc, llc_known) = match a.llc {
         Some(b) => (b.max(1), true),
-        None => llc_bytes(),
+        None => {
+            let (b, known) = llc_bytes();
+            (b.min(MAX_LLC), known)
+        }
     };
     let bytes = ((4 * llc) as usize).max(16 << 20);
     let pb = progress(1, show, "bandwidth");
-    let (bw_plain, bw_pf) = read_bandwidth(bytes, 7);
+    let (bw_plain, bw_pf) = read_bandwidth(bytes, 7).map_err(|e| {
+        fail(format!(
+            "bench: cannot map the {} read-bandwidth buffer (4x LLC): {e}; lower --llc",
+            human_bytes(bytes as u64)
+        ))
+    })?;
     pb.finish_and_clear();
-    Common { llc, llc_known, bw: bw_plain.max(bw_pf), bw_plain }
+    Ok(Common { llc, llc_known, bw: bw_plain.max(bw_pf), bw_plain })
+}
+
+/// `--llc`: a byte count (K/M/G suffixes) from 1 byte to [`MAX_LLC`].
+pub fn parse_llc(s: &str) -> Result<u64, String> {
+    let v = parse_size(s)?;
+    if v == 0 || v > MAX_LLC {
+        return Err(format!("{s:?} is not a last-level cache size: give 1 byte to {}", human_bytes(MAX_LLC)));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_fills_twice_the_cache_within_its_bounds() {
+        // gemma2-2b's Spark FFN (about 64 MB a copy) on a 32 MiB cache: 2 copies.
+        assert_eq!(rotation(64_000_000, 64_000_000, 32 << 20), Ok(Rotation { copies: 2, capped: false }));
+        // 1 MB copies, 480 MiB cache: ceil(960 MiB / 1 MB) = 1007.
+        assert_eq!(rotation(1_000_000, 1_000_000, 480 << 20), Ok(Rotation { copies: 1007, capped: false }));
+        // A 7 kB copy on a 480 MiB cache would want 143 797 copies: capped.
+        assert_eq!(rotation(7_000, 7_000, 480 << 20), Ok(Rotation { copies: MAX_COPIES, capped: true }));
+        // 3 GiB copies on the largest cache: 2 of them fill 2x LLC.
+        assert_eq!(rotation(3 << 30, 3 << 30, MAX_LLC), Ok(Rotation { copies: 2, capped: false }));
+        // The larger variant sets the working-set bound (attention: one count for both),
+        // which binds before the copy cap: at most 2 copies of 3 GiB.
+        assert_eq!(rotation(1 << 20, 3 << 30, MAX_LLC), Ok(Rotation { copies: 2, capped: true }));
+        assert!(rotation(5 << 30, 5 << 30, 1).unwrap_err().contains("8.00 GiB"));
+        // No overflow at the extremes.
+        assert_eq!(rotation(0, 0, u64::MAX), Ok(Rotation { copies: MAX_COPIES, capped: true }));
+    }
+
+    #[test]
+    fn llc_sizes_outside_the_range_are_refused() {
+        assert_eq!(parse_llc("480M"), Ok(480 << 20));
+        assert_eq!(parse_llc("2G"), Ok(MAX_LLC));
+        for bad in ["0", "2049M", "100G", "18446744073709551615", "lots", ""] {
+            assert!(parse_llc(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

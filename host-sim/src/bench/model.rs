@@ -18,13 +18,21 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// A `.spark` file for `cfg` with uniform random int8 weights (fast to build at any size).
-pub fn synthetic_model(cfg: &Config, seed: u64) -> Vec<u8> {
+/// A `.spark` file for `cfg` with uniform random int8 weights (fast to build at any size);
+/// fails only when a weight buffer cannot be mapped.
+pub fn synthetic_model(cfg: &Config, seed: u64) -> io::Result<Vec<u8>> {
     let mut fill = Fill(seed | 1);
     let mut w = ModelWriter::new(*cfg, TokenizerMeta::NONE);
+    let mut failed = None;
     for_each_weight(cfg, |id, dtype, rows, cols| match dtype {
         DType::I8 => {
-            let m = RandMatrix::new(&mut fill, rows, cols);
+            let m = match RandMatrix::new(&mut fill, rows, cols) {
+                Ok(m) => m,
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    return;
+                }
+            };
             w.add_raw(id, DType::I8, [rows as u32, cols as u32], bytemuck::cast_slice(m.data()).to_vec());
             let scale_kind = id.kind.scale().unwrap_or(id.kind);
             w.add_raw(
@@ -36,7 +44,10 @@ pub fn synthetic_model(cfg: &Config, seed: u64) -> Vec<u8> {
         }
         _ => w.add_f32(id, &vec![1.0f32; rows]),
     });
-    w.finish()
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(w.finish()),
+    }
 }
 
 /// The gemma2-2b-shaped one-layer Spark model and its dense twin (vocab 4096).
@@ -134,10 +145,11 @@ fn model_blobs(a: &BenchArgs, file: Option<&Path>, ctx: usize) -> CliResult<(Hug
                 return Err(usage("--ctx + --iters must be <= 65536"));
             }
             let pb = progress(2, !a.json, "model");
+            let mapped = |e: io::Error| fail(format!("bench model: cannot map the synthetic models: {e}"));
             // In huge-page-advised buffers, as `read_model_file` reads model files.
-            let s = HugeBytes::copy_of(&synthetic_model(&sc, a.seed))?;
+            let s = HugeBytes::copy_of(&synthetic_model(&sc, a.seed).map_err(mapped)?).map_err(mapped)?;
             pb.inc(1);
-            let d = HugeBytes::copy_of(&synthetic_model(&dc, a.seed + 1))?;
+            let d = HugeBytes::copy_of(&synthetic_model(&dc, a.seed + 1).map_err(mapped)?).map_err(mapped)?;
             pb.finish_and_clear();
             Ok((s, Some(d), "gemma2-2b-shaped 1-layer model (vocab 4096), Spark vs dense twin".to_string()))
         }
@@ -160,7 +172,7 @@ fn model_blobs(a: &BenchArgs, file: Option<&Path>, ctx: usize) -> CliResult<(Hug
 pub(super) fn bench_model<K: Kernels>(a: &BenchArgs, file: Option<&Path>) -> CliResult {
     let ctx = a.ctx.unwrap_or(256) as usize;
     let iters = a.iters as usize;
-    let common = measure_common(a);
+    let common = measure_common(a)?;
     let (spark_blob, dense_blob, label) = model_blobs(a, file, ctx)?;
     let sp_path = file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("<synthetic spark>"));
     let dn_path = a.dense.clone().unwrap_or_else(|| PathBuf::from("<synthetic dense>"));

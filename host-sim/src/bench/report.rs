@@ -2,9 +2,22 @@
 //! report shared by `bench ffn` and `bench attn`.
 
 use super::args::BenchArgs;
-use super::machine::Common;
+use super::machine::{Common, MAX_COPIES, MAX_WORKING_SET};
 use crate::ui::{human_bytes, median, print_json, CliResult};
 use std::io::{self, Write};
+
+/// The weight copies a benchmark rotated over.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct WorkingSet {
+    /// Copies of each variant.
+    pub(super) copies: usize,
+    /// The rotation was capped below 2x LLC.
+    pub(super) capped: bool,
+    /// Bytes of all Spark copies.
+    pub(super) spark_total: usize,
+    /// Bytes of all dense copies.
+    pub(super) dense_total: usize,
+}
 
 /// A count with a k/M/G suffix (`4.97M`).
 fn fmt_count(x: f64) -> String {
@@ -59,11 +72,12 @@ pub(super) fn report(
     shape: &str,
     detail: &str,
     c: &Common,
-    (copies, spark_total, dense_total): (usize, usize, usize),
+    ws: WorkingSet,
     (sv, dv, paired): (Variant, Variant, (f64, f64, f64)),
     (sname, dname): (&str, &str),
     extra: serde_json::Value,
 ) -> CliResult {
+    let WorkingSet { copies, capped, spark_total, dense_total } = ws;
     let bw_gbs = c.bw / 1e9;
     let speedup = dv.ms / sv.ms.max(1e-12);
     if a.json {
@@ -76,7 +90,7 @@ pub(super) fn report(
             "spark_gbs": sv.gbs, "dense_gbs": dv.gbs,
             "bandwidth_gbs": bw_gbs, "spark_of_bound": sv.gbs / bw_gbs, "dense_of_bound": dv.gbs / bw_gbs,
             "bandwidth_plain_gbs": c.bw_plain / 1e9,
-            "llc_bytes": c.llc, "llc_detected": c.llc_known, "weight_copies": copies,
+            "llc_bytes": c.llc, "llc_detected": c.llc_known, "weight_copies": copies, "copies_capped": capped,
             "spark_total_bytes": spark_total, "dense_total_bytes": dense_total,
         });
         if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
@@ -96,6 +110,13 @@ pub(super) fn report(
         human_bytes(c.llc),
         if c.llc_known { "" } else { " (assumed)" }
     )?;
+    if capped {
+        writeln!(
+            o,
+            "note: the rotation is capped at {MAX_COPIES} copies and {} per variant: the working set is below 2x LLC, so part of it is read from cache",
+            human_bytes(MAX_WORKING_SET)
+        )?;
+    }
     writeln!(
         o,
         "{:<16} {:>10} {:>12} {:>14} {:>8} {:>9}",

@@ -2,6 +2,7 @@
 
 use crate::hugemem::HugeBytes;
 use spark_core::format::{F32Slice, QMatrix};
+use std::io;
 
 /// xorshift64* filler for random weights (fast: 8 bytes per step).
 pub(super) struct Fill(pub(super) u64);
@@ -15,15 +16,15 @@ impl Fill {
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
     /// `n` uniform int8 values in [-127, 127], in a huge-page-advised buffer.
-    pub(super) fn i8s(&mut self, n: usize) -> HugeBytes {
-        let mut v = HugeBytes::zeroed(n).expect("bench: anonymous mapping for the weights");
+    pub(super) fn i8s(&mut self, n: usize) -> io::Result<HugeBytes> {
+        let mut v = HugeBytes::zeroed(n)?;
         for ch in v.chunks_mut(8) {
             let w = self.next().to_le_bytes();
             for (o, &b) in ch.iter_mut().zip(&w) {
                 *o = if b == 0x80 { 0x81 } else { b };
             }
         }
-        v
+        Ok(v)
     }
     /// Standard normal-ish f32 (sum of four uniforms, scaled).
     pub(super) fn gauss(&mut self, n: usize) -> Vec<f32> {
@@ -53,13 +54,13 @@ pub(super) struct RandMatrix {
 }
 
 impl RandMatrix {
-    pub(super) fn new(fill: &mut Fill, rows: usize, cols: usize) -> Self {
+    pub(super) fn new(fill: &mut Fill, rows: usize, cols: usize) -> io::Result<Self> {
         let base = 1.0 / (127.0 * (cols as f32).sqrt()) * 1.7;
         let at = (rows * cols).next_multiple_of(64);
-        let mut mem = fill.i8s(at + 4 * rows);
+        let mut mem = fill.i8s(at + 4 * rows)?;
         let scales = fill.scales(rows, base);
         mem[at..].copy_from_slice(&scales);
-        RandMatrix { mem, rows, cols }
+        Ok(RandMatrix { mem, rows, cols })
     }
     pub(super) fn data(&self) -> &[i8] {
         &self.mem.as_i8()[..self.rows * self.cols]
