@@ -7,7 +7,7 @@
 //! runs from an empty cache in both engines, and every token after the first of a window
 //! is predicted from the ones before it.
 
-use crate::hugemem::HugeBytes;
+use crate::arena::session_arena;
 use crate::inputs::{
     encode_text, load_model, model_tokenizer, oracle_checkpoint, read_input, read_model_file, resolve_model,
 };
@@ -90,7 +90,7 @@ fn evaluate<K: Kernels>(
     let cfg = model.config;
     let n_layers = cfg.n_layers as usize;
     let max_seq = windows.iter().map(Vec::len).max().unwrap_or(1).max(1);
-    let mut arena = HugeBytes::zeroed(model.arena_bytes(max_seq))?;
+    let mut arena = session_arena(model, max_seq)?;
     let mut sess = Session::<K>::with_max_seq(model, &mut arena, max_seq).map_err(|e| fail(e.to_string()))?;
     let mut oracle = OracleSession::new(ck).map_err(|e| fail(e.to_string()))?;
     let mut r = EvalReport { int8_stats: vec![LayerStats::EMPTY; n_layers], ..Default::default() };

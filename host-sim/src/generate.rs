@@ -2,7 +2,7 @@
 //! runtime, greedy or sampled, with optional sparsity statistics and a JSON report whose
 //! `logits_digest` (FNV-1a-64 over every step's logits) pins the exact numerics.
 
-use crate::hugemem::HugeBytes;
+use crate::arena::session_arena;
 use crate::inputs::{load_model, model_tokenizer, prompt_ids, read_model_file, resolve_model};
 use crate::stats::{stats_json, stats_table, Fnv1a64};
 use crate::ui::{fail, note, print_json, progress, usage, Backend, CliResult};
@@ -27,7 +27,10 @@ pub struct GenerateArgs {
     /// Prompt as comma-separated token ids (for models without a tokenizer), e.g. 1,2,3.
     #[arg(long, value_name = "IDS")]
     pub prompt_ids: Option<String>,
-    /// Number of tokens to generate (at least 1).
+    /// Number of tokens to generate (at least 1). Generation stops earlier, with a message
+    /// on stderr (`stop` in --json), at the end-of-sequence token or when the model's
+    /// context is full: at most max_seq_len - (prompt tokens) + 1 tokens are generated,
+    /// whatever --tokens asks.
     #[arg(long, short = 'n', default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub tokens: u32,
     /// Seed of the sampler's generator (xoshiro128**).
@@ -200,18 +203,23 @@ fn prefill<K: Kernels>(
     Ok(t0.elapsed().as_secs_f64())
 }
 
-/// Sample, print and feed tokens until `--tokens`, the end-of-sequence token or a full
-/// context; every fed token's logits go into the digest.
+/// Sample, print and feed tokens until `tokens`, the end-of-sequence token or the end of
+/// the model's context `max_seq` (the session may be shorter: it ends where `tokens`
+/// does); every fed token's logits go into the digest.
+#[allow(clippy::too_many_arguments)]
 fn decode<K: Kernels>(
     sess: &mut Session<'_, '_, K>,
     sampler: &mut Sampler,
     digest: &mut Fnv1a64,
     eos: Option<u32>,
     tokens: usize,
+    max_seq: usize,
     text: &mut TextOut<'_, '_>,
 ) -> CliResult<(Vec<u32>, Stop)> {
     let mut scratch = vec![0u32; sess.logits().len()];
-    let mut generated: Vec<u32> = Vec::with_capacity(tokens);
+    // At most the context left after the prompt, plus the last (sampled, not fed) token.
+    let room = max_seq - sess.pos() + 1;
+    let mut generated: Vec<u32> = Vec::with_capacity(tokens.min(room));
     let stop = loop {
         let next = sampler.sample(sess.logits(), &mut scratch).map_err(|e| fail(format!("sampling failed: {e}")))?;
         generated.push(next);
@@ -241,8 +249,12 @@ fn run<K: Kernels>(
 ) -> CliResult {
     let cfg = model.config;
     let max_seq = cfg.max_seq_len as usize;
-    let mut arena = HugeBytes::zeroed(model.arena_bytes(max_seq))?;
-    let mut sess = Session::<K>::new(model, &mut arena).map_err(|e| fail(e.to_string()))?;
+    // The last generated token is sampled, not fed: the session holds the prompt and
+    // `--tokens - 1` generated tokens, at most the model's context.
+    let tokens = a.tokens as usize;
+    let session_len = prompt.len().saturating_add(tokens - 1).min(max_seq);
+    let mut arena = session_arena(model, session_len)?;
+    let mut sess = Session::<K>::with_max_seq(model, &mut arena, session_len).map_err(|e| fail(e.to_string()))?;
     let mut sampler = Sampler::new(sampling, a.seed).map_err(|e| usage(e.to_string()))?;
     let mut digest = Fnv1a64::new();
     let eos = tok.and_then(|t| t.eos_id()).or(model.tokenizer.eos_id);
@@ -252,7 +264,7 @@ fn run<K: Kernels>(
     let mut text = TextOut::new(tok, !a.json);
     text.echo_prompt(prompt, bos)?;
     let t1 = Instant::now();
-    let (generated, stop) = decode(&mut sess, &mut sampler, &mut digest, eos, a.tokens as usize, &mut text)?;
+    let (generated, stop) = decode(&mut sess, &mut sampler, &mut digest, eos, tokens, max_seq, &mut text)?;
     let decode_s = t1.elapsed().as_secs_f64();
     text.finish()?;
     let tps = generated.len() as f64 / decode_s.max(1e-9);

@@ -2,6 +2,7 @@
 //! runtime or the f32 oracle, printed, as JSON, or written as a float32 `.npy`
 //! `[positions, vocab]`.
 
+use crate::arena::session_arena;
 use crate::checkpoint::F32Checkpoint;
 use crate::inputs::{load_model, model_tokenizer, oracle_checkpoint, prompt_ids, read_model_file, resolve_model};
 use crate::metrics::argmax;
@@ -56,7 +57,7 @@ pub struct LogitsArgs {
 }
 
 fn run_int8<K: Kernels>(model: &Model<'_>, ids: &[u32]) -> CliResult<Vec<Vec<f32>>> {
-    let mut arena = vec![0u8; model.arena_bytes(ids.len())];
+    let mut arena = session_arena(model, ids.len())?;
     let mut s = Session::<K>::with_max_seq(model, &mut arena, ids.len()).map_err(|e| fail(e.to_string()))?;
     let mut out = Vec::with_capacity(ids.len());
     for &t in ids {

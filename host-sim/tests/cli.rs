@@ -569,3 +569,81 @@ fn bench_rotation_is_bounded_and_impossible_caches_are_usage_errors() {
         err(&["bench", "ffn", "--shape", &m, "--iters", "1", "--llc", llc], 2, &["--llc", llc, "2.00 GiB"]);
     }
 }
+
+/// `spark-sim args` with its address space limited to `kib` KiB (`ulimit -v`), so an
+/// allocation the host cannot give fails at once, the same way on every machine.
+#[cfg(unix)]
+fn run_limited(args: &[&str], kib: u64) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -v {kib} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_spark-sim"))
+        .args(args)
+        .output()
+        .expect("sh runs spark-sim")
+}
+
+#[test]
+#[cfg(unix)]
+fn generate_tokens_past_the_context_stop_there_without_a_huge_reservation() {
+    let f = fx();
+    // 4294967295 tokens would reserve 16 GiB up front; with 2 GiB of address space that
+    // aborts. The count is bounded by the context left: 32 - 3 + 1 tokens, then a message.
+    let args = ["generate", "--model", &f.p("ids.spark"), "--prompt-ids", "1,2,3", "--tokens", "4294967295"];
+    let o = run_limited(&args, 2 << 20);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("context is full (32 tokens") && stderr(&o).contains("after 30 generated"),
+        "{}",
+        stderr(&o)
+    );
+    let mut j = args.to_vec();
+    j.push("--json");
+    let o = run_limited(&j, 2 << 20);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["stop"].as_str(), v["token_ids"].as_array().map(Vec::len)), (Some("context_full"), Some(30)));
+    // The same run asked for exactly the context left gives the same tokens and digest.
+    let exact = json(&["generate", "--model", &f.p("ids.spark"), "--prompt-ids", "1,2,3", "--tokens", "30", "--json"]);
+    assert_eq!((&exact["token_ids"], &exact["logits_digest"]), (&v["token_ids"], &v["logits_digest"]));
+    assert_eq!(exact["stop"], "tokens");
+    let help = ok(&["generate", "--help"]);
+    assert!(help.contains("context is full"), "--tokens help does not say where it stops:\n{help}");
+}
+
+#[test]
+#[cfg(unix)]
+fn an_arena_the_host_cannot_give_is_named_with_its_size() {
+    let f = fx();
+    // 64 kv heads of width 1024 at 65536 positions: an arena of about 8.3 GiB, from a
+    // model file of a few MiB.
+    let cfg = Config {
+        vocab_size: 64,
+        d_model: 8,
+        n_layers: 1,
+        n_heads: 64,
+        n_kv_heads: 64,
+        head_dim: 1024,
+        d_ff: 16,
+        ffn_r: 4,
+        ffn_k: 4,
+        attn_r: 8,
+        max_seq_len: 65536,
+        query_pre_attn_scalar: 1024.0,
+        sliding_window: 0,
+        embed_scale: 8f32.sqrt(),
+        ..text_config(64)
+    };
+    let p = f.path("huge_arena.spark");
+    std::fs::write(&p, random_writer(&cfg, 9).finish()).unwrap();
+    let m = p.to_str().unwrap();
+    let cases: [&[&str]; 2] = [
+        &["generate", "--model", m, "--prompt-ids", "1", "--tokens", "65536"],
+        &["bench", "model", "--shape", m, "--ctx", "65000", "--iters", "2", "--llc", "1M"],
+    ];
+    for args in cases {
+        let o = run_limited(args, 2 << 20);
+        let e = check_err(&o, args, 1, &["session arena", "GiB", "bytes", "context of"]);
+        assert!(!e.contains("cannot write output"), "{e}");
+    }
+}

@@ -6,6 +6,7 @@ use super::machine::{measure_common, Common};
 use super::report::Variant;
 use super::shape::GEMMA2_2B;
 use super::weights::{Fill, RandMatrix};
+use crate::arena::session_arena;
 use crate::format::ModelWriter;
 use crate::hugemem::HugeBytes;
 use crate::inputs::{load_model, read_model_file};
@@ -102,8 +103,7 @@ fn time_decode<K: Kernels>(
 ) -> CliResult<Vec<(Vec<f64>, Vec<spark_core::LayerStats>)>> {
     let iters = a.iters as usize;
     let max_seq = ctx + iters;
-    let mut arenas =
-        models.iter().map(|(_, m)| HugeBytes::zeroed(m.arena_bytes(max_seq))).collect::<io::Result<Vec<_>>>()?;
+    let mut arenas = models.iter().map(|(_, m)| session_arena(m, max_seq)).collect::<CliResult<Vec<_>>>()?;
     let mut decs = Vec::new();
     for ((name, m), arena) in models.iter().zip(arenas.iter_mut()) {
         let sess = Session::<K>::with_max_seq(m, arena, max_seq).map_err(|e| fail(format!("{name}: {e}")))?;
