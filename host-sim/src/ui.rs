@@ -3,13 +3,19 @@
 //! number formatting. What the subcommands read (files, models, prompts) is in
 //! the `inputs` module.
 //!
-//! Exit codes: 0 success (also when stdout is closed early, e.g. piped into `head`),
-//! 1 runtime or input error, 2 usage error (clap's own, or [`CliError::Usage`]).
+//! Exit statuses: 0 success (also when stdout is closed early, e.g.
+//! piped into `head`), 1 runtime or input error, 2 usage error (clap's own, or
+//! [`CliError::Usage`]), [`EXIT_INTERNAL`] (101) internal error: a panic, reported by the
+//! binary's panic hook.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
 use std::time::Duration;
+
+/// The exit status of an internal error (a panic: a bug in spark-sim), distinct from the
+/// statuses of input (1) and usage (2) errors. Rust's own status for a panicking thread.
+pub const EXIT_INTERNAL: u8 = 101;
 
 /// Why a subcommand stopped.
 #[derive(Debug)]

@@ -647,3 +647,17 @@ fn an_arena_the_host_cannot_give_is_named_with_its_size() {
         assert!(!e.contains("cannot write output"), "{e}");
     }
 }
+
+#[test]
+fn internal_errors_have_their_own_exit_status_and_every_status_is_documented() {
+    let f = fx();
+    let o = bin().args(["inspect", &f.p("text.spark")]).env("SPARK_SIM_TEST_PANIC", "1").output().unwrap();
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(101), "a panic must not exit like an input error (1): {e}");
+    assert!(e.starts_with("error: internal error") && e.contains("please report it"), "{e}");
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    let help = ok(&["--help"]);
+    for status in ["0 success", "1 runtime or input error", "2 usage error", "101 internal error"] {
+        assert!(help.contains(status), "--help does not document exit status {status:?}:\n{help}");
+    }
+}
