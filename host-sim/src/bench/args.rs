@@ -1,6 +1,7 @@
 //! The command line of `spark-sim bench`: what to time and on which shape.
 
-use crate::ui::Backend;
+use crate::inputs::parse_size;
+use crate::ui::{human_bytes, Backend};
 use std::path::PathBuf;
 
 /// What `bench` times.
@@ -45,7 +46,7 @@ pub struct BenchArgs {
     /// (KV cache) to touch 2x LLC between two uses of one copy, but at most 4096 copies and
     /// 8 GiB per variant (a smaller working set is reported as partly cached); the bandwidth
     /// buffer is 4x LLC, at least 16 MiB.
-    #[arg(long, value_parser = super::machine::parse_llc, value_name = "BYTES")]
+    #[arg(long, value_parser = parse_llc, value_name = "BYTES")]
     pub llc: Option<u64>,
     /// Seed of the random weights.
     #[arg(long, default_value_t = 7)]
@@ -53,4 +54,31 @@ pub struct BenchArgs {
     /// Print machine-readable JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The largest last-level cache a rotation is planned for: a larger `--llc` is a usage
+/// error, a larger size read from the system is taken as this.
+pub const MAX_LLC: u64 = 2 << 30;
+
+/// `--llc`: a byte count (K/M/G suffixes) from 1 byte to [`MAX_LLC`].
+pub fn parse_llc(s: &str) -> Result<u64, String> {
+    let v = parse_size(s)?;
+    if v == 0 || v > MAX_LLC {
+        return Err(format!("{s:?} is not a last-level cache size: give 1 byte to {}", human_bytes(MAX_LLC)));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn llc_sizes_outside_the_range_are_refused() {
+        assert_eq!(parse_llc("480M"), Ok(480 << 20));
+        assert_eq!(parse_llc("2G"), Ok(MAX_LLC));
+        for bad in ["0", "2049M", "100G", "18446744073709551615", "lots", ""] {
+            assert!(parse_llc(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

@@ -2,9 +2,8 @@
 //! single-thread read bandwidth (the memory bound of every report) and the number of
 //! weight copies the rotation needs so that each timed call reads from DRAM.
 
-use super::args::BenchArgs;
+use super::args::{BenchArgs, MAX_LLC};
 use crate::hugemem::HugeBytes;
-use crate::inputs::parse_size;
 use crate::ui::{fail, human_bytes, progress, CliResult};
 use std::hint::black_box;
 use std::io;
@@ -106,9 +105,6 @@ fn page_prefetch(p: *const u64) {
     let _ = p;
 }
 
-/// The largest last-level cache a rotation is planned for: a larger `--llc` is a usage
-/// error, a larger size read from the system is taken as this.
-pub const MAX_LLC: u64 = 2 << 30;
 /// The most copies of one variant's weights (or KV cache) a rotation keeps: each copy is
 /// a few memory mappings, and a small shape on a large cache would otherwise want
 /// millions of them.
@@ -180,15 +176,6 @@ pub(super) fn measure_common(a: &BenchArgs) -> CliResult<Common> {
     Ok(Common { llc, llc_known, bw: bw_plain.max(bw_pf), bw_plain })
 }
 
-/// `--llc`: a byte count (K/M/G suffixes) from 1 byte to [`MAX_LLC`].
-pub fn parse_llc(s: &str) -> Result<u64, String> {
-    let v = parse_size(s)?;
-    if v == 0 || v > MAX_LLC {
-        return Err(format!("{s:?} is not a last-level cache size: give 1 byte to {}", human_bytes(MAX_LLC)));
-    }
-    Ok(v)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,14 +196,5 @@ mod tests {
         assert!(rotation(5 << 30, 5 << 30, 1).unwrap_err().contains("8.00 GiB"));
         // No overflow at the extremes.
         assert_eq!(rotation(0, 0, u64::MAX), Ok(Rotation { copies: MAX_COPIES, capped: true }));
-    }
-
-    #[test]
-    fn llc_sizes_outside_the_range_are_refused() {
-        assert_eq!(parse_llc("480M"), Ok(480 << 20));
-        assert_eq!(parse_llc("2G"), Ok(MAX_LLC));
-        for bad in ["0", "2049M", "100G", "18446744073709551615", "lots", ""] {
-            assert!(parse_llc(bad).is_err(), "{bad:?} accepted");
-        }
     }
 }
