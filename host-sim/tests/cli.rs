@@ -2,7 +2,9 @@
 //! dir (random weights from `testmodel`, a BPE tokenizer trained on a short text), bad
 //! input of every kind (one-line error, exit code 1 or 2, never a panic), determinism of
 //! `generate --json` across runs and backends, the `.npy` writer, FNV-1a-64 test vectors,
-//! and quiet exit on a closed stdout.
+//! quiet exit on a closed stdout, and the limits: non-regular input files, sizes that
+//! overflow, bench rotations on large caches, huge `--tokens`, arenas the host cannot
+//! give (under `ulimit -v`), and the exit status of an internal error.
 
 use spark_core::{AttnKind, Config, FfnKind};
 use spark_sim::checkpoint::F32Checkpoint;
