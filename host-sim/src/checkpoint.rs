@@ -1,6 +1,6 @@
 //! Float checkpoints in the project's `train/` naming: read from safetensors (f32, bf16 or
 //! f16), quantize into a `.spark` writer (SPEC section 7), and dequantize a loaded `.spark`
-//! back to f32 so that the oracle ([`crate::oracle`]) can run on exactly the int8 weights.
+//! back to f32 so that the oracle (the `oracle` module) can run on exactly the int8 weights.
 //!
 //! Naming (row-major, HF layout):
 //!
@@ -306,7 +306,7 @@ impl F32Checkpoint {
 
     /// Read and parse a safetensors file.
     pub fn load(path: &Path) -> Result<Self, CheckpointError> {
-        let bytes = std::fs::read(path)
+        let bytes = crate::files::read_regular(path)
             .map_err(|e| CheckpointError::Io { path: path.display().to_string(), message: e.to_string() })?;
         Self::from_safetensors_bytes(&bytes)
     }

@@ -3,8 +3,9 @@
 //! Tested by `tests/cli.rs`, which runs the binary.
 
 use crate::format::parse_table;
+use crate::inputs::{load_model, read_model_file};
 use crate::tokenizer::BpeTokenizer;
-use crate::ui::{fail, human_bytes, load_model, note, print_json, read_model_file, CliResult};
+use crate::ui::{fail, human_bytes, note, print_json, CliResult};
 use spark_core::tensor::DType;
 use spark_core::{AttnKind, Config, FfnKind, Model};
 use std::fmt;
@@ -107,42 +108,84 @@ fn mega(x: u64) -> String {
     }
 }
 
+/// What `inspect` reports of a model besides its config.
+struct Facts<'m> {
+    path: &'m Path,
+    model: &'m Model<'m>,
+    file_bytes: usize,
+    entries: &'m [spark_core::tensor::TensorEntry],
+    params: ParamCounts,
+    /// Session arena bytes at `ctx`.
+    arena: usize,
+    /// The model's `max_seq_len`.
+    ctx: usize,
+    macs: MacCounts,
+    twin: MacCounts,
+}
+
+/// What "dense twin" means in the MAC comparison.
+const TWIN_DEF: &str = "dense twin: same d, layers, heads and vocabulary; dense GeGLU FFN of width f_g = f/1.5 \
+                        (same FFN parameters; f_g = f for a GeGLU model) and dense attention";
+
 /// `spark-sim inspect`.
 pub fn inspect(path: &Path, json: bool) -> CliResult {
     let blob = read_model_file(path)?;
     let model = load_model(&blob, path)?;
     let (_, entries, _) = parse_table(&blob).ok_or("tensor table unreadable")?;
     let c = *model.config();
-    let p = param_counts(&c);
     let ctx = c.max_seq_len as usize;
-    let arena = model.arena_bytes(ctx);
     let (macs, twin) = mac_counts(&c, ctx);
-    let twin_def = "dense twin: same d, layers, heads and vocabulary; dense GeGLU FFN of width f_g = f/1.5 \
-                    (same FFN parameters; f_g = f for a GeGLU model) and dense attention";
+    let f = Facts {
+        path,
+        model: &model,
+        file_bytes: blob.len(),
+        entries: &entries,
+        params: param_counts(&c),
+        arena: model.arena_bytes(ctx),
+        ctx,
+        macs,
+        twin,
+    };
     if json {
-        let tensors: Vec<_> = entries
-            .iter()
-            .map(|e| serde_json::json!({"name": e.id.to_string(), "dtype": e.dtype.name(), "shape": e.shape, "bytes": e.len}))
-            .collect();
-        let v = serde_json::json!({
-            "file_bytes": blob.len(),
-            "config": serde_json::to_value(c).map_err(|e| e.to_string())?,
-            "tokenizer": serde_json::json!({
-                "kind": format!("{:?}", model.tokenizer_meta().kind), "n_merges": model.tokenizer_meta().n_merges,
-                "bos_id": model.tokenizer_meta().bos_id, "eos_id": model.tokenizer_meta().eos_id,
-            }),
-            "params": p,
-            "arena_bytes": arena,
-            "arena_max_seq": ctx,
-            "macs_per_token": {"context": ctx, "model": macs, "dense_twin": twin,
-                               "ratio": twin.total as f64 / macs.total.max(1) as f64, "dense_twin_means": twin_def},
-            "tensors": tensors,
-        });
-        return print_json(&v);
+        inspect_json(&f)
+    } else {
+        inspect_text(&f)
     }
+}
+
+/// `inspect --json`.
+fn inspect_json(f: &Facts<'_>) -> CliResult {
+    let Facts { model, entries, arena, ctx, macs, twin, .. } = *f;
+    let (c, p, twin_def) = (model.config(), f.params, TWIN_DEF);
+    let blob_len = f.file_bytes;
+    let tensors: Vec<_> = entries
+        .iter()
+        .map(|e| serde_json::json!({"name": e.id.to_string(), "dtype": e.dtype.name(), "shape": e.shape, "bytes": e.len}))
+        .collect();
+    let v = serde_json::json!({
+        "file_bytes": blob_len,
+        "config": serde_json::to_value(c).map_err(|e| e.to_string())?,
+        "tokenizer": serde_json::json!({
+            "kind": format!("{:?}", model.tokenizer_meta().kind), "n_merges": model.tokenizer_meta().n_merges,
+            "bos_id": model.tokenizer_meta().bos_id, "eos_id": model.tokenizer_meta().eos_id,
+        }),
+        "params": p,
+        "arena_bytes": arena,
+        "arena_max_seq": ctx,
+        "macs_per_token": {"context": ctx, "model": macs, "dense_twin": twin,
+                           "ratio": twin.total as f64 / macs.total.max(1) as f64, "dense_twin_means": twin_def},
+        "tensors": tensors,
+    });
+    print_json(&v)
+}
+
+/// `inspect` as text: shape, math settings, tokenizer, parameters, arena, MACs, tensors.
+fn inspect_text(f: &Facts<'_>) -> CliResult {
+    let Facts { path, model, entries, arena, ctx, macs, twin, .. } = *f;
+    let (c, p, twin_def) = (model.config(), f.params, TWIN_DEF);
     let mut o = io::stdout().lock();
     writeln!(o, "model      {}", path.display())?;
-    writeln!(o, "file       {} bytes ({})", blob.len(), human_bytes(blob.len() as u64))?;
+    writeln!(o, "file       {} bytes ({})", f.file_bytes, human_bytes(f.file_bytes as u64))?;
     writeln!(
         o,
         "shape      vocab {}  d {}  layers {}  heads {}/{} x {}  ffn {:?} f {} r {} k {}  attn {:?} ra {} ka {}  ctx {}",
@@ -204,7 +247,7 @@ pub fn inspect(path: &Path, json: bool) -> CliResult {
     }
     writeln!(o, "  ratio dense twin / model {:.2}x; {twin_def}", twin.total as f64 / macs.total.max(1) as f64)?;
     writeln!(o, "tensors    {}", entries.len())?;
-    for e in &entries {
+    for e in entries {
         let dt = match e.dtype {
             DType::I8 => "i8 ",
             DType::F32 => "f32",
@@ -274,7 +317,7 @@ impl std::error::Error for TokenizerFileError {}
 pub fn load_tokenizer_json(path: &Path, vocab_size: Option<u32>) -> Result<BpeTokenizer, TokenizerFileError> {
     let ps = path.display().to_string();
     let bad = |m: String| TokenizerFileError::Format { path: ps.clone(), message: m };
-    let text = std::fs::read_to_string(path)
+    let text = crate::files::read_regular_to_string(path)
         .map_err(|e| TokenizerFileError::Read { path: ps.clone(), message: e.to_string() })?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
     let o = v.as_object().ok_or_else(|| bad("expected a JSON object".into()))?;

@@ -7,14 +7,15 @@
 //! runs from an empty cache in both engines, and every token after the first of a window
 //! is predicted from the ones before it.
 
-use crate::generate::{encode_text, model_tokenizer};
-use crate::hugemem::HugeBytes;
-use crate::logits::oracle_checkpoint;
+use crate::arena::session_arena;
+use crate::inputs::{
+    encode_text, load_model, model_tokenizer, oracle_checkpoint, read_input, read_model_file, resolve_model,
+};
+/// Re-exported where callers have always found them.
+use crate::metrics::{kl, log_softmax};
 use crate::oracle::{OracleSession, EVENT_OVERFLOW, EVENT_UNDERFLOW};
 use crate::stats::stats_json;
-use crate::ui::{
-    fail, load_model, print_json, progress, read_input, read_model_file, resolve_model, Backend, CliResult,
-};
+use crate::ui::{fail, print_json, progress, Backend, CliResult};
 use crate::with_backend;
 use spark_core::sampler::argmax;
 use spark_core::{LayerStats, Model, Session};
@@ -47,18 +48,6 @@ pub struct EvalArgs {
     /// Print machine-readable JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-/// `log softmax(v)` in f64.
-pub fn log_softmax(v: &[f32]) -> Vec<f64> {
-    let m = v.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
-    let lse = m + v.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln();
-    v.iter().map(|&x| x as f64 - lse).collect()
-}
-
-/// `KL(p || q)` from log-probabilities.
-pub fn kl(logp: &[f64], logq: &[f64]) -> f64 {
-    logp.iter().zip(logq).map(|(&a, &b)| if a > -700.0 { a.exp() * (a - b) } else { 0.0 }).sum()
 }
 
 /// Everything one evaluation measures.
@@ -101,7 +90,7 @@ fn evaluate<K: Kernels>(
     let cfg = *model.config();
     let n_layers = cfg.n_layers as usize;
     let max_seq = windows.iter().map(Vec::len).max().unwrap_or(1).max(1);
-    let mut arena = HugeBytes::zeroed(model.arena_bytes(max_seq))?;
+    let mut arena = session_arena(model, max_seq)?;
     let mut sess = Session::<K>::with_max_seq(model, &mut arena, max_seq).map_err(|e| fail(e.to_string()))?;
     let mut oracle = OracleSession::new(ck).map_err(|e| fail(e.to_string()))?;
     let mut r = EvalReport { int8_stats: vec![LayerStats::EMPTY; n_layers], ..Default::default() };
@@ -155,6 +144,42 @@ fn evaluate<K: Kernels>(
     Ok(r)
 }
 
+/// The token ids cut into windows of at most `max_seq` tokens, each starting with BOS
+/// when the tokenizer has one; windows of fewer than 2 tokens (nothing to predict) are
+/// dropped.
+fn windows(ids: &[u32], bos: Option<u32>, max_seq: usize, text: &Path) -> CliResult<Vec<Vec<u32>>> {
+    let per_window = if bos.is_some() { max_seq - 1 } else { max_seq };
+    if per_window == 0 {
+        return Err(fail("the model's context (max_seq_len 1) is too short to evaluate"));
+    }
+    let windows: Vec<Vec<u32>> = ids
+        .chunks(per_window)
+        .map(|c| bos.into_iter().chain(c.iter().copied()).collect::<Vec<u32>>())
+        .filter(|w| w.len() >= 2)
+        .collect();
+    if windows.is_empty() {
+        return Err(fail(format!("{} is too short: it must give at least 2 tokens", text.display())));
+    }
+    Ok(windows)
+}
+
+/// What an evaluation report states besides the [`EvalReport`] itself.
+struct Summary<'s> {
+    path: &'s Path,
+    oracle_what: &'s str,
+    cfg: spark_core::Config,
+    /// Bytes of the text file.
+    text_bytes: usize,
+    /// Tokens evaluated (after `--max-tokens`).
+    tokens: usize,
+    /// Predicted positions (at least 1, the divisor of the means).
+    n: f64,
+    ppl_i: f64,
+    ppl_o: f64,
+    /// The configured FFN density `k / f`.
+    density: f64,
+}
+
 /// `spark-sim eval`.
 pub fn eval(a: &EvalArgs) -> CliResult {
     let path = resolve_model(a.model.as_deref())?;
@@ -167,51 +192,61 @@ pub fn eval(a: &EvalArgs) -> CliResult {
     let text = read_input(&a.text, "text file")?;
     let mut ids = encode_text(&tok, &text, false)?;
     ids.truncate(a.max_tokens as usize);
-    let bos = tok.bos_id();
-    let max_seq = cfg.max_seq_len as usize;
-    let per_window = if bos.is_some() { max_seq - 1 } else { max_seq };
-    if per_window == 0 {
-        return Err(fail("the model's context (max_seq_len 1) is too short to evaluate"));
-    }
-    let windows: Vec<Vec<u32>> = ids
-        .chunks(per_window)
-        .map(|c| bos.into_iter().chain(c.iter().copied()).collect::<Vec<u32>>())
-        .filter(|w| w.len() >= 2)
-        .collect();
-    if windows.is_empty() {
-        return Err(fail(format!("{} is too short: it must give at least 2 tokens", a.text.display())));
-    }
+    let windows = windows(&ids, tok.bos_id(), cfg.max_seq_len as usize, &a.text)?;
     let (ck, oracle_what) = oracle_checkpoint(&model, a.checkpoint.as_deref())?;
     let r = with_backend!(a.backend, evaluate(&model, &ck, &windows, !a.json))?;
     let n = r.predicted.max(1) as f64;
-    let (ppl_i, ppl_o) = ((r.nll_int8 / n).exp(), (r.nll_oracle / n).exp());
-    let density = cfg.ffn_k.min(cfg.d_ff) as f64 / cfg.d_ff as f64;
+    let s = Summary {
+        path: &path,
+        oracle_what: &oracle_what,
+        cfg,
+        text_bytes: text.len(),
+        tokens: ids.len(),
+        n,
+        ppl_i: (r.nll_int8 / n).exp(),
+        ppl_o: (r.nll_oracle / n).exp(),
+        density: cfg.ffn_k.min(cfg.d_ff) as f64 / cfg.d_ff as f64,
+    };
     if let Some(plot) = &a.plot {
-        write_plot(plot, &cfg, &r, density)?;
+        write_plot(plot, &cfg, &r, s.density)?;
     }
     if a.json {
-        return print_json(&serde_json::json!({
-            "model": path.display().to_string(),
-            "backend": a.backend.kernel_name(),
-            "oracle": oracle_what,
-            "text": a.text.display().to_string(),
-            "tokens": ids.len(),
-            "windows": r.windows,
-            "predicted": r.predicted,
-            "perplexity_int8": ppl_i,
-            "perplexity_oracle": ppl_o,
-            "top1_agreement": r.top1_agree as f64 / n,
-            "mean_kl_oracle_int8": r.kl_sum / n,
-            "next_token_accuracy_int8": r.correct_int8 as f64 / n,
-            "next_token_accuracy_oracle": r.correct_oracle as f64 / n,
-            "configured_ffn_density": density,
-            "oracle_ffn_active_mean": r.oracle_ffn_mean,
-            "oracle_events": {"ffn_overflows": r.oracle_ffn_events.0, "ffn_underflows": r.oracle_ffn_events.1,
-                              "attn_overflows": r.oracle_attn_events.0, "attn_underflows": r.oracle_attn_events.1},
-            "stats": stats_json(&cfg, &r.int8_stats),
-            "plot": a.plot.as_ref().map(|p| p.display().to_string()),
-        }));
+        print_eval_json(a, &s, &r)
+    } else {
+        print_eval_text(a, &s, &r)
     }
+}
+
+/// The evaluation as JSON.
+fn print_eval_json(a: &EvalArgs, s: &Summary<'_>, r: &EvalReport) -> CliResult {
+    let Summary { path, oracle_what, cfg, n, ppl_i, ppl_o, density, .. } = *s;
+    print_json(&serde_json::json!({
+        "model": path.display().to_string(),
+        "backend": a.backend.kernel_name(),
+        "oracle": oracle_what,
+        "text": a.text.display().to_string(),
+        "tokens": s.tokens,
+        "windows": r.windows,
+        "predicted": r.predicted,
+        "perplexity_int8": ppl_i,
+        "perplexity_oracle": ppl_o,
+        "top1_agreement": r.top1_agree as f64 / n,
+        "mean_kl_oracle_int8": r.kl_sum / n,
+        "next_token_accuracy_int8": r.correct_int8 as f64 / n,
+        "next_token_accuracy_oracle": r.correct_oracle as f64 / n,
+        "configured_ffn_density": density,
+        "oracle_ffn_active_mean": r.oracle_ffn_mean,
+        "oracle_events": {"ffn_overflows": r.oracle_ffn_events.0, "ffn_underflows": r.oracle_ffn_events.1,
+                          "attn_overflows": r.oracle_attn_events.0, "attn_underflows": r.oracle_attn_events.1},
+        "stats": stats_json(&cfg, &r.int8_stats),
+        "plot": a.plot.as_ref().map(|p| p.display().to_string()),
+    }))
+}
+
+/// The evaluation as text: perplexities, agreement, and the per-layer sparsity table.
+fn print_eval_text(a: &EvalArgs, s: &Summary<'_>, r: &EvalReport) -> CliResult {
+    let Summary { path, oracle_what, cfg, n, ppl_i, ppl_o, density, .. } = *s;
+    let max_seq = cfg.max_seq_len as usize;
     let mut o = io::stdout().lock();
     writeln!(o, "model        {} (int8 runtime, kernels {})", path.display(), a.backend.kernel_name())?;
     writeln!(o, "oracle       {oracle_what}")?;
@@ -219,8 +254,8 @@ pub fn eval(a: &EvalArgs) -> CliResult {
         o,
         "text         {}: {} bytes -> {} tokens in {} window(s) of <= {max_seq}, {} predicted",
         a.text.display(),
-        text.len(),
-        ids.len(),
+        s.text_bytes,
+        s.tokens,
         r.windows,
         r.predicted
     )?;

@@ -2,15 +2,14 @@
 //! runtime, greedy or sampled, with optional sparsity statistics and a JSON report whose
 //! `logits_digest` (FNV-1a-64 over every step's logits) pins the exact numerics.
 
-use crate::hugemem::HugeBytes;
+use crate::arena::session_arena;
+use crate::inputs::{load_model, model_tokenizer, prompt_ids, read_model_file, resolve_model};
 use crate::stats::{stats_json, stats_table};
-use crate::ui::{
-    fail, load_model, note, parse_ids, print_json, progress, read_model_file, resolve_model, usage, Backend, CliResult,
-};
+use crate::ui::{fail, note, print_json, progress, usage, Backend, CliResult};
 use crate::with_backend;
 use spark_core::digest::Fnv1a64;
 use spark_core::sampler::{Sampler, Sampling};
-use spark_core::tokenizer::{Tokenizer, TokenizerError, Utf8Stream};
+use spark_core::tokenizer::{Tokenizer, Utf8Stream};
 use spark_core::{Model, Session};
 use spark_hal::Kernels;
 use std::io::{self, Write};
@@ -29,7 +28,10 @@ pub struct GenerateArgs {
     /// Prompt as comma-separated token ids (for models without a tokenizer), e.g. 1,2,3.
     #[arg(long, value_name = "IDS")]
     pub prompt_ids: Option<String>,
-    /// Number of tokens to generate (at least 1).
+    /// Number of tokens to generate (at least 1). Generation stops earlier, with a message
+    /// on stderr (`stop` in --json), at the end-of-sequence token or when the model's
+    /// context is full: at most max_seq_len - (prompt tokens) + 1 tokens are generated,
+    /// whatever --tokens asks.
     #[arg(long, short = 'n', default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub tokens: u32,
     /// Seed of the sampler's generator (xoshiro128**).
@@ -73,50 +75,6 @@ impl Stop {
     }
 }
 
-/// The model's tokenizer, `None` when it stores none.
-pub fn model_tokenizer<'a>(model: &Model<'a>) -> CliResult<Option<Tokenizer<'a>>> {
-    match Tokenizer::new(model) {
-        Ok(t) => Ok(Some(t)),
-        Err(TokenizerError::NoTokenizer) => Ok(None),
-        Err(e) => Err(fail(format!("the model's tokenizer is unusable: {e}"))),
-    }
-}
-
-/// Encode text with the model's tokenizer (BOS first when it has one and `bos` is set).
-pub fn encode_text(tok: &Tokenizer<'_>, text: &[u8], bos: bool) -> CliResult<Vec<u32>> {
-    let mut ids = vec![0u32; text.len() + 1];
-    let n =
-        if bos && tok.bos_id().is_some() { tok.encode_with_bos(text, &mut ids) } else { tok.encode(text, &mut ids) }
-            .map_err(|e| fail(format!("cannot tokenize the text: {e}")))?;
-    ids.truncate(n);
-    Ok(ids)
-}
-
-/// The prompt ids from `--prompt` / `--prompt-ids`.
-pub fn prompt_ids(
-    tok: Option<&Tokenizer<'_>>,
-    text: Option<&str>,
-    ids: Option<&str>,
-    bos: bool,
-    vocab: u32,
-) -> CliResult<Vec<u32>> {
-    let ids = match (ids, text, tok) {
-        (Some(s), _, _) => parse_ids(s).map_err(usage)?,
-        (None, text, Some(t)) => encode_text(t, text.unwrap_or("").as_bytes(), bos)?,
-        (None, Some(_), None) => {
-            return Err(fail("this model has no tokenizer, so it cannot read --prompt text: pass --prompt-ids 1,2,3"))
-        }
-        (None, None, None) => return Err(usage("this model has no tokenizer: give the prompt as --prompt-ids 1,2,3")),
-    };
-    if ids.is_empty() {
-        return Err(fail("the prompt is empty and the tokenizer has no BOS token: give a non-empty --prompt"));
-    }
-    if let Some(&bad) = ids.iter().find(|&&t| t >= vocab) {
-        return Err(fail(format!("prompt token id {bad} is out of range: the model's vocabulary has {vocab} tokens")));
-    }
-    Ok(ids)
-}
-
 /// `spark-sim generate`.
 pub fn generate(a: &GenerateArgs) -> CliResult {
     let path = resolve_model(a.model.as_deref())?;
@@ -147,45 +105,35 @@ pub fn generate(a: &GenerateArgs) -> CliResult {
     with_backend!(a.backend, run(&model, tok.as_ref(), &prompt, sampling, a, &path))
 }
 
-fn run<K: Kernels>(
-    model: &Model<'_>,
-    tok: Option<&Tokenizer<'_>>,
-    prompt: &[u32],
-    sampling: Sampling,
-    a: &GenerateArgs,
-    path: &std::path::Path,
-) -> CliResult {
-    let cfg = *model.config();
-    let max_seq = cfg.max_seq_len as usize;
-    let mut arena = HugeBytes::zeroed(model.arena_bytes(max_seq))?;
-    let mut sess = Session::<K>::new(model, &mut arena).map_err(|e| fail(e.to_string()))?;
-    let mut sampler = Sampler::new(sampling, a.seed).map_err(|e| usage(e.to_string()))?;
-    let mut scratch = vec![0u32; cfg.vocab_size as usize];
-    let mut digest = Fnv1a64::new();
-    let eos = tok.and_then(|t| t.eos_id()).or(model.tokenizer_meta().eos_id);
-    let bos = tok.and_then(|t| t.bos_id());
+/// The text of a run: streamed to stdout as it is decoded (unless `--json`) and collected
+/// for the JSON report. Token bytes go through one UTF-8 stream, so a character split
+/// across tokens (or across the prompt and the first generated token) prints whole.
+struct TextOut<'t, 'o> {
+    out: io::StdoutLock<'o>,
+    tok: Option<&'t Tokenizer<'t>>,
+    stream: Utf8Stream,
+    /// The generated text (the prompt is not part of it).
+    text: String,
+    /// Stream to stdout (false with `--json`).
+    show: bool,
+}
 
-    let pb = progress(prompt.len() as u64, !a.json && prompt.len() >= 32, "prefill");
-    let t0 = Instant::now();
-    for &t in prompt {
-        let logits = sess.step(t).map_err(|e| fail(e.to_string()))?;
-        digest.update_f32(logits);
-        pb.inc(1);
+impl<'t> TextOut<'t, '_> {
+    fn new(tok: Option<&'t Tokenizer<'t>>, show: bool) -> Self {
+        TextOut { out: io::stdout().lock(), tok, stream: Utf8Stream::new(), text: String::new(), show }
     }
-    pb.finish_and_clear();
-    let prefill_s = t0.elapsed().as_secs_f64();
 
-    let mut out = io::stdout().lock();
-    let mut stream = Utf8Stream::new();
-    let mut text = String::new();
-    let stream_text = !a.json;
-    // Echo the prompt so the continuation reads naturally (text models only).
-    if stream_text {
-        if let Some(t) = tok {
+    /// Echo the prompt so the continuation reads naturally (text without BOS, or the ids).
+    fn echo_prompt(&mut self, prompt: &[u32], bos: Option<u32>) -> CliResult {
+        if !self.show {
+            return Ok(());
+        }
+        let out = &mut self.out;
+        if let Some(t) = self.tok {
             let mut res = Ok(());
             for &id in prompt.iter().filter(|&&id| Some(id) != bos) {
                 let bytes = t.decode_token(id).map_err(|e| fail(e.to_string()))?;
-                stream.push(bytes, &mut |s: &str| {
+                self.stream.push(bytes, &mut |s: &str| {
                     if res.is_ok() {
                         res = write!(out, "{s}");
                     }
@@ -197,35 +145,90 @@ fn run<K: Kernels>(
             let ids: Vec<String> = prompt.iter().map(|i| i.to_string()).collect();
             write!(out, "{} |", ids.join(" "))?;
         }
+        Ok(())
     }
 
-    let mut generated: Vec<u32> = Vec::with_capacity(a.tokens as usize);
-    let t1 = Instant::now();
-    let stop = loop {
-        let next = sampler.sample(sess.logits(), &mut scratch).map_err(|e| fail(format!("sampling failed: {e}")))?;
-        generated.push(next);
-        if Some(next) == eos {
-            break Stop::Eos;
-        }
-        match tok {
+    /// One generated token: its text (or ` id` for a model without a tokenizer).
+    fn token(&mut self, id: u32) -> CliResult {
+        let (out, show, text) = (&mut self.out, self.show, &mut self.text);
+        match self.tok {
             Some(t) => {
-                let bytes = t.decode_token(next).map_err(|e| fail(e.to_string()))?;
+                let bytes = t.decode_token(id).map_err(|e| fail(e.to_string()))?;
                 let mut res = Ok(());
-                stream.push(bytes, &mut |s: &str| {
-                    if stream_text && res.is_ok() {
+                self.stream.push(bytes, &mut |s: &str| {
+                    if show && res.is_ok() {
                         res = write!(out, "{s}");
                     }
                     text.push_str(s);
                 });
                 res?;
             }
-            None if stream_text => write!(out, " {next}")?,
+            None if show => write!(out, " {id}")?,
             None => {}
         }
-        if stream_text {
+        if show {
             out.flush()?;
         }
-        if generated.len() >= a.tokens as usize {
+        Ok(())
+    }
+
+    /// The end of the text: an incomplete character left in the stream prints as U+FFFD.
+    fn finish(&mut self) -> CliResult {
+        let (out, show, text) = (&mut self.out, self.show, &mut self.text);
+        let mut res = Ok(());
+        self.stream.finish(&mut |s: &str| {
+            if show && res.is_ok() {
+                res = write!(out, "{s}");
+            }
+            text.push_str(s);
+        });
+        Ok(res?)
+    }
+}
+
+/// Feed the prompt; every step's logits go into the digest. Returns the seconds taken.
+fn prefill<K: Kernels>(
+    sess: &mut Session<'_, '_, K>,
+    prompt: &[u32],
+    digest: &mut Fnv1a64,
+    show: bool,
+) -> CliResult<f64> {
+    let pb = progress(prompt.len() as u64, show && prompt.len() >= 32, "prefill");
+    let t0 = Instant::now();
+    for &t in prompt {
+        let logits = sess.step(t).map_err(|e| fail(e.to_string()))?;
+        digest.update_f32(logits);
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+/// Sample, print and feed tokens until `tokens`, the end-of-sequence token or the end of
+/// the model's context `max_seq` (the session may be shorter: it ends where `tokens`
+/// does); every fed token's logits go into the digest.
+#[allow(clippy::too_many_arguments)]
+fn decode<K: Kernels>(
+    sess: &mut Session<'_, '_, K>,
+    sampler: &mut Sampler,
+    digest: &mut Fnv1a64,
+    eos: Option<u32>,
+    tokens: usize,
+    max_seq: usize,
+    text: &mut TextOut<'_, '_>,
+) -> CliResult<(Vec<u32>, Stop)> {
+    let mut scratch = vec![0u32; sess.logits().len()];
+    // At most the context left after the prompt, plus the last (sampled, not fed) token.
+    let room = max_seq - sess.pos() + 1;
+    let mut generated: Vec<u32> = Vec::with_capacity(tokens.min(room));
+    let stop = loop {
+        let next = sampler.sample(sess.logits(), &mut scratch).map_err(|e| fail(format!("sampling failed: {e}")))?;
+        generated.push(next);
+        if Some(next) == eos {
+            break Stop::Eos;
+        }
+        text.token(next)?;
+        if generated.len() >= tokens {
             break Stop::Tokens;
         }
         if sess.pos() >= sess.max_seq() {
@@ -234,25 +237,47 @@ fn run<K: Kernels>(
         let logits = sess.step(next).map_err(|e| fail(e.to_string()))?;
         digest.update_f32(logits);
     };
+    Ok((generated, stop))
+}
+
+fn run<K: Kernels>(
+    model: &Model<'_>,
+    tok: Option<&Tokenizer<'_>>,
+    prompt: &[u32],
+    sampling: Sampling,
+    a: &GenerateArgs,
+    path: &std::path::Path,
+) -> CliResult {
+    let cfg = *model.config();
+    let max_seq = cfg.max_seq_len as usize;
+    // The last generated token is sampled, not fed: the session holds the prompt and
+    // `--tokens - 1` generated tokens, at most the model's context.
+    let tokens = a.tokens as usize;
+    let session_len = prompt.len().saturating_add(tokens - 1).min(max_seq);
+    let mut arena = session_arena(model, session_len)?;
+    let mut sess = Session::<K>::with_max_seq(model, &mut arena, session_len).map_err(|e| fail(e.to_string()))?;
+    let mut sampler = Sampler::new(sampling, a.seed).map_err(|e| usage(e.to_string()))?;
+    let mut digest = Fnv1a64::new();
+    let eos = tok.and_then(|t| t.eos_id()).or(model.tokenizer_meta().eos_id);
+    let bos = tok.and_then(|t| t.bos_id());
+
+    let prefill_s = prefill(&mut sess, prompt, &mut digest, !a.json)?;
+    let mut text = TextOut::new(tok, !a.json);
+    text.echo_prompt(prompt, bos)?;
+    let t1 = Instant::now();
+    let (generated, stop) = decode(&mut sess, &mut sampler, &mut digest, eos, tokens, max_seq, &mut text)?;
     let decode_s = t1.elapsed().as_secs_f64();
-    let mut res = Ok(());
-    stream.finish(&mut |s: &str| {
-        if stream_text && res.is_ok() {
-            res = write!(out, "{s}");
-        }
-        text.push_str(s);
-    });
-    res?;
+    text.finish()?;
     let tps = generated.len() as f64 / decode_s.max(1e-9);
     let prefill_tps = prompt.len() as f64 / prefill_s.max(1e-9);
     if a.json {
-        drop(out);
+        drop(text.out);
         let v = serde_json::json!({
             "model": path.display().to_string(),
             "backend": a.backend.kernel_name(),
             "prompt_ids": prompt,
             "token_ids": generated,
-            "text": if tok.is_some() { serde_json::Value::String(text) } else { serde_json::Value::Null },
+            "text": if tok.is_some() { serde_json::Value::String(text.text) } else { serde_json::Value::Null },
             "stop": stop.name(),
             "logits_digest": digest.to_string(),
             "tokens_per_s": tps,
@@ -261,6 +286,7 @@ fn run<K: Kernels>(
         });
         return print_json(&v);
     }
+    let mut out = text.out;
     writeln!(out)?;
     out.flush()?;
     drop(out);

@@ -31,6 +31,7 @@
 //! from that pattern is refused (no `.spark` config field can express it).
 
 use crate::checkpoint::F32Checkpoint;
+use crate::files::{read_regular, read_regular_to_string};
 use safetensors::{Dtype, SafeTensors};
 use spark_core::{AttnKind, Config, FfnKind};
 use std::collections::HashMap;
@@ -67,7 +68,7 @@ pub fn checkpoint_files(input: &Path) -> Result<(Vec<PathBuf>, PathBuf), String>
         }
         let index = input.join("model.safetensors.index.json");
         if index.is_file() {
-            let text = std::fs::read_to_string(&index).map_err(|e| format!("cannot read {}: {e}", index.display()))?;
+            let text = read_regular_to_string(&index).map_err(|e| format!("cannot read {}: {e}", index.display()))?;
             let v: serde_json::Value =
                 serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", index.display()))?;
             let map = v
@@ -92,7 +93,7 @@ pub fn checkpoint_files(input: &Path) -> Result<(Vec<PathBuf>, PathBuf), String>
 pub fn read_tensors(files: &[PathBuf]) -> Result<TensorMap, String> {
     let mut out = HashMap::new();
     for f in files {
-        let bytes = std::fs::read(f).map_err(|e| match e.kind() {
+        let bytes = read_regular(f).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => format!("checkpoint file {} not found: check the path", f.display()),
             _ => format!("cannot read {}: {e}", f.display()),
         })?;
@@ -107,6 +108,51 @@ pub fn read_tensors(files: &[PathBuf]) -> Result<TensorMap, String> {
 
 fn cfg_err(path: &Path, msg: String) -> String {
     format!("{}: {msg}", path.display())
+}
+
+/// Refuse what no `.spark` config can express: another activation than the tanh GELU,
+/// scaled RoPE, bidirectional attention.
+fn check_supported(o: &serde_json::Map<String, serde_json::Value>, path: &Path) -> Result<(), String> {
+    let act = o.get("hidden_activation").or_else(|| o.get("hidden_act")).and_then(|a| a.as_str());
+    if let Some(a) = act {
+        if a != "gelu_pytorch_tanh" && a != "gelu_new" {
+            return Err(cfg_err(
+                path,
+                format!("activation {a:?}: only the tanh GELU (gelu_pytorch_tanh) is supported"),
+            ));
+        }
+    }
+    // RoPE: transformers 5 stores `rope_parameters: {rope_theta, rope_type}`, 4.x a top-level
+    // `rope_theta` and an optional `rope_scaling`. Only the default (unscaled) RoPE is supported.
+    let rope = o.get("rope_parameters").or_else(|| o.get("rope_scaling")).filter(|r| !r.is_null());
+    if let Some(r) = rope {
+        let kind = r.get("rope_type").or_else(|| r.get("type")).and_then(|t| t.as_str()).unwrap_or("default");
+        if kind != "default" {
+            return Err(cfg_err(path, format!("rope type {kind:?}: only the default (unscaled) RoPE is supported")));
+        }
+    }
+    if o.get("use_bidirectional_attention").and_then(|b| b.as_bool()) == Some(true) {
+        return Err(cfg_err(path, "use_bidirectional_attention is true: only causal decoders convert".into()));
+    }
+    Ok(())
+}
+
+/// Sliding-window layers must be exactly the even ones (Gemma-2's pattern).
+fn check_layer_types(o: &serde_json::Map<String, serde_json::Value>, path: &Path, window: u32) -> Result<(), String> {
+    if let Some(types) = o.get("layer_types").and_then(|t| t.as_array()) {
+        for (i, t) in types.iter().enumerate() {
+            let sliding = t.as_str() == Some("sliding_attention");
+            if sliding != (i % 2 == 0 && window > 0) {
+                return Err(cfg_err(
+                    path,
+                    format!(
+                        "layer_types[{i}] is {t}: the .spark format has sliding-window layers exactly at even indices"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Parse a Gemma-2 `config.json` into a `.spark` [`Config`]. `max_seq` overrides
@@ -137,50 +183,19 @@ pub fn config_from_hf(text: &str, path: &Path, max_seq: Option<u32>) -> Result<C
             Some(x) => x.as_f64().ok_or_else(|| cfg_err(path, format!("field {k}: expected a number or null"))),
         }
     };
-    let act = o.get("hidden_activation").or_else(|| o.get("hidden_act")).and_then(|a| a.as_str());
-    if let Some(a) = act {
-        if a != "gelu_pytorch_tanh" && a != "gelu_new" {
-            return Err(cfg_err(
-                path,
-                format!("activation {a:?}: only the tanh GELU (gelu_pytorch_tanh) is supported"),
-            ));
-        }
-    }
-    // RoPE: transformers 5 stores `rope_parameters: {rope_theta, rope_type}`, 4.x a top-level
-    // `rope_theta` and an optional `rope_scaling`. Only the default (unscaled) RoPE is supported.
+    check_supported(o, path)?;
     let rope = o.get("rope_parameters").or_else(|| o.get("rope_scaling")).filter(|r| !r.is_null());
-    if let Some(r) = rope {
-        let kind = r.get("rope_type").or_else(|| r.get("type")).and_then(|t| t.as_str()).unwrap_or("default");
-        if kind != "default" {
-            return Err(cfg_err(path, format!("rope type {kind:?}: only the default (unscaled) RoPE is supported")));
-        }
-    }
     let rope_theta = match rope.and_then(|r| r.get("rope_theta")) {
         Some(t) => t.as_f64().ok_or_else(|| cfg_err(path, "rope_parameters.rope_theta: expected a number".into()))?,
         None => num_or("rope_theta", 10_000.0)?,
     };
-    if o.get("use_bidirectional_attention").and_then(|b| b.as_bool()) == Some(true) {
-        return Err(cfg_err(path, "use_bidirectional_attention is true: only causal decoders convert".into()));
-    }
     let d = uint("hidden_size")?;
     let n_layers = uint("num_hidden_layers")?;
     let n_heads = uint("num_attention_heads")?;
     let n_kv = uint_or("num_key_value_heads", n_heads)?;
     let head_dim = uint_or("head_dim", d / n_heads.max(1))?;
     let window = uint_or("sliding_window", 0)?;
-    if let Some(types) = o.get("layer_types").and_then(|t| t.as_array()) {
-        for (i, t) in types.iter().enumerate() {
-            let sliding = t.as_str() == Some("sliding_attention");
-            if sliding != (i % 2 == 0 && window > 0) {
-                return Err(cfg_err(
-                    path,
-                    format!(
-                        "layer_types[{i}] is {t}: the .spark format has sliding-window layers exactly at even indices"
-                    ),
-                ));
-            }
-        }
-    }
+    check_layer_types(o, path, window)?;
     let max_pos = uint_or("max_position_embeddings", 8192)?.min(spark_core::config::MAX_SEQ);
     let cfg = Config {
         vocab_size: uint("vocab_size")?,
@@ -216,7 +231,7 @@ pub fn config_from_hf(text: &str, path: &Path, max_seq: Option<u32>) -> Result<C
 pub fn load_gemma2(input: &Path, max_seq: Option<u32>) -> Result<F32Checkpoint, String> {
     let (files, dir) = checkpoint_files(input)?;
     let cfg_path = dir.join("config.json");
-    let text = std::fs::read_to_string(&cfg_path).map_err(|e| {
+    let text = read_regular_to_string(&cfg_path).map_err(|e| {
         format!(
             "cannot read {} ({e}): a Hugging Face Gemma-2 checkpoint needs its config.json beside it",
             cfg_path.display()
@@ -298,7 +313,7 @@ pub fn load_any(input: &Path, max_seq: Option<u32>) -> Result<F32Checkpoint, Str
     if input.is_dir() {
         return load_gemma2(input, max_seq);
     }
-    let bytes = std::fs::read(input).map_err(|e| match e.kind() {
+    let bytes = read_regular(input).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!("checkpoint {} not found: check the path", input.display()),
         _ => format!("cannot read {}: {e}", input.display()),
     })?;

@@ -10,7 +10,7 @@
 //! the environment variable `SPARK_SIM_NO_HUGE_PAGES` skips the advice (to measure what it
 //! brings).
 //!
-//! Used for model files (`ui::read_model_file`: every subcommand that loads a `.spark`
+//! Used for model files (`inputs::read_model_file`: every subcommand that loads a `.spark`
 //! file), the session arenas of `generate`/`eval`/`bench model`, and the weight and
 //! KV-cache copies of `bench ffn`/`bench attn` (both the Spark and the dense variant, and
 //! the read-bandwidth bound, so ratios compare like with like). Tested in this module and

@@ -2,10 +2,11 @@
 //! runtime or the f32 oracle, printed, as JSON, or written as a float32 `.npy`
 //! `[positions, vocab]`.
 
+use crate::arena::session_arena;
 use crate::checkpoint::F32Checkpoint;
-use crate::generate::{model_tokenizer, prompt_ids};
+use crate::inputs::{load_model, model_tokenizer, oracle_checkpoint, prompt_ids, read_model_file, resolve_model};
 use crate::oracle::OracleSession;
-use crate::ui::{fail, load_model, print_json, progress, read_model_file, resolve_model, Backend, CliResult};
+use crate::ui::{fail, print_json, progress, Backend, CliResult};
 use crate::with_backend;
 use spark_core::{Model, Session};
 use spark_hal::Kernels;
@@ -55,7 +56,7 @@ pub struct LogitsArgs {
 }
 
 fn run_int8<K: Kernels>(model: &Model<'_>, ids: &[u32]) -> CliResult<Vec<Vec<f32>>> {
-    let mut arena = vec![0u8; model.arena_bytes(ids.len())];
+    let mut arena = session_arena(model, ids.len())?;
     let mut s = Session::<K>::with_max_seq(model, &mut arena, ids.len()).map_err(|e| fail(e.to_string()))?;
     let mut out = Vec::with_capacity(ids.len());
     for &t in ids {
@@ -75,32 +76,6 @@ pub fn run_f32(ck: &F32Checkpoint, ids: &[u32], show_progress: bool) -> CliResul
     }
     pb.finish_and_clear();
     Ok(out)
-}
-
-/// Load `--checkpoint` and check it has the model's shape.
-pub fn oracle_checkpoint(
-    model: &Model<'_>,
-    checkpoint: Option<&std::path::Path>,
-) -> CliResult<(F32Checkpoint, String)> {
-    match checkpoint {
-        Some(p) => {
-            let ck = crate::hf::load_any(p, Some(model.config().max_seq_len)).map_err(fail)?;
-            let (a, b) = (ck.config, model.config());
-            let same = (a.vocab_size, a.d_model, a.n_layers, a.n_heads, a.n_kv_heads, a.head_dim, a.d_ff, a.ffn_kind)
-                == (b.vocab_size, b.d_model, b.n_layers, b.n_heads, b.n_kv_heads, b.head_dim, b.d_ff, b.ffn_kind);
-            if !same {
-                return Err(fail(format!(
-                    "checkpoint {} does not have the model's shape: convert it to a .spark and compare that instead",
-                    p.display()
-                )));
-            }
-            Ok((ck, format!("f32 oracle on the unquantized weights of {}", p.display())))
-        }
-        None => {
-            let ck = F32Checkpoint::from_spark(model).map_err(|e| fail(format!("cannot dequantize the model: {e}")))?;
-            Ok((ck, "f32 oracle on the dequantized int8 weights of the model".to_string()))
-        }
-    }
 }
 
 /// `spark-sim logits`.

@@ -1,8 +1,13 @@
 //! `spark-sim`: the desktop simulator and tooling CLI for Spark Transformer models.
 //!
-//! Exit codes: 0 success, 1 runtime or input error (one line on stderr saying what to
-//! do), 2 usage error. Output piped into a reader that closes early (`| head`) ends the
-//! command quietly with code 0.
+//! Exit statuses (also in `--help`): 0 success, 1
+//! runtime or input error (one line on stderr saying what to do), 2 usage error, 101
+//! internal error (a panic: a bug in spark-sim). Output piped into a reader that closes
+//! early (`| head`) ends the command quietly with status 0.
+//!
+//! Setting the environment variable `SPARK_SIM_TEST_PANIC` makes the command panic after
+//! its arguments are parsed: the tests use it to check the exit status of an internal
+//! error end to end.
 
 use clap::{Parser, Subcommand};
 use spark_sim::bench::BenchArgs;
@@ -10,7 +15,7 @@ use spark_sim::eval::EvalArgs;
 use spark_sim::generate::GenerateArgs;
 use spark_sim::logits::LogitsArgs;
 use spark_sim::plan::PlanArgs;
-use spark_sim::ui::CliError;
+use spark_sim::ui::{CliError, EXIT_INTERNAL};
 use spark_sim::{bench, cli, eval, generate, logits, plan};
 use std::io::Write;
 use std::path::PathBuf;
@@ -28,7 +33,9 @@ use std::process::ExitCode;
         spark-sim eval --model models/demo.spark --text story.txt --plot sparsity.svg\n  \
         spark-sim bench ffn --shape gemma2-2b\n  \
         spark-sim plan --model models/demo.spark --target cortex-m4\n\n\
-        Exit codes: 0 success, 1 runtime or input error, 2 usage error."
+        Exit status: 0 success (also when the output is closed early, e.g. by `| head`); 1 runtime or input \
+        error, one line on stderr saying what to do (also `plan --check` when the model does not fit); 2 usage \
+        error; 101 internal error (a bug in spark-sim: please report it)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -121,7 +128,8 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    // A panic is a bug: report it in one line, without a backtrace hint, and exit 1.
+    // A panic is a bug: report it in one line, without a backtrace hint, with its own
+    // exit status (not 1, which is a problem with the input).
     std::panic::set_hook(Box::new(|info| {
         let msg = info
             .payload()
@@ -131,12 +139,15 @@ fn main() -> ExitCode {
             .unwrap_or_default();
         let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
         let _ = writeln!(std::io::stderr(), "error: internal error{at}: {msg} (a bug in spark-sim; please report it)");
-        std::process::exit(1);
+        std::process::exit(EXIT_INTERNAL.into());
     }));
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
+    if std::env::var_os("SPARK_SIM_TEST_PANIC").is_some() {
+        panic!("SPARK_SIM_TEST_PANIC is set");
+    }
     let res = match cli.cmd {
         Cmd::Convert { input, out, tokenizer, max_seq, json } => {
             cli::convert(&input, &out, tokenizer.as_deref(), max_seq, json)

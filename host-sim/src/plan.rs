@@ -4,14 +4,11 @@
 //! fixes a model that does not fit.
 
 use crate::format::parse_table;
-use crate::ui::{fail, human_bytes, load_model, print_json, read_model_file, resolve_model, usage, CliResult};
+use crate::inputs::{load_model, parse_size, read_model_file, resolve_model, GIB, KIB, MIB};
+use crate::ui::{fail, human_bytes, print_json, usage, CliResult};
 use spark_core::Model;
 use std::io::{self, Write};
-use std::path::PathBuf;
-
-const KIB: u64 = 1024;
-const MIB: u64 = 1024 * 1024;
-const GIB: u64 = 1024 * MIB;
+use std::path::{Path, PathBuf};
 
 /// A target preset.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,22 +156,6 @@ pub struct PlanArgs {
     pub json: bool,
 }
 
-/// Parse `4194304`, `4096K`, `4M`, `1G` (binary units).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (num, mul) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
-        Some('K') => (&t[..t.len() - 1], KIB),
-        Some('M') => (&t[..t.len() - 1], MIB),
-        Some('G') => (&t[..t.len() - 1], GIB),
-        _ => (t, 1),
-    };
-    num.trim()
-        .parse::<u64>()
-        .ok()
-        .and_then(|v| v.checked_mul(mul))
-        .ok_or_else(|| format!("{s:?} is not a byte count (e.g. 4194304, 512K, 4M)"))
-}
-
 /// Arena bytes of `model` with a modified config (`f` edits a copy).
 fn arena_with(model: &Model<'_>, max_seq: usize, f: impl Fn(&mut spark_core::Config)) -> u64 {
     let mut c = *model.config();
@@ -199,12 +180,8 @@ fn largest(lo: u64, hi: u64, ok: impl Fn(u64) -> bool) -> Option<u64> {
     Some(a)
 }
 
-/// `spark-sim plan`.
-pub fn plan(a: &PlanArgs) -> CliResult {
-    let path = resolve_model(a.model.as_deref())?;
-    let blob = read_model_file(&path)?;
-    let model = load_model(&blob, &path)?;
-    let cfg = *model.config();
+/// The target's memory: the preset with the command line's overrides.
+fn target_memory(a: &PlanArgs) -> Preset {
     let mut p = preset(a.target);
     if let Some(v) = a.ram {
         p.ram = v;
@@ -218,144 +195,244 @@ pub fn plan(a: &PlanArgs) -> CliResult {
     if let Some(v) = a.stack {
         p.stack = v;
     }
-    let max_seq = a.max_seq.map(|v| v as usize).unwrap_or(cfg.max_seq_len as usize);
-    if max_seq > cfg.max_seq_len as usize {
-        return Err(usage(format!("--max-seq {max_seq} exceeds the model's max_seq_len {}", cfg.max_seq_len)));
-    }
-    let arena = model.arena_bytes(max_seq) as u64;
-    let ram_need = arena + p.stack;
-    let model_bytes = blob.len() as u64;
-    let (flash_need, code_fits) = match p.code_region {
-        Some(region) => (model_bytes, p.code <= region),
-        None => (model_bytes + p.code, true),
-    };
-    let fits_ram = ram_need <= p.ram;
-    let fits_flash = flash_need <= p.flash && code_fits;
-    let fits = fits_ram && fits_flash;
+    p
+}
 
-    // Knobs.
-    let mut fixes: Vec<String> = Vec::new();
-    let ram_ok = |s: u64| model.arena_bytes(s as usize) as u64 + p.stack <= p.ram;
+/// What a model needs of a target at a context length, and whether it fits.
+#[derive(Clone, Debug)]
+struct Needs {
+    /// Context length of the session.
+    max_seq: usize,
+    /// Session arena bytes.
+    arena: u64,
+    /// Arena plus stack.
+    ram: u64,
+    /// The model file's bytes.
+    model_bytes: u64,
+    /// Model plus code, or the model alone where the code has its own region.
+    flash: u64,
+    /// The code fits its own region (true where there is none).
+    code_fits: bool,
+    /// Arena plus stack fit the RAM.
+    fits_ram: bool,
+    /// Model (and code) fit the flash, and the code its region.
+    fits_flash: bool,
+    /// The largest context whose arena plus stack fits the RAM, if any.
+    best_seq: Option<u64>,
+    /// Arena bytes of one more token of context.
+    kv_per_token: f64,
+}
+
+impl Needs {
+    /// RAM and flash both fit.
+    fn fits(&self) -> bool {
+        self.fits_ram && self.fits_flash
+    }
+}
+
+/// What `model` (a file of `model_bytes`) needs of `p` at a context of `max_seq`. Sums
+/// are checked: a `--stack` or `--code` whose sum with the arena or the model does not
+/// fit 64 bits is a usage error, never a wrapped (small) total.
+fn needs(model: &Model<'_>, model_bytes: u64, p: &Preset, max_seq: usize) -> CliResult<Needs> {
+    let cfg = *model.config();
+    let arena = model.arena_bytes(max_seq) as u64;
+    let ram = arena.checked_add(p.stack).ok_or_else(|| {
+        usage(format!(
+            "--stack {}: with the session arena ({arena} bytes) the RAM needed exceeds a 64-bit byte count",
+            p.stack
+        ))
+    })?;
+    let (flash, code_fits) = match p.code_region {
+        Some(region) => (model_bytes, p.code <= region),
+        None => {
+            let flash = model_bytes.checked_add(p.code).ok_or_else(|| {
+                usage(format!(
+                    "--code {}: with the model ({model_bytes} bytes) the flash needed exceeds a 64-bit byte count",
+                    p.code
+                ))
+            })?;
+            (flash, true)
+        }
+    };
+    let ram_ok = |s: u64| fits_with_stack(model.arena_bytes(s as usize) as u64, p);
     let best_seq = largest(1, cfg.max_seq_len as u64, ram_ok);
     let kv_per_token = if max_seq > 1 { (arena - model.arena_bytes(max_seq - 1) as u64) as f64 } else { 0.0 };
-    if !fits_ram {
-        match best_seq {
-            Some(s) => fixes.push(format!(
-                "RAM: a context of at most {s} tokens fits (--max-seq {s}; each token of context costs {} of KV cache and scratch)",
-                human_bytes(kv_per_token as u64)
-            )),
-            None => {
-                let layers = largest(1, cfg.n_layers as u64, |l| {
-                    arena_with(&model, 1, |c| c.n_layers = l as u32) + p.stack <= p.ram
-                });
-                let vocab = largest(2, cfg.vocab_size as u64, |v| {
-                    arena_with(&model, 1, |c| c.vocab_size = v as u32) + p.stack <= p.ram
-                });
-                let mut s = "RAM: even a 1-token context does not fit".to_string();
-                match vocab {
-                    Some(v) => s += &format!("; a vocabulary of at most {v} tokens would (logit scratch)"),
-                    None => s += "; shrinking the vocabulary alone does not help",
-                }
-                if let Some(l) = layers {
-                    s += &format!("; or at most {l} layers");
-                }
-                fixes.push(s + ": retrain or pick a smaller model");
-            }
-        }
+    Ok(Needs {
+        max_seq,
+        arena,
+        ram,
+        model_bytes,
+        flash,
+        code_fits,
+        fits_ram: ram <= p.ram,
+        fits_flash: flash <= p.flash && code_fits,
+        best_seq,
+        kv_per_token,
+    })
+}
+
+/// `arena` plus the stack fits the RAM (a sum past 64 bits does not).
+fn fits_with_stack(arena: u64, p: &Preset) -> bool {
+    arena.checked_add(p.stack).is_some_and(|need| need <= p.ram)
+}
+
+/// Which knob makes the arena fit the RAM: a shorter context, else a smaller vocabulary
+/// or fewer layers.
+fn ram_fix(model: &Model<'_>, p: &Preset, n: &Needs) -> String {
+    let cfg = *model.config();
+    if let Some(s) = n.best_seq {
+        return format!(
+            "RAM: a context of at most {s} tokens fits (--max-seq {s}; each token of context costs {} of KV cache and scratch)",
+            human_bytes(n.kv_per_token as u64)
+        );
     }
-    if !code_fits {
+    let layers =
+        largest(1, cfg.n_layers as u64, |l| fits_with_stack(arena_with(model, 1, |c| c.n_layers = l as u32), p));
+    let vocab =
+        largest(2, cfg.vocab_size as u64, |v| fits_with_stack(arena_with(model, 1, |c| c.vocab_size = v as u32), p));
+    let mut s = "RAM: even a 1-token context does not fit".to_string();
+    match vocab {
+        Some(v) => s += &format!("; a vocabulary of at most {v} tokens would (logit scratch)"),
+        None => s += "; shrinking the vocabulary alone does not help",
+    }
+    if let Some(l) = layers {
+        s += &format!("; or at most {l} layers");
+    }
+    s + ": retrain or pick a smaller model"
+}
+
+/// How far over the flash the model is, and how many layers or vocabulary entries fit.
+fn flash_fix(blob: &[u8], cfg: &spark_core::Config, p: &Preset, n: &Needs) -> String {
+    let (per_layer, per_vocab) = layer_and_vocab_bytes(blob, cfg);
+    let budget = p.flash.saturating_sub(if p.code_region.is_some() { 0 } else { p.code });
+    let fixed = n.model_bytes.saturating_sub(per_layer * cfg.n_layers as u64);
+    let layers = budget.saturating_sub(fixed).checked_div(per_layer).unwrap_or(0);
+    let non_vocab = n.model_bytes.saturating_sub(per_vocab * cfg.vocab_size as u64);
+    let vocab = budget.saturating_sub(non_vocab).checked_div(per_vocab).unwrap_or(0);
+    let mut s = format!("flash: the model is {} over", human_bytes(n.flash - p.flash));
+    if p.code_region.is_none() && p.code >= p.flash {
+        s += &format!("; the code estimate alone ({}) fills the flash", human_bytes(p.code));
+    } else if layers >= 1 {
+        s += &format!("; {layers} of its {} layers would fit ({} per layer)", cfg.n_layers, human_bytes(per_layer));
+    } else {
+        s += &format!("; not even one layer fits beside the embedding ({} per layer)", human_bytes(per_layer));
+    }
+    if vocab >= 2 && vocab < cfg.vocab_size as u64 {
+        s += &format!("; or a vocabulary of at most {vocab} tokens ({} per token)", human_bytes(per_vocab));
+    }
+    s
+}
+
+/// Every knob that would make the model fit (empty when it fits).
+fn fixes(model: &Model<'_>, blob: &[u8], p: &Preset, n: &Needs) -> Vec<String> {
+    let mut fixes = Vec::new();
+    if !n.fits_ram {
+        fixes.push(ram_fix(model, p, n));
+    }
+    if !n.code_fits {
         fixes.push(format!(
             "code: the {} estimate exceeds the {} code region",
             human_bytes(p.code),
             human_bytes(p.code_region.unwrap_or(0))
         ));
     }
-    if flash_need > p.flash {
-        let (per_layer, per_vocab) = layer_and_vocab_bytes(&blob, &cfg);
-        let budget = p.flash.saturating_sub(if p.code_region.is_some() { 0 } else { p.code });
-        let fixed = model_bytes.saturating_sub(per_layer * cfg.n_layers as u64);
-        let layers = budget.saturating_sub(fixed).checked_div(per_layer).unwrap_or(0);
-        let non_vocab = model_bytes.saturating_sub(per_vocab * cfg.vocab_size as u64);
-        let vocab = budget.saturating_sub(non_vocab).checked_div(per_vocab).unwrap_or(0);
-        let mut s = format!("flash: the model is {} over", human_bytes(flash_need - p.flash));
-        if p.code_region.is_none() && p.code >= p.flash {
-            s += &format!("; the code estimate alone ({}) fills the flash", human_bytes(p.code));
-        } else if layers >= 1 {
-            s += &format!("; {layers} of its {} layers would fit ({} per layer)", cfg.n_layers, human_bytes(per_layer));
-        } else {
-            s += &format!("; not even one layer fits beside the embedding ({} per layer)", human_bytes(per_layer));
-        }
-        if vocab >= 2 && vocab < cfg.vocab_size as u64 {
-            s += &format!("; or a vocabulary of at most {vocab} tokens ({} per token)", human_bytes(per_vocab));
-        }
-        fixes.push(s);
+    if n.flash > p.flash {
+        fixes.push(flash_fix(blob, model.config(), p, n));
     }
+    fixes
+}
 
-    if a.json {
-        print_json(&serde_json::json!({
-            "model": path.display().to_string(),
-            "target": p.name, "source": p.source,
-            "ram_bytes": p.ram, "flash_bytes": p.flash, "code_region_bytes": p.code_region,
-            "max_seq": max_seq, "arena_bytes": arena, "stack_bytes_estimate": p.stack,
-            "ram_needed": ram_need, "model_bytes": model_bytes, "code_bytes_estimate": p.code,
-            "flash_needed": flash_need, "fits_ram": fits_ram, "fits_flash": fits_flash, "fits": fits,
-            "largest_max_seq_that_fits": best_seq, "kv_bytes_per_token": kv_per_token,
-            "fixes": fixes,
-        }))?;
-    } else {
-        let mut o = io::stdout().lock();
-        let pct = |n: u64, of: u64| if of == 0 { 0.0 } else { 100.0 * n as f64 / of as f64 };
-        let big = |v: u64| if v >= u64::MAX / 8 { "unlimited".to_string() } else { human_bytes(v) };
-        writeln!(o, "plan    {} on {} ({})", path.display(), p.name, p.source)?;
-        writeln!(
+/// The plan as JSON.
+fn print_plan_json(path: &Path, p: &Preset, n: &Needs, fixes: &[String]) -> CliResult {
+    print_json(&serde_json::json!({
+        "model": path.display().to_string(),
+        "target": p.name, "source": p.source,
+        "ram_bytes": p.ram, "flash_bytes": p.flash, "code_region_bytes": p.code_region,
+        "max_seq": n.max_seq, "arena_bytes": n.arena, "stack_bytes_estimate": p.stack,
+        "ram_needed": n.ram, "model_bytes": n.model_bytes, "code_bytes_estimate": p.code,
+        "flash_needed": n.flash, "fits_ram": n.fits_ram, "fits_flash": n.fits_flash, "fits": n.fits(),
+        "largest_max_seq_that_fits": n.best_seq, "kv_bytes_per_token": n.kv_per_token,
+        "fixes": fixes,
+    }))
+}
+
+/// The plan as text: RAM, flash, verdict and fixes.
+fn print_plan_text(path: &Path, p: &Preset, n: &Needs, fixes: &[String]) -> CliResult {
+    let mut o = io::stdout().lock();
+    let pct = |x: u64, of: u64| if of == 0 { 0.0 } else { 100.0 * x as f64 / of as f64 };
+    let big = |v: u64| if v >= u64::MAX / 8 { "unlimited".to_string() } else { human_bytes(v) };
+    let verdict = |ok: bool| if ok { "ok" } else { "TOO BIG" };
+    writeln!(o, "plan    {} on {} ({})", path.display(), p.name, p.source)?;
+    writeln!(
+        o,
+        "RAM     arena {} (KV cache + scratch, context {}) + stack {} (estimate) = {} of {}  ({:.0}%)  {}",
+        human_bytes(n.arena),
+        n.max_seq,
+        human_bytes(p.stack),
+        human_bytes(n.ram),
+        big(p.ram),
+        pct(n.ram, p.ram),
+        verdict(n.fits_ram)
+    )?;
+    match p.code_region {
+        Some(r) => writeln!(
             o,
-            "RAM     arena {} (KV cache + scratch, context {max_seq}) + stack {} (estimate) = {} of {}  ({:.0}%)  {}",
-            human_bytes(arena),
-            human_bytes(p.stack),
-            human_bytes(ram_need),
-            big(p.ram),
-            pct(ram_need, p.ram),
-            if fits_ram { "ok" } else { "TOO BIG" }
-        )?;
-        match p.code_region {
-            Some(r) => writeln!(
-                o,
-                "flash   model {} of {} ({:.0}%); code {} (estimate) of {} code region  {}",
-                human_bytes(model_bytes),
-                big(p.flash),
-                pct(model_bytes, p.flash),
-                human_bytes(p.code),
-                human_bytes(r),
-                if fits_flash { "ok" } else { "TOO BIG" }
-            )?,
-            None => writeln!(
-                o,
-                "flash   model {} + code {} (estimate) = {} of {}  ({:.0}%)  {}",
-                human_bytes(model_bytes),
-                human_bytes(p.code),
-                human_bytes(flash_need),
-                big(p.flash),
-                pct(flash_need, p.flash),
-                if fits_flash { "ok" } else { "TOO BIG" }
-            )?,
-        }
-        writeln!(
+            "flash   model {} of {} ({:.0}%); code {} (estimate) of {} code region  {}",
+            human_bytes(n.model_bytes),
+            big(p.flash),
+            pct(n.model_bytes, p.flash),
+            human_bytes(p.code),
+            human_bytes(r),
+            verdict(n.fits_flash)
+        )?,
+        None => writeln!(
             o,
-            "assume  the model is read in place from flash (zero-copy); stack and code are estimates (override with --stack, --code)"
-        )?;
-        writeln!(o, "verdict {}", if fits { "FITS" } else { "DOES NOT FIT" })?;
-        for f in &fixes {
-            writeln!(o, "fix     {f}")?;
-        }
-        if fits {
-            if let Some(s) = best_seq {
-                if s as usize > max_seq {
-                    writeln!(o, "note    a context of up to {s} tokens would still fit the RAM")?;
-                }
+            "flash   model {} + code {} (estimate) = {} of {}  ({:.0}%)  {}",
+            human_bytes(n.model_bytes),
+            human_bytes(p.code),
+            human_bytes(n.flash),
+            big(p.flash),
+            pct(n.flash, p.flash),
+            verdict(n.fits_flash)
+        )?,
+    }
+    writeln!(
+        o,
+        "assume  the model is read in place from flash (zero-copy); stack and code are estimates (override with --stack, --code)"
+    )?;
+    writeln!(o, "verdict {}", if n.fits() { "FITS" } else { "DOES NOT FIT" })?;
+    for f in fixes {
+        writeln!(o, "fix     {f}")?;
+    }
+    if n.fits() {
+        if let Some(s) = n.best_seq {
+            if s as usize > n.max_seq {
+                writeln!(o, "note    a context of up to {s} tokens would still fit the RAM")?;
             }
         }
     }
-    if a.check && !fits {
+    Ok(())
+}
+
+/// `spark-sim plan`.
+pub fn plan(a: &PlanArgs) -> CliResult {
+    let path = resolve_model(a.model.as_deref())?;
+    let blob = read_model_file(&path)?;
+    let model = load_model(&blob, &path)?;
+    let cfg = *model.config();
+    let p = target_memory(a);
+    let max_seq = a.max_seq.map(|v| v as usize).unwrap_or(cfg.max_seq_len as usize);
+    if max_seq > cfg.max_seq_len as usize {
+        return Err(usage(format!("--max-seq {max_seq} exceeds the model's max_seq_len {}", cfg.max_seq_len)));
+    }
+    let n = needs(&model, blob.len() as u64, &p, max_seq)?;
+    let fixes = fixes(&model, &blob, &p, &n);
+    if a.json {
+        print_plan_json(&path, &p, &n, &fixes)?;
+    } else {
+        print_plan_text(&path, &p, &n, &fixes)?;
+    }
+    if a.check && !n.fits() {
         return Err(fail(format!("{} does not fit {}", path.display(), p.name)));
     }
     Ok(())

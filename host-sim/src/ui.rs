@@ -1,17 +1,21 @@
 //! Plumbing shared by the `spark-sim` subcommands: the error type and exit codes, stdout
-//! writing that survives a closed pipe, progress bars, model loading with one-line errors,
-//! and the kernel backend switch.
+//! writing that survives a closed pipe, progress bars, the kernel backend switch, and
+//! number formatting. What the subcommands read (files, models, prompts) is in
+//! the `inputs` module.
 //!
-//! Exit codes: 0 success (also when stdout is closed early, e.g. piped into `head`),
-//! 1 runtime or input error, 2 usage error (clap's own, or [`CliError::Usage`]).
+//! Exit statuses: 0 success (also when stdout is closed early, e.g.
+//! piped into `head`), 1 runtime or input error, 2 usage error (clap's own, or
+//! [`CliError::Usage`]), [`EXIT_INTERNAL`] (101) internal error: a panic, reported by the
+//! binary's panic hook.
 
-use crate::hugemem::HugeBytes;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use spark_core::Model;
 use std::fmt;
-use std::io::{self, IsTerminal, Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::{self, IsTerminal, Write};
 use std::time::Duration;
+
+/// The exit status of an internal error (a panic: a bug in spark-sim), distinct from the
+/// statuses of input (1) and usage (2) errors. Rust's own status for a panicking thread.
+pub const EXIT_INTERNAL: u8 = 101;
 
 /// Why a subcommand stopped.
 #[derive(Debug)]
@@ -156,92 +160,6 @@ macro_rules! with_backend {
             $crate::ui::Backend::Scalar => $f::<spark_hal::Scalar>($($arg),*),
         }
     };
-}
-
-/// Read a whole model file into a huge-page-advised buffer (`hugemem`: the sparse row
-/// gathers of a large model then cost no page walk per row), with a one-line message that
-/// says what to do.
-pub fn read_model_file(path: &Path) -> CliResult<HugeBytes> {
-    let what = "model file";
-    let err = |e: io::Error| read_error(e, path, what);
-    let mut f = std::fs::File::open(path).map_err(err)?;
-    let meta = f.metadata().map_err(err)?;
-    if meta.is_dir() {
-        return Err(err(io::Error::from(io::ErrorKind::IsADirectory)));
-    }
-    let len = usize::try_from(meta.len())
-        .map_err(|_| fail(format!("{what} {} is too large for this machine", path.display())))?;
-    let mut buf = HugeBytes::zeroed(len).map_err(err)?;
-    f.read_exact(&mut buf).map_err(err)?;
-    // The file must not have grown meanwhile: a truncated read would fail validation, a
-    // longer file would be silently cut.
-    let mut probe = [0u8; 1];
-    if f.read(&mut probe).map_err(err)? != 0 {
-        return Err(fail(format!("{what} {} changed while it was read: try again", path.display())));
-    }
-    Ok(buf)
-}
-
-/// Read a whole input file (`what` names it in messages).
-pub fn read_input(path: &Path, what: &str) -> CliResult<Vec<u8>> {
-    std::fs::read(path).map_err(|e| read_error(e, path, what))
-}
-
-/// The one-line message for an I/O error reading `path` (`what` names it).
-fn read_error(e: io::Error, path: &Path, what: &str) -> CliError {
-    match e.kind() {
-        io::ErrorKind::NotFound => fail(format!("{what} {} not found: check the path", path.display())),
-        io::ErrorKind::IsADirectory => fail(format!("{what} {} is a directory: give a file", path.display())),
-        _ => fail(format!("cannot read {what} {}: {e}", path.display())),
-    }
-}
-
-/// Validate a `.spark` blob, with a message naming the file and the fix.
-pub fn load_model<'a>(blob: &'a [u8], path: &Path) -> CliResult<Model<'a>> {
-    Model::load(blob).map_err(|e| {
-        fail(format!(
-            "{} is not a valid .spark model: {e} (re-create it with `spark-sim convert`, or check the path)",
-            path.display()
-        ))
-    })
-}
-
-/// The bundled demo model: `models/demo.spark` relative to the current directory, then
-/// relative to the workspace (`CARGO_MANIFEST_DIR/../models`).
-pub fn bundled_model_candidates() -> [PathBuf; 2] {
-    [
-        PathBuf::from("models/demo.spark"),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("models").join("demo.spark"),
-    ]
-}
-
-/// `--model` if given, else the first bundled candidate that exists.
-pub fn resolve_model(model: Option<&Path>) -> CliResult<PathBuf> {
-    if let Some(m) = model {
-        return Ok(m.to_path_buf());
-    }
-    let c = bundled_model_candidates();
-    c.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
-        fail(format!(
-            "no --model given and the bundled model is missing (looked for {} and {}): pass --model FILE.spark",
-            c[0].display(),
-            c[1].display()
-        ))
-    })
-}
-
-/// Parse a comma-separated id list (`1,2,3`).
-pub fn parse_ids(s: &str) -> Result<Vec<u32>, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err("empty id list: expected comma-separated token ids like 1,2,3".into());
-    }
-    s.split(',')
-        .map(|p| {
-            let p = p.trim();
-            p.parse::<u32>().map_err(|_| format!("{p:?} is not a token id: expected comma-separated ids like 1,2,3"))
-        })
-        .collect()
 }
 
 /// Human-readable byte count (`1.50 MiB`).

@@ -1,9 +1,11 @@
 //! The `spark-sim` binary end to end: every subcommand on small models written to a temp
 //! dir (random weights from `testmodel`, a BPE tokenizer trained on a short text), bad
 //! input of every kind (one-line error, exit code 1 or 2, never a panic), determinism of
-//! `generate --json` across runs and backends, the `.npy` writer,
-//! quiet exit on a closed stdout, and `convert` on a random checkpoint and on the Hugging
-//! Face directory `tests/hf/tiny-gemma2`.
+//! `generate --json` across runs and backends, the `.npy` writer, quiet exit on a closed
+//! stdout, `convert` on a random checkpoint and on the Hugging Face directory
+//! `tests/hf/tiny-gemma2`, and the limits: non-regular input files, sizes that overflow,
+//! bench rotations on large caches, huge `--tokens`, arenas the host cannot give (under
+//! `ulimit -v`), and the exit status of an internal error.
 //!
 //! The tests that join `spark-sim` with `spark-core` and the golden data (oracle, golden
 //! models, the bundled model, format, session, tokenizer) are in the top-level `tests/`
@@ -17,6 +19,7 @@ use spark_sim::tokenizer::BpeTokenizer;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 const CORPUS: &str = "the cat sat on the mat. the dog sat on the log. a cat and a dog met on a mat by the log. \
                       the small cat ran to the big dog and the dog ran to the cat. ";
@@ -55,8 +58,28 @@ fn assert_no_panic(e: &str) {
 /// Fails with `code`, a first stderr line `error: ...` containing every `needles` (case
 /// insensitive); runtime errors (code 1) are exactly one line.
 fn err(args: &[&str], code: i32, needles: &[&str]) -> String {
-    let o = run(args);
-    let e = stderr(&o);
+    check_err(&run(args), args, code, needles)
+}
+
+/// [`run`], but a run still going after `limit` is killed and fails the test (for input
+/// that could make the command block or run away).
+fn run_within(args: &[&str], limit: Duration) -> Output {
+    let mut child = bin().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spark-sim starts");
+    let start = Instant::now();
+    while child.try_wait().expect("wait for spark-sim").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("spark-sim {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("spark-sim output")
+}
+
+/// [`err`] on an output already run.
+fn check_err(o: &Output, args: &[&str], code: i32, needles: &[&str]) -> String {
+    let e = stderr(o);
     assert_eq!(o.status.code(), Some(code), "spark-sim {args:?}: expected exit {code}, stderr: {e}");
     assert_no_panic(&e);
     let first = e.lines().next().unwrap_or("");
@@ -526,4 +549,168 @@ fn convert_subcommand_reads_the_hf_directory() {
     let m = Model::load(&blob).expect("loads");
     assert_eq!(m.config().sliding_window, 8);
     let _ = std::fs::remove_file(&out);
+}
+
+#[test]
+#[cfg(unix)]
+fn inputs_that_are_not_regular_files_are_refused_without_blocking() {
+    let f = fx();
+    let fifo = f.path("pipe.spark");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+    assert!(made.success(), "mkfifo failed");
+    let (p, m, out) = (fifo.to_str().unwrap(), f.p("text.spark"), f.p("from_fifo.spark"));
+    let (story, ck) = (f.p("story.txt"), f.p("ck.safetensors"));
+    let cases: [&[&str]; 9] = [
+        &["inspect", p],
+        &["generate", "--model", p],
+        &["logits", "--model", p, "--ids", "1"],
+        &["plan", "--model", p, "--target", "cortex-m4"],
+        &["bench", "ffn", "--shape", p, "--iters", "1"],
+        &["eval", "--model", &m, "--text", p],
+        &["eval", "--model", &m, "--text", &story, "--checkpoint", p],
+        &["convert", p, "-o", &out],
+        &["convert", &ck, "-o", &out, "--tokenizer", p],
+    ];
+    for args in cases {
+        let o = run_within(args, Duration::from_secs(60));
+        check_err(&o, args, 1, &["pipe.spark", "not a regular file", "FIFO"]);
+    }
+    assert!(!f.path("from_fifo.spark").exists());
+}
+
+#[test]
+fn plan_sizes_whose_sum_overflows_are_usage_errors() {
+    let f = fx();
+    let m = f.p("text.spark");
+    let max = u64::MAX.to_string();
+    // Arena + stack and model + code would wrap to a small total and print FITS.
+    for (flag, target) in [("--code", "cortex-m4"), ("--stack", "cortex-m4"), ("--stack", "host"), ("--code", "host")] {
+        err(&["plan", "--model", &m, "--target", target, flag, &max], 2, &[flag, "64-bit"]);
+        err(&["plan", "--model", &m, "--target", target, flag, &max, "--json"], 2, &[flag]);
+    }
+    // The largest values that do not overflow are plans that do not fit.
+    let v = json(&["plan", "--model", &m, "--target", "cortex-m4", "--code", "16777216G", "--json"]);
+    assert_eq!((v["fits"].as_bool(), v["fits_flash"].as_bool()), (Some(false), Some(false)), "{v}");
+    // A separate code region takes the estimate alone: no sum, the region does not fit it.
+    let v = json(&["plan", "--model", &m, "--target", "cortex-m55", "--code", &max, "--json"]);
+    assert_eq!(v["fits"], false, "{v}");
+    assert!(v["fixes"].as_array().unwrap().iter().any(|x| x.as_str().unwrap().starts_with("code:")), "{v}");
+}
+
+#[test]
+fn bench_rotation_is_bounded_and_impossible_caches_are_usage_errors() {
+    let f = fx();
+    let m = f.p("text.spark");
+    // A 7 kB FFN on a 16 MiB cache wants about 4600 copies per variant (and on the 480 MiB
+    // a VM may report, 140 000 of them, each a few memory mappings): at most 4096.
+    let limit = Duration::from_secs(300);
+    let o = run_within(&["bench", "ffn", "--shape", &m, "--iters", "1", "--llc", "16M", "--json"], limit);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["weight_copies"].as_u64(), v["copies_capped"].as_bool()), (Some(4096), Some(true)), "{v}");
+    assert!(v["spark_total_bytes"].as_u64().unwrap() < 2 * (16 << 20), "{v}");
+    // One key of context: 56-byte caches, capped the same way, and said so in the text.
+    let o = run_within(&["bench", "attn", "--shape", &m, "--ctx", "1", "--iters", "1", "--llc", "16M"], limit);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("capped at 4096 copies"), "{}", stdout(&o));
+    // Shapes that fill 2x LLC are not capped.
+    let v = json(&["bench", "attn", "--shape", &m, "--ctx", "64", "--iters", "2", "--llc", "256K", "--json"]);
+    assert_eq!(v["copies_capped"], false, "{v}");
+    assert!(v["dense_total_bytes"].as_u64().unwrap() >= 2 * (256 << 10), "{v}");
+    // Caches no machine has are usage errors, not a huge mapping and a panic.
+    for llc in ["18446744073709551615", "100G", "3G", "0"] {
+        err(&["bench", "ffn", "--shape", &m, "--iters", "1", "--llc", llc], 2, &["--llc", llc, "2.00 GiB"]);
+    }
+}
+
+/// `spark-sim args` with its address space limited to `kib` KiB (`ulimit -v`), so an
+/// allocation the host cannot give fails at once, the same way on every machine.
+#[cfg(unix)]
+fn run_limited(args: &[&str], kib: u64) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -v {kib} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_spark-sim"))
+        .args(args)
+        .output()
+        .expect("sh runs spark-sim")
+}
+
+#[test]
+#[cfg(unix)]
+fn generate_tokens_past_the_context_stop_there_without_a_huge_reservation() {
+    let f = fx();
+    // 4294967295 tokens would reserve 16 GiB up front; with 2 GiB of address space that
+    // aborts. The count is bounded by the context left: 32 - 3 + 1 tokens, then a message.
+    let args = ["generate", "--model", &f.p("ids.spark"), "--prompt-ids", "1,2,3", "--tokens", "4294967295"];
+    let o = run_limited(&args, 2 << 20);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("context is full (32 tokens") && stderr(&o).contains("after 30 generated"),
+        "{}",
+        stderr(&o)
+    );
+    let mut j = args.to_vec();
+    j.push("--json");
+    let o = run_limited(&j, 2 << 20);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["stop"].as_str(), v["token_ids"].as_array().map(Vec::len)), (Some("context_full"), Some(30)));
+    // The same run asked for exactly the context left gives the same tokens and digest.
+    let exact = json(&["generate", "--model", &f.p("ids.spark"), "--prompt-ids", "1,2,3", "--tokens", "30", "--json"]);
+    assert_eq!((&exact["token_ids"], &exact["logits_digest"]), (&v["token_ids"], &v["logits_digest"]));
+    assert_eq!(exact["stop"], "tokens");
+    let help = ok(&["generate", "--help"]);
+    assert!(help.contains("context is full"), "--tokens help does not say where it stops:\n{help}");
+}
+
+#[test]
+#[cfg(unix)]
+fn an_arena_the_host_cannot_give_is_named_with_its_size() {
+    let f = fx();
+    // 64 kv heads of width 1024 at 65536 positions: an arena of about 8.3 GiB, from a
+    // model file of a few MiB.
+    let cfg = Config {
+        vocab_size: 64,
+        d_model: 8,
+        n_layers: 1,
+        n_heads: 64,
+        n_kv_heads: 64,
+        head_dim: 1024,
+        d_ff: 16,
+        ffn_r: 4,
+        ffn_k: 4,
+        attn_r: 8,
+        max_seq_len: 65536,
+        query_pre_attn_scalar: 1024.0,
+        sliding_window: 0,
+        embed_scale: 8f32.sqrt(),
+        ..text_config(64)
+    };
+    let p = f.path("huge_arena.spark");
+    std::fs::write(&p, random_writer(&cfg, 9).finish()).unwrap();
+    let m = p.to_str().unwrap();
+    let cases: [&[&str]; 2] = [
+        &["generate", "--model", m, "--prompt-ids", "1", "--tokens", "65536"],
+        &["bench", "model", "--shape", m, "--ctx", "65000", "--iters", "2", "--llc", "1M"],
+    ];
+    for args in cases {
+        let o = run_limited(args, 2 << 20);
+        let e = check_err(&o, args, 1, &["session arena", "GiB", "bytes", "context of"]);
+        assert!(!e.contains("cannot write output"), "{e}");
+    }
+}
+
+#[test]
+fn internal_errors_have_their_own_exit_status_and_every_status_is_documented() {
+    let f = fx();
+    let o = bin().args(["inspect", &f.p("text.spark")]).env("SPARK_SIM_TEST_PANIC", "1").output().unwrap();
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(101), "a panic must not exit like an input error (1): {e}");
+    assert!(e.starts_with("error: internal error") && e.contains("please report it"), "{e}");
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    let help = ok(&["--help"]);
+    for status in ["0 success", "1 runtime or input error", "2 usage error", "101 internal error"] {
+        assert!(help.contains(status), "--help does not document exit status {status:?}:\n{help}");
+    }
 }

@@ -1,0 +1,200 @@
+//! Facts about the machine the benchmarks plan around: the last-level cache size, the
+//! single-thread read bandwidth (the memory bound of every report) and the number of
+//! weight copies the rotation needs so that each timed call reads from DRAM.
+
+use super::args::{BenchArgs, MAX_LLC};
+use crate::hugemem::HugeBytes;
+use crate::ui::{fail, human_bytes, progress, CliResult};
+use std::hint::black_box;
+use std::io;
+use std::time::Instant;
+
+/// Size of the last-level cache from `/sys/devices/system/cpu/cpu0/cache` (64 MiB when
+/// unknown), and whether it was read.
+pub fn llc_bytes() -> (u64, bool) {
+    let mut best: Option<(u32, u64)> = None;
+    for i in 0..8 {
+        let dir = format!("/sys/devices/system/cpu/cpu0/cache/index{i}");
+        let (Ok(level), Ok(size)) =
+            (std::fs::read_to_string(format!("{dir}/level")), std::fs::read_to_string(format!("{dir}/size")))
+        else {
+            continue;
+        };
+        let (Ok(level), size) = (level.trim().parse::<u32>(), size.trim()) else { continue };
+        let bytes = if let Some(k) = size.strip_suffix('K') {
+            k.parse::<u64>().ok().map(|v| v * 1024)
+        } else if let Some(m) = size.strip_suffix('M') {
+            m.parse::<u64>().ok().map(|v| v << 20)
+        } else {
+            size.parse::<u64>().ok()
+        };
+        if let Some(b) = bytes {
+            if best.is_none_or(|(l, _)| level >= l) {
+                best = Some((level, b));
+            }
+        }
+    }
+    match best {
+        Some((_, b)) => (b, true),
+        None => (64 << 20, false),
+    }
+}
+
+/// Single-thread read bandwidth in bytes/s: the fastest of `passes` sums over a buffer of
+/// `bytes` bytes (u64 words, four accumulators). The best pass, not the median: the bound
+/// is what the machine can do, and interference from other processes only slows passes.
+///
+/// Each pass is timed twice, as a plain sum and as the same sum with a software prefetch of
+/// the line 64 KiB ahead whenever the loop enters a new 4 KiB page (what the x86 kernels
+/// do, `spark_hal::x86`): hardware prefetchers stop at page boundaries, and on the machine
+/// of docs/PERFORMANCE.md the plain sum reads about 25 % slower than the memory system
+/// allows, so kernels measured above 100 % of it. Returns `(plain, page-prefetched)`; the
+/// bound is the larger.
+/// Fails only when the buffer cannot be mapped.
+pub fn read_bandwidth(bytes: usize, passes: usize) -> io::Result<(f64, f64)> {
+    let words = bytes / 8;
+    // Huge-page-advised like the benchmarks' weights and KV caches (`hugemem`).
+    let mut mem = HugeBytes::zeroed(words * 8)?;
+    let buf: &mut [u64] = bytemuck::cast_slice_mut(&mut mem[..]);
+    for (i, w) in buf.iter_mut().enumerate() {
+        *w = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    let buf: &[u64] = buf;
+    let (mut plain, mut pf) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..passes.max(1) {
+        for prefetch in [false, true] {
+            let e = read_pass(buf, prefetch);
+            let best = if prefetch { &mut pf } else { &mut plain };
+            *best = best.min(e);
+        }
+    }
+    let total = (words * 8) as f64;
+    Ok((total / plain, total / pf))
+}
+
+/// Seconds for one summing pass over `buf` (four accumulators), with or without the
+/// page-entry prefetch ([`read_bandwidth`]).
+pub(super) fn read_pass(buf: &[u64], prefetch: bool) -> f64 {
+    let t = Instant::now();
+    let (mut a, mut b, mut c, mut d) = (0u64, 0u64, 0u64, 0u64);
+    for ch in black_box(buf).chunks_exact(4) {
+        if prefetch {
+            page_prefetch(ch.as_ptr());
+        }
+        a = a.wrapping_add(ch[0]);
+        b = b.wrapping_add(ch[1]);
+        c = c.wrapping_add(ch[2]);
+        d = d.wrapping_add(ch[3]);
+    }
+    black_box(a ^ b ^ c ^ d);
+    t.elapsed().as_secs_f64()
+}
+
+/// The page-entry prefetch of [`read_bandwidth`] for a loop advancing 32 bytes per step.
+#[inline(always)]
+fn page_prefetch(p: *const u64) {
+    #[cfg(target_arch = "x86_64")]
+    if (p as usize) & 4095 < 32 {
+        // SAFETY: a prefetch is a hint that never faults and accesses no memory; the
+        // address is formed with `wrapping_add` and never dereferenced.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>().wrapping_add(64 << 10))
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// The most copies of one variant's weights (or KV cache) a rotation keeps: each copy is
+/// a few memory mappings, and a small shape on a large cache would otherwise want
+/// millions of them.
+pub const MAX_COPIES: usize = 4096;
+/// The most bytes the copies of one variant take together.
+pub const MAX_WORKING_SET: u64 = 8 << 30;
+
+/// How many copies of a variant's weights a benchmark rotates over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    /// Copies to build (at least 2).
+    pub copies: usize,
+    /// Fewer copies than twice the last-level cache needs ([`MAX_COPIES`] or
+    /// [`MAX_WORKING_SET`] bound them): part of the working set is read from cache.
+    pub capped: bool,
+}
+
+/// The rotation for copies of `bytes_per_copy` bytes each (the variant with the larger
+/// copy takes `largest_copy` bytes): enough copies that the bytes touched between two uses
+/// of one copy are at least twice the last-level cache `llc`, at least 2, at most
+/// [`MAX_COPIES`] and at most [`MAX_WORKING_SET`] bytes of the larger variant. An error
+/// (what is too big) when two copies of the larger variant exceed [`MAX_WORKING_SET`].
+pub fn rotation(bytes_per_copy: usize, largest_copy: usize, llc: u64) -> Result<Rotation, String> {
+    let largest = largest_copy.max(bytes_per_copy).max(1) as u64;
+    let limit = (MAX_COPIES as u64).min(MAX_WORKING_SET / largest);
+    if limit < 2 {
+        return Err(format!(
+            "one copy is {}; the two copies a rotation needs exceed the {} limit per variant",
+            human_bytes(largest),
+            human_bytes(MAX_WORKING_SET)
+        ));
+    }
+    let want = llc.saturating_mul(2).div_ceil(bytes_per_copy.max(1) as u64).max(2);
+    Ok(Rotation { copies: want.min(limit) as usize, capped: want > limit })
+}
+
+/// The machine facts every report states.
+pub(super) struct Common {
+    /// Last-level cache bytes the rotation is planned for.
+    pub(super) llc: u64,
+    /// Whether `llc` was given or read (not assumed).
+    pub(super) llc_known: bool,
+    /// The bound: the faster of the two read passes, bytes/s.
+    pub(super) bw: f64,
+    /// The plain summing pass alone (the bound before page-entry prefetching), bytes/s.
+    pub(super) bw_plain: f64,
+}
+
+/// The last-level cache (from `--llc`, else detected and at most [`MAX_LLC`]) and the read
+/// bandwidth bound, measured over a buffer of 4x the cache (at least 16 MiB).
+pub(super) fn measure_common(a: &BenchArgs) -> CliResult<Common> {
+    let show = !a.json;
+    let (llc, llc_known) = match a.llc {
+        Some(b) => (b.max(1), true),
+        None => {
+            let (b, known) = llc_bytes();
+            (b.min(MAX_LLC), known)
+        }
+    };
+    let bytes = ((4 * llc) as usize).max(16 << 20);
+    let pb = progress(1, show, "bandwidth");
+    let (bw_plain, bw_pf) = read_bandwidth(bytes, 7).map_err(|e| {
+        fail(format!(
+            "bench: cannot map the {} read-bandwidth buffer (4x LLC): {e}; lower --llc",
+            human_bytes(bytes as u64)
+        ))
+    })?;
+    pb.finish_and_clear();
+    Ok(Common { llc, llc_known, bw: bw_plain.max(bw_pf), bw_plain })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_fills_twice_the_cache_within_its_bounds() {
+        // gemma2-2b's Spark FFN (about 64 MB a copy) on a 32 MiB cache: 2 copies.
+        assert_eq!(rotation(64_000_000, 64_000_000, 32 << 20), Ok(Rotation { copies: 2, capped: false }));
+        // 1 MB copies, 480 MiB cache: ceil(960 MiB / 1 MB) = 1007.
+        assert_eq!(rotation(1_000_000, 1_000_000, 480 << 20), Ok(Rotation { copies: 1007, capped: false }));
+        // A 7 kB copy on a 480 MiB cache would want 143 797 copies: capped.
+        assert_eq!(rotation(7_000, 7_000, 480 << 20), Ok(Rotation { copies: MAX_COPIES, capped: true }));
+        // 3 GiB copies on the largest cache: 2 of them fill 2x LLC.
+        assert_eq!(rotation(3 << 30, 3 << 30, MAX_LLC), Ok(Rotation { copies: 2, capped: false }));
+        // The larger variant sets the working-set bound (attention: one count for both),
+        // which binds before the copy cap: at most 2 copies of 3 GiB.
+        assert_eq!(rotation(1 << 20, 3 << 30, MAX_LLC), Ok(Rotation { copies: 2, capped: true }));
+        assert!(rotation(5 << 30, 5 << 30, 1).unwrap_err().contains("8.00 GiB"));
+        // No overflow at the extremes.
+        assert_eq!(rotation(0, 0, u64::MAX), Ok(Rotation { copies: MAX_COPIES, capped: true }));
+    }
+}

@@ -1,0 +1,47 @@
+//! `spark-sim bench`: single-thread timings of the Spark FFN, Spark attention and whole
+//! decode steps against their dense twins, measured in the same run (SPEC section 11),
+//! with a single-thread read-bandwidth measurement as the memory bound.
+//!
+//! Weights and KV caches are random int8 built directly in memory. Several copies are
+//! kept and rotated so that the bytes touched between two uses of one copy exceed the
+//! last-level cache: every timed call reads its weights from DRAM, as decode does.
+//! Timings are medians over `--iters` calls after a short warm-up.
+//!
+//! One file per job: [`args`] (the command line), [`shape`] (benchmark shapes),
+//! [`machine`] (cache size, read bandwidth, weight rotation), `weights` (random int8
+//! matrices), [`report`] (medians and the shared report), and one file per benchmark:
+//! `ffn`, `attn`, [`model`].
+
+pub mod args;
+mod attn;
+mod ffn;
+pub mod machine;
+pub mod model;
+pub mod report;
+pub mod shape;
+mod weights;
+
+pub use args::{BenchArgs, BenchWhat};
+pub use machine::{llc_bytes, read_bandwidth};
+pub use model::{gemma2_2b_layer_pair, synthetic_model};
+pub use report::Variant;
+pub use shape::{shape_of, BenchShape, GEMMA2_2B};
+
+use crate::ui::{usage, CliResult};
+use crate::with_backend;
+use attn::bench_attn;
+use ffn::bench_ffn;
+use model::bench_model;
+
+/// `spark-sim bench`.
+pub fn bench(a: &BenchArgs) -> CliResult {
+    let (shape, file) = shape::resolve_shape(&a.shape)?;
+    if a.dense.is_some() && a.what != BenchWhat::Model {
+        return Err(usage("--dense only applies to `bench model`"));
+    }
+    match a.what {
+        BenchWhat::Ffn => with_backend!(a.backend, bench_ffn(a, &shape)),
+        BenchWhat::Attn => with_backend!(a.backend, bench_attn(a, &shape)),
+        BenchWhat::Model => with_backend!(a.backend, bench_model(a, file.as_deref())),
+    }
+}

@@ -1,0 +1,172 @@
+//! What a benchmark reports: per-variant medians, paired speedups, and the text or JSON
+//! report shared by `bench ffn` and `bench attn`.
+
+use super::args::BenchArgs;
+use super::machine::{Common, MAX_COPIES, MAX_WORKING_SET};
+use crate::ui::{human_bytes, median, print_json, CliResult};
+use std::io::{self, Write};
+
+/// The weight copies a benchmark rotated over.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct WorkingSet {
+    /// Copies of each variant.
+    pub(super) copies: usize,
+    /// The rotation was capped below 2x LLC.
+    pub(super) capped: bool,
+    /// Bytes of all Spark copies.
+    pub(super) spark_total: usize,
+    /// Bytes of all dense copies.
+    pub(super) dense_total: usize,
+}
+
+/// A count with a k/M/G suffix (`4.97M`).
+fn fmt_count(x: f64) -> String {
+    if x >= 1e9 {
+        format!("{:.2}G", x / 1e9)
+    } else if x >= 1e6 {
+        format!("{:.2}M", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{:.1}k", x / 1e3)
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+/// Measurements of one variant.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Variant {
+    /// Median milliseconds per call.
+    pub ms: f64,
+    /// MACs per call.
+    pub macs: f64,
+    /// Bytes read per call (weights / cache, with scales).
+    pub bytes: f64,
+    /// Achieved GB/s (`bytes / median time`).
+    pub gbs: f64,
+}
+
+impl Variant {
+    pub(super) fn new(times: &[f64], macs: f64, bytes: f64) -> Self {
+        let s = median(times);
+        Variant { ms: s * 1e3, macs, bytes, gbs: bytes / s.max(1e-12) / 1e9 }
+    }
+}
+
+/// The speedups of the individual iterations (`dense_i / spark_i`: each pair ran back to
+/// back, so a slow phase of the host that spans both cancels), as (median, first quartile,
+/// third quartile).
+pub(super) fn paired_speedup(spark: &[f64], dense: &[f64]) -> (f64, f64, f64) {
+    let mut r: Vec<f64> = spark.iter().zip(dense).map(|(s, d)| d / s.max(1e-12)).collect();
+    if r.is_empty() {
+        return (0.0, 0.0, 0.0);
+    }
+    r.sort_by(f64::total_cmp);
+    let q = |f: f64| r[((r.len() - 1) as f64 * f).round() as usize];
+    (median(&r), q(0.25), q(0.75))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn report(
+    a: &BenchArgs,
+    what: &str,
+    shape: &str,
+    detail: &str,
+    c: &Common,
+    ws: WorkingSet,
+    (sv, dv, paired): (Variant, Variant, (f64, f64, f64)),
+    (sname, dname): (&str, &str),
+    extra: serde_json::Value,
+) -> CliResult {
+    let WorkingSet { copies, capped, spark_total, dense_total } = ws;
+    let bw_gbs = c.bw / 1e9;
+    let speedup = dv.ms / sv.ms.max(1e-12);
+    if a.json {
+        let mut v = serde_json::json!({
+            "bench": what, "shape": shape, "backend": a.backend.kernel_name(), "threads": 1, "iters": a.iters,
+            "spark_ms": sv.ms, "dense_ms": dv.ms, "speedup": speedup,
+            "speedup_paired_median": paired.0, "speedup_paired_q1": paired.1, "speedup_paired_q3": paired.2,
+            "spark_macs": sv.macs, "dense_macs": dv.macs, "mac_ratio": dv.macs / sv.macs.max(1.0),
+            "spark_bytes": sv.bytes, "dense_bytes": dv.bytes,
+            "spark_gbs": sv.gbs, "dense_gbs": dv.gbs,
+            "bandwidth_gbs": bw_gbs, "spark_of_bound": sv.gbs / bw_gbs, "dense_of_bound": dv.gbs / bw_gbs,
+            "bandwidth_plain_gbs": c.bw_plain / 1e9,
+            "llc_bytes": c.llc, "llc_detected": c.llc_known, "weight_copies": copies, "copies_capped": capped,
+            "spark_total_bytes": spark_total, "dense_total_bytes": dense_total,
+        });
+        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        return print_json(&v);
+    }
+    let mut o = io::stdout().lock();
+    writeln!(o, "bench {what}  shape {shape}: {detail}")?;
+    writeln!(
+        o,
+        "kernels {}, 1 thread, {} iterations (median); working set Spark {} / dense {} rotated over copies, LLC {}{}",
+        a.backend.kernel_name(),
+        a.iters,
+        human_bytes(spark_total as u64),
+        human_bytes(dense_total as u64),
+        human_bytes(c.llc),
+        if c.llc_known { "" } else { " (assumed)" }
+    )?;
+    if capped {
+        writeln!(
+            o,
+            "note: the rotation is capped at {MAX_COPIES} copies and {} per variant: the working set is below 2x LLC, so part of it is read from cache",
+            human_bytes(MAX_WORKING_SET)
+        )?;
+    }
+    writeln!(
+        o,
+        "{:<16} {:>10} {:>12} {:>14} {:>8} {:>9}",
+        "", "median ms", "MACs/token", "bytes/token", "GB/s", "of bound"
+    )?;
+    for (n, v) in [(sname, sv), (dname, dv)] {
+        writeln!(
+            o,
+            "{n:<16} {:>10.3} {:>12} {:>14} {:>8.2} {:>8.1}%",
+            v.ms,
+            fmt_count(v.macs),
+            human_bytes(v.bytes as u64),
+            v.gbs,
+            100.0 * v.gbs / bw_gbs
+        )?;
+    }
+    writeln!(
+        o,
+        "speedup {speedup:.2}x (dense / Spark medians, same run); per-iteration pairs {:.2}x (quartiles {:.2}-{:.2}x); \
+         MAC ratio {:.2}x, byte ratio {:.2}x",
+        paired.0,
+        paired.1,
+        paired.2,
+        dv.macs / sv.macs.max(1.0),
+        dv.bytes / sv.bytes.max(1.0)
+    )?;
+    writeln!(
+        o,
+        "read bandwidth (single thread, huge-page-advised buffer of 4x LLC, the faster of a plain and a page-entry-prefetched \
+         sum, best of 7 each): {bw_gbs:.2} GB/s (plain sum {:.2} GB/s: {:.1}% / {:.1}% of that)",
+        c.bw_plain / 1e9,
+        100.0 * sv.gbs / (c.bw_plain / 1e9),
+        100.0 * dv.gbs / (c.bw_plain / 1e9)
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::paired_speedup;
+
+    #[test]
+    fn paired_speedup_is_the_median_of_per_iteration_ratios() {
+        // Ratios 3, 2, 1, 4, 5 (dense / Spark per pair): sorted 1 2 3 4 5.
+        let spark = [1.0, 2.0, 4.0, 1.0, 1.0];
+        let dense = [3.0, 4.0, 4.0, 4.0, 5.0];
+        assert_eq!(paired_speedup(&spark, &dense), (3.0, 2.0, 4.0));
+        // A slow host phase that slows both calls of one pair leaves its ratio unchanged.
+        let (m, _, _) = paired_speedup(&[1.0, 10.0, 1.0], &[3.0, 30.0, 3.0]);
+        assert_eq!(m, 3.0);
+        assert_eq!(paired_speedup(&[], &[]), (0.0, 0.0, 0.0));
+    }
+}

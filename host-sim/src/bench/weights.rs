@@ -1,0 +1,74 @@
+//! Random int8 weights for the benchmarks, built directly in huge-page-advised memory.
+
+use crate::hugemem::HugeBytes;
+use spark_core::format::{F32Slice, QMatrix};
+use std::io;
+
+/// xorshift64* filler for random weights (fast: 8 bytes per step).
+pub(super) struct Fill(pub(super) u64);
+
+impl Fill {
+    /// The next 64 random bits.
+    pub(super) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// `n` uniform int8 values in [-127, 127], in a huge-page-advised buffer.
+    pub(super) fn i8s(&mut self, n: usize) -> io::Result<HugeBytes> {
+        let mut v = HugeBytes::zeroed(n)?;
+        for ch in v.chunks_mut(8) {
+            let w = self.next().to_le_bytes();
+            for (o, &b) in ch.iter_mut().zip(&w) {
+                *o = if b == 0x80 { 0x81 } else { b };
+            }
+        }
+        Ok(v)
+    }
+    /// Standard normal-ish f32 (sum of four uniforms, scaled).
+    pub(super) fn gauss(&mut self, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                let x = self.next();
+                let s: f32 = (0..4).map(|i| ((x >> (16 * i)) & 0xFFFF) as f32 / 65536.0).sum::<f32>() - 2.0;
+                s * 1.732
+            })
+            .collect()
+    }
+    /// Per-row scales (LE f32 bytes) around `base`.
+    pub(super) fn scales(&mut self, rows: usize, base: f32) -> Vec<u8> {
+        (0..rows)
+            .flat_map(|_| (base * (0.75 + 0.5 * (self.next() >> 40) as f32 / (1u64 << 24) as f32)).to_le_bytes())
+            .collect()
+    }
+}
+
+/// A random int8 matrix with row scales, both in one huge-page-advised buffer (as in a
+/// model file: the scale gathers of a sparse layer then hit the same 2 MiB pages):
+/// `data [rows, cols]`, padding to 64 bytes, `scales [rows]` (f32 little-endian).
+pub(super) struct RandMatrix {
+    mem: HugeBytes,
+    rows: usize,
+    cols: usize,
+}
+
+impl RandMatrix {
+    pub(super) fn new(fill: &mut Fill, rows: usize, cols: usize) -> io::Result<Self> {
+        let base = 1.0 / (127.0 * (cols as f32).sqrt()) * 1.7;
+        let at = (rows * cols).next_multiple_of(64);
+        let mut mem = fill.i8s(at + 4 * rows)?;
+        let scales = fill.scales(rows, base);
+        mem[at..].copy_from_slice(&scales);
+        Ok(RandMatrix { mem, rows, cols })
+    }
+    pub(super) fn data(&self) -> &[i8] {
+        &self.mem.as_i8()[..self.rows * self.cols]
+    }
+    pub(super) fn scales(&self) -> &[u8] {
+        &self.mem[(self.rows * self.cols).next_multiple_of(64)..]
+    }
+    pub(super) fn q(&self) -> QMatrix<'_> {
+        QMatrix { data: self.data(), scales: F32Slice(self.scales()), rows: self.rows, cols: self.cols }
+    }
+}
