@@ -4,16 +4,16 @@
 //!
 //! - the model blob (a `.spark` file, typically in flash), read in place, aligned to
 //!   [`SPARK_MODEL_ALIGN`] bytes;
-//! - a [`spark_model`], a [`spark_session`] and a [`spark_sampler`]: fixed-size C structs
+//! - a [`spark_model_t`], a [`spark_session_t`] and a [`spark_sampler_t`]: fixed-size C structs
 //!   (declare them as variables; their contents are private);
 //! - the session's arena, exactly [`spark_arena_size`] bytes, any alignment.
 //!
-//! Every function returns a [`spark_status`] (or a value that cannot fail), checks every
+//! Every function returns a [`spark_status_t`] (or a value that cannot fail), checks every
 //! pointer and length, and never panics across the boundary: all input is validated
 //! before it reaches `spark-core`.
 //!
-//! Thread-safety: an opened [`spark_model`] is immutable and may be shared by any number
-//! of sessions on any threads. A [`spark_session`] and a [`spark_sampler`] are not
+//! Thread-safety: an opened [`spark_model_t`] is immutable and may be shared by any number
+//! of sessions on any threads. A [`spark_session_t`] and a [`spark_sampler_t`] are not
 //! thread-safe: use each from one thread at a time.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -36,17 +36,17 @@ use spark_core::{AttnKind, FfnKind, Model, Session};
 pub const SPARK_MODEL_ALIGN: usize = 64;
 /// The value of a token id field that has no token (no BOS / EOS).
 pub const SPARK_NO_TOKEN: u32 = 0xFFFF_FFFF;
-/// 64-bit words of private storage in a [`spark_model`].
+/// 64-bit words of private storage in a [`spark_model_t`].
 pub const SPARK_MODEL_WORDS: usize = 800;
-/// 64-bit words of private storage in a [`spark_session`].
+/// 64-bit words of private storage in a [`spark_session_t`].
 pub const SPARK_SESSION_WORDS: usize = 512;
-/// 64-bit words of private storage in a [`spark_sampler`].
+/// 64-bit words of private storage in a [`spark_sampler_t`].
 pub const SPARK_SAMPLER_WORDS: usize = 6;
 
 /// Result of every fallible call. `SPARK_OK` is 0; every error is a positive value.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum spark_status {
+pub enum spark_status_t {
     /// Success.
     SPARK_OK = 0,
     /// A required pointer argument is NULL.
@@ -87,12 +87,12 @@ pub enum spark_status {
     SPARK_E_TOO_LARGE = 18,
 }
 
-use spark_status::*;
+use spark_status_t::*;
 
 /// An opened model (contents private). Declare one per model, open it with
 /// `spark_model_open`, and keep it (and the blob) in place while any session uses it.
 #[repr(C)]
-pub struct spark_model {
+pub struct spark_model_t {
     _magic: u64,
     _storage: [u64; SPARK_MODEL_WORDS],
 }
@@ -101,14 +101,14 @@ pub struct spark_model {
 /// Declare it zero-initialised (`= {0}` or `static`) so calls before `spark_session_init`
 /// report `SPARK_E_NOT_INITIALIZED`.
 #[repr(C)]
-pub struct spark_session {
+pub struct spark_session_t {
     _magic: u64,
     _storage: [u64; SPARK_SESSION_WORDS],
 }
 
 /// A token sampler (contents private): the rule and its random generator.
 #[repr(C)]
-pub struct spark_sampler {
+pub struct spark_sampler_t {
     _magic: u64,
     _storage: [u64; SPARK_SAMPLER_WORDS],
 }
@@ -116,7 +116,7 @@ pub struct spark_sampler {
 /// Sampler settings, as `spark-sim generate` takes them.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
-pub struct spark_sampler_config {
+pub struct spark_sampler_config_t {
     /// 0 = greedy (argmax, ties to the lowest id); otherwise the softmax temperature (> 0, finite).
     pub temperature: f32,
     /// Nucleus mass in (0, 1]; 1 = no nucleus filtering. Ignored when greedy.
@@ -128,7 +128,7 @@ pub struct spark_sampler_config {
 /// What a model is (filled by `spark_model_info`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
-pub struct spark_model_info {
+pub struct spark_model_info_t {
     /// Vocabulary size (token ids are `0..vocab_size`).
     pub vocab_size: u32,
     /// Model width.
@@ -160,7 +160,7 @@ pub struct spark_model_info {
 /// Per-layer counters since the last init/reset (filled by `spark_layer_stats`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
-pub struct spark_layer_stats {
+pub struct spark_layer_stats_t {
     /// Tokens run through the layer.
     pub tokens: u32,
     /// Fewest active FFN neurons in one token (`UINT32_MAX` before any token).
@@ -189,7 +189,7 @@ pub struct spark_layer_stats {
 
 /// Called by `spark_generate` with each generated token; return 0 to go on, any other
 /// value to stop after this token.
-pub type spark_token_callback = Option<unsafe extern "C" fn(user: *mut c_void, token: u32) -> i32>;
+pub type spark_token_callback_t = Option<unsafe extern "C" fn(user: *mut c_void, token: u32) -> i32>;
 
 // ---------------------------------------------------------------------------------------
 // Private state behind the C structs.
@@ -221,16 +221,16 @@ const _: () = assert!(align_of::<SessionInner>() <= 8);
 const _: () = assert!(size_of::<Sampler>() <= 8 * SPARK_SAMPLER_WORDS);
 const _: () = assert!(align_of::<Sampler>() <= 8);
 
-type Res<T> = Result<T, spark_status>;
+type Res<T> = Result<T, spark_status_t>;
 
-fn status(r: Res<()>) -> spark_status {
+fn status(r: Res<()>) -> spark_status_t {
     match r {
         Ok(()) => SPARK_OK,
         Err(s) => s,
     }
 }
 
-fn model_err(e: ModelError) -> spark_status {
+fn model_err(e: ModelError) -> spark_status_t {
     match e {
         ModelError::Truncated { .. } => SPARK_E_MODEL_TRUNCATED,
         ModelError::BadMagic { .. } | ModelError::UnsupportedVersion { .. } => SPARK_E_MODEL_FORMAT,
@@ -238,7 +238,7 @@ fn model_err(e: ModelError) -> spark_status {
     }
 }
 
-fn run_err(e: RunError) -> spark_status {
+fn run_err(e: RunError) -> spark_status_t {
     match e {
         RunError::ArenaTooSmall { .. } => SPARK_E_ARENA_TOO_SMALL,
         RunError::BadMaxSeq { .. } => SPARK_E_BAD_MAX_SEQ,
@@ -249,7 +249,7 @@ fn run_err(e: RunError) -> spark_status {
     }
 }
 
-fn tok_err(e: TokenizerError) -> spark_status {
+fn tok_err(e: TokenizerError) -> spark_status_t {
     match e {
         TokenizerError::NoTokenizer | TokenizerError::NoBos => SPARK_E_NO_TOKENIZER,
         TokenizerError::InvalidId { .. } => SPARK_E_INVALID_TOKEN,
@@ -259,7 +259,7 @@ fn tok_err(e: TokenizerError) -> spark_status {
     }
 }
 
-fn sample_err(e: SampleError) -> spark_status {
+fn sample_err(e: SampleError) -> spark_status_t {
     match e {
         SampleError::EmptyLogits | SampleError::AllNan => SPARK_E_NO_LOGITS,
         SampleError::ScratchTooSmall { .. } => SPARK_E_BUFFER_TOO_SMALL,
@@ -331,15 +331,15 @@ unsafe fn put<T>(p: *mut T, v: T) -> Res<()> {
 /// The opened model behind a C handle.
 ///
 /// # Safety
-/// `m` is NULL or points to a `spark_model` the caller keeps alive and unmodified for `'a`.
-unsafe fn model_ref<'a>(m: *const spark_model) -> Res<&'a ModelInner> {
+/// `m` is NULL or points to a `spark_model_t` the caller keeps alive and unmodified for `'a`.
+unsafe fn model_ref<'a>(m: *const spark_model_t) -> Res<&'a ModelInner> {
     if m.is_null() {
         return Err(SPARK_E_NULL);
     }
     if !m.is_aligned() {
         return Err(SPARK_E_INVALID_ARGUMENT);
     }
-    // SAFETY: non-null, aligned, points to a spark_model (caller contract).
+    // SAFETY: non-null, aligned, points to a spark_model_t (caller contract).
     let m = unsafe { &*m };
     if m._magic != MODEL_MAGIC {
         return Err(SPARK_E_NOT_INITIALIZED);
@@ -352,8 +352,8 @@ unsafe fn model_ref<'a>(m: *const spark_model) -> Res<&'a ModelInner> {
 /// The live session behind a C handle.
 ///
 /// # Safety
-/// `s` is NULL or points to a `spark_session` used by no one else during the call.
-unsafe fn session_mut<'a>(s: *mut spark_session) -> Res<&'a mut SessionInner> {
+/// `s` is NULL or points to a `spark_session_t` used by no one else during the call.
+unsafe fn session_mut<'a>(s: *mut spark_session_t) -> Res<&'a mut SessionInner> {
     if s.is_null() {
         return Err(SPARK_E_NULL);
     }
@@ -373,8 +373,8 @@ unsafe fn session_mut<'a>(s: *mut spark_session) -> Res<&'a mut SessionInner> {
 /// The configured sampler behind a C handle.
 ///
 /// # Safety
-/// `s` is NULL or points to a `spark_sampler` used by no one else during the call.
-unsafe fn sampler_mut<'a>(s: *mut spark_sampler) -> Res<&'a mut Sampler> {
+/// `s` is NULL or points to a `spark_sampler_t` used by no one else during the call.
+unsafe fn sampler_mut<'a>(s: *mut spark_sampler_t) -> Res<&'a mut Sampler> {
     if s.is_null() {
         return Err(SPARK_E_NULL);
     }
@@ -428,23 +428,23 @@ pub extern "C" fn spark_status_str(status: i32) -> *const c_char {
     s.as_ptr().cast()
 }
 
-/// Bytes of a `spark_model` (`sizeof(spark_model)`).
+/// Bytes of a `spark_model_t` (`sizeof(spark_model_t)`).
 #[no_mangle]
 pub extern "C" fn spark_model_size() -> usize {
-    size_of::<spark_model>()
+    size_of::<spark_model_t>()
 }
 
-/// Bytes of a `spark_session` (`sizeof(spark_session)`). The session object lives in the
-/// caller's `spark_session`; its KV cache and scratch live in the arena.
+/// Bytes of a `spark_session_t` (`sizeof(spark_session_t)`). The session object lives in the
+/// caller's `spark_session_t`; its KV cache and scratch live in the arena.
 #[no_mangle]
 pub extern "C" fn spark_session_size() -> usize {
-    size_of::<spark_session>()
+    size_of::<spark_session_t>()
 }
 
-/// Bytes of a `spark_sampler` (`sizeof(spark_sampler)`).
+/// Bytes of a `spark_sampler_t` (`sizeof(spark_sampler_t)`).
 #[no_mangle]
 pub extern "C" fn spark_sampler_size() -> usize {
-    size_of::<spark_sampler>()
+    size_of::<spark_sampler_t>()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -458,10 +458,10 @@ pub extern "C" fn spark_sampler_size() -> usize {
 /// session over it is used. On failure `model` is left not initialised.
 ///
 /// # Safety
-/// `model` is NULL or points to a writable `spark_model`; `blob` is NULL or points to
+/// `model` is NULL or points to a writable `spark_model_t`; `blob` is NULL or points to
 /// `len` readable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn spark_model_open(model: *mut spark_model, blob: *const u8, len: usize) -> spark_status {
+pub unsafe extern "C" fn spark_model_open(model: *mut spark_model_t, blob: *const u8, len: usize) -> spark_status_t {
     status((|| {
         if model.is_null() || blob.is_null() {
             return Err(SPARK_E_NULL);
@@ -497,15 +497,15 @@ pub unsafe extern "C" fn spark_model_open(model: *mut spark_model, blob: *const 
 /// Describe an opened model.
 ///
 /// # Safety
-/// `model` is NULL or an opened-or-zeroed `spark_model`; `info` is NULL or writable.
+/// `model` is NULL or an opened-or-zeroed `spark_model_t`; `info` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn spark_model_info(model: *const spark_model, info: *mut spark_model_info) -> spark_status {
+pub unsafe extern "C" fn spark_model_info(model: *const spark_model_t, info: *mut spark_model_info_t) -> spark_status_t {
     status((|| {
         // SAFETY: caller contract (see above).
         let m = unsafe { model_ref(model) }?;
         let c = m.model.config();
         let meta = m.model.tokenizer_meta();
-        let v = spark_model_info {
+        let v = spark_model_info_t {
             vocab_size: c.vocab_size,
             d_model: c.d_model,
             n_layers: c.n_layers,
@@ -552,9 +552,9 @@ fn arena_total(m: &ModelInner, max_seq: usize) -> Res<usize> {
 /// `max_seq_len`), written to `*bytes`.
 ///
 /// # Safety
-/// `model` is NULL or an opened-or-zeroed `spark_model`; `bytes` is NULL or writable.
+/// `model` is NULL or an opened-or-zeroed `spark_model_t`; `bytes` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn spark_arena_size(model: *const spark_model, max_seq: usize, bytes: *mut usize) -> spark_status {
+pub unsafe extern "C" fn spark_arena_size(model: *const spark_model_t, max_seq: usize, bytes: *mut usize) -> spark_status_t {
     status((|| {
         // SAFETY: caller contract.
         let m = unsafe { model_ref(model) }?;
@@ -575,16 +575,16 @@ pub unsafe extern "C" fn spark_arena_size(model: *const spark_model, max_seq: us
 /// not initialised.
 ///
 /// # Safety
-/// `session` is NULL or a writable `spark_session`; `model` is NULL or an opened-or-zeroed
-/// `spark_model`; `arena` is NULL or `arena_len` writable bytes owned by the session from now on.
+/// `session` is NULL or a writable `spark_session_t`; `model` is NULL or an opened-or-zeroed
+/// `spark_model_t`; `arena` is NULL or `arena_len` writable bytes owned by the session from now on.
 #[no_mangle]
 pub unsafe extern "C" fn spark_session_init(
-    session: *mut spark_session,
-    model: *const spark_model,
+    session: *mut spark_session_t,
+    model: *const spark_model_t,
     arena: *mut u8,
     arena_len: usize,
     max_seq: usize,
-) -> spark_status {
+) -> spark_status_t {
     status((|| {
         if session.is_null() {
             return Err(SPARK_E_NULL);
@@ -632,9 +632,9 @@ pub unsafe extern "C" fn spark_session_init(
 /// Forget the sequence and the statistics; the session starts again at position 0.
 ///
 /// # Safety
-/// `session` is NULL or a `spark_session` no other thread uses during the call.
+/// `session` is NULL or a `spark_session_t` no other thread uses during the call.
 #[no_mangle]
-pub unsafe extern "C" fn spark_session_reset(session: *mut spark_session) -> spark_status {
+pub unsafe extern "C" fn spark_session_reset(session: *mut spark_session_t) -> spark_status_t {
     status((|| {
         // SAFETY: caller contract.
         let s = unsafe { session_mut(session) }?;
@@ -649,7 +649,7 @@ pub unsafe extern "C" fn spark_session_reset(session: *mut spark_session) -> spa
 /// # Safety
 /// `session` as for `spark_session_reset`; `pos` and `max_seq` are NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn spark_session_pos(session: *mut spark_session, pos: *mut usize, max_seq: *mut usize) -> spark_status {
+pub unsafe extern "C" fn spark_session_pos(session: *mut spark_session_t, pos: *mut usize, max_seq: *mut usize) -> spark_status_t {
     status((|| {
         // SAFETY: caller contract.
         let s = unsafe { session_mut(session) }?;
@@ -680,12 +680,12 @@ fn out_logits(s: &SessionInner, logits: *mut *const f32, n_logits: *mut usize) -
 /// `n_logits` are NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn spark_prefill(
-    session: *mut spark_session,
+    session: *mut spark_session_t,
     ids: *const u32,
     n: usize,
     logits: *mut *const f32,
     n_logits: *mut usize,
-) -> spark_status {
+) -> spark_status_t {
     status((|| {
         // SAFETY: caller contract.
         let s = unsafe { session_mut(session) }?;
@@ -707,11 +707,11 @@ pub unsafe extern "C" fn spark_prefill(
 /// As for `spark_prefill`.
 #[no_mangle]
 pub unsafe extern "C" fn spark_step(
-    session: *mut spark_session,
+    session: *mut spark_session_t,
     token: u32,
     logits: *mut *const f32,
     n_logits: *mut usize,
-) -> spark_status {
+) -> spark_status_t {
     status((|| {
         // SAFETY: caller contract.
         let s = unsafe { session_mut(session) }?;
@@ -736,15 +736,15 @@ pub unsafe extern "C" fn spark_step(
 /// `session` as for `spark_session_reset`; `out` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn spark_layer_stats(
-    session: *mut spark_session,
+    session: *mut spark_session_t,
     layer: u32,
-    out: *mut spark_layer_stats,
-) -> spark_status {
+    out: *mut spark_layer_stats_t,
+) -> spark_status_t {
     status((|| {
         // SAFETY: caller contract.
         let s = unsafe { session_mut(session) }?;
         let st = s.sess.stats().get(layer as usize).ok_or(SPARK_E_INVALID_ARGUMENT)?;
-        let v = spark_layer_stats {
+        let v = spark_layer_stats_t {
             tokens: st.tokens,
             ffn_active_min: st.ffn_active_min,
             ffn_active_max: st.ffn_active_max,
@@ -773,18 +773,18 @@ pub unsafe extern "C" fn spark_layer_stats(
 /// On success `*n_ids` is the number of ids written.
 ///
 /// # Safety
-/// `model` is NULL or an opened-or-zeroed `spark_model`; `text` is NULL or `text_len`
+/// `model` is NULL or an opened-or-zeroed `spark_model_t`; `text` is NULL or `text_len`
 /// readable bytes; `ids` is NULL or `cap` writable ids; `n_ids` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn spark_encode(
-    model: *const spark_model,
+    model: *const spark_model_t,
     text: *const u8,
     text_len: usize,
     add_bos: bool,
     ids: *mut u32,
     cap: usize,
     n_ids: *mut usize,
-) -> spark_status {
+) -> spark_status_t {
     status((|| {
         // SAFETY: caller contract.
         let m = unsafe { model_ref(model) }?;
@@ -821,13 +821,13 @@ pub unsafe extern "C" fn spark_encode(
 /// writable bytes; `n_bytes` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn spark_decode(
-    model: *const spark_model,
+    model: *const spark_model_t,
     ids: *const u32,
     n: usize,
     out: *mut u8,
     cap: usize,
     n_bytes: *mut usize,
-) -> spark_status {
+) -> spark_status_t {
     status((|| {
         // SAFETY: caller contract.
         let m = unsafe { model_ref(model) }?;
@@ -857,7 +857,7 @@ pub unsafe extern "C" fn spark_decode(
 // ---------------------------------------------------------------------------------------
 // Sampling and generation
 
-fn sampling_of(c: &spark_sampler_config) -> Res<Sampling> {
+fn sampling_of(c: &spark_sampler_config_t) -> Res<Sampling> {
     let (t, p) = (c.temperature, c.top_p);
     if !t.is_finite() || t < 0.0 {
         return Err(SPARK_E_BAD_SAMPLER);
@@ -879,9 +879,9 @@ fn sampling_of(c: &spark_sampler_config) -> Res<Sampling> {
 /// `--top-p`). On failure the sampler is left not initialised.
 ///
 /// # Safety
-/// `sampler` is NULL or a writable `spark_sampler`; `config` is NULL or readable.
+/// `sampler` is NULL or a writable `spark_sampler_t`; `config` is NULL or readable.
 #[no_mangle]
-pub unsafe extern "C" fn spark_sampler_init(sampler: *mut spark_sampler, config: *const spark_sampler_config) -> spark_status {
+pub unsafe extern "C" fn spark_sampler_init(sampler: *mut spark_sampler_t, config: *const spark_sampler_config_t) -> spark_status_t {
     status((|| {
         if sampler.is_null() || config.is_null() {
             return Err(SPARK_E_NULL);
@@ -893,7 +893,7 @@ pub unsafe extern "C" fn spark_sampler_init(sampler: *mut spark_sampler, config:
         let s = unsafe { &mut *sampler };
         s._magic = 0;
         // SAFETY: non-null, aligned, readable (caller contract); every bit pattern is a valid
-        // spark_sampler_config (two floats and an integer).
+        // spark_sampler_config_t (two floats and an integer).
         let c = unsafe { config.read() };
         let smp = Sampler::new(sampling_of(&c)?, c.seed).map_err(sample_err)?;
         // SAFETY: the storage is large and aligned enough (compile-time assertions).
@@ -915,14 +915,14 @@ fn sample_in(s: &mut SessionInner, smp: &mut Sampler) -> Res<u32> {
 /// pass it to `spark_step`. `SPARK_E_NO_LOGITS` before any token has run.
 ///
 /// # Safety
-/// `sampler` is NULL or a `spark_sampler`, `session` NULL or a `spark_session`, neither
+/// `sampler` is NULL or a `spark_sampler_t`, `session` NULL or a `spark_session_t`, neither
 /// used by another thread during the call; `token` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn spark_sample(
-    sampler: *mut spark_sampler,
-    session: *mut spark_session,
+    sampler: *mut spark_sampler_t,
+    session: *mut spark_session_t,
     token: *mut u32,
-) -> spark_status {
+) -> spark_status_t {
     status((|| {
         // SAFETY: caller contract.
         let smp = unsafe { sampler_mut(sampler) }?;
@@ -951,15 +951,15 @@ pub unsafe extern "C" fn spark_sample(
 /// `user`.
 #[no_mangle]
 pub unsafe extern "C" fn spark_generate(
-    session: *mut spark_session,
-    sampler: *mut spark_sampler,
+    session: *mut spark_session_t,
+    sampler: *mut spark_sampler_t,
     prompt: *const u32,
     n_prompt: usize,
     max_tokens: usize,
-    callback: spark_token_callback,
+    callback: spark_token_callback_t,
     user: *mut c_void,
     n_generated: *mut usize,
-) -> spark_status {
+) -> spark_status_t {
     let mut count = 0usize;
     let r = (|| {
         // SAFETY: caller contract.
