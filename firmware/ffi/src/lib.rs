@@ -472,7 +472,7 @@ pub unsafe extern "C" fn spark_model_open(model: *mut spark_model_t, blob: *cons
         // SAFETY: non-null, aligned, writable (caller contract).
         let m = unsafe { &mut *model };
         m._magic = 0;
-        if (blob as usize) % SPARK_MODEL_ALIGN != 0 {
+        if !(blob as usize).is_multiple_of(SPARK_MODEL_ALIGN) {
             return Err(SPARK_E_MISALIGNED);
         }
         // SAFETY: the caller keeps `len` bytes at `blob` valid and unmodified while the model
@@ -499,7 +499,10 @@ pub unsafe extern "C" fn spark_model_open(model: *mut spark_model_t, blob: *cons
 /// # Safety
 /// `model` is NULL or an opened-or-zeroed `spark_model_t`; `info` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn spark_model_info(model: *const spark_model_t, info: *mut spark_model_info_t) -> spark_status_t {
+pub unsafe extern "C" fn spark_model_info(
+    model: *const spark_model_t,
+    info: *mut spark_model_info_t,
+) -> spark_status_t {
     status((|| {
         // SAFETY: caller contract (see above).
         let m = unsafe { model_ref(model) }?;
@@ -554,7 +557,11 @@ fn arena_total(m: &ModelInner, max_seq: usize) -> Res<usize> {
 /// # Safety
 /// `model` is NULL or an opened-or-zeroed `spark_model_t`; `bytes` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn spark_arena_size(model: *const spark_model_t, max_seq: usize, bytes: *mut usize) -> spark_status_t {
+pub unsafe extern "C" fn spark_arena_size(
+    model: *const spark_model_t,
+    max_seq: usize,
+    bytes: *mut usize,
+) -> spark_status_t {
     status((|| {
         // SAFETY: caller contract.
         let m = unsafe { model_ref(model) }?;
@@ -649,7 +656,11 @@ pub unsafe extern "C" fn spark_session_reset(session: *mut spark_session_t) -> s
 /// # Safety
 /// `session` as for `spark_session_reset`; `pos` and `max_seq` are NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn spark_session_pos(session: *mut spark_session_t, pos: *mut usize, max_seq: *mut usize) -> spark_status_t {
+pub unsafe extern "C" fn spark_session_pos(
+    session: *mut spark_session_t,
+    pos: *mut usize,
+    max_seq: *mut usize,
+) -> spark_status_t {
     status((|| {
         // SAFETY: caller contract.
         let s = unsafe { session_mut(session) }?;
@@ -881,7 +892,10 @@ fn sampling_of(c: &spark_sampler_config_t) -> Res<Sampling> {
 /// # Safety
 /// `sampler` is NULL or a writable `spark_sampler_t`; `config` is NULL or readable.
 #[no_mangle]
-pub unsafe extern "C" fn spark_sampler_init(sampler: *mut spark_sampler_t, config: *const spark_sampler_config_t) -> spark_status_t {
+pub unsafe extern "C" fn spark_sampler_init(
+    sampler: *mut spark_sampler_t,
+    config: *const spark_sampler_config_t,
+) -> spark_status_t {
     status((|| {
         if sampler.is_null() || config.is_null() {
             return Err(SPARK_E_NULL);
@@ -1012,4 +1026,3 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
         };
     }
 }
-
