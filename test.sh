@@ -198,12 +198,13 @@ app_qemu thumbv8m.main-none-eabihf mps2-an505 cortex-m33
 FFI_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/ffi"
 FFI_C="$FFI_TARGET_DIR/c"
 FFI_T0=$SECONDS
-step "C API (firmware/ffi): cbindgen and arm-none-eabi-gcc with newlib"
+step "C API (firmware/ffi): cbindgen, arm-none-eabi-gcc with newlib, cmake"
 command -v cbindgen >/dev/null || cargo install --locked cbindgen@0.29.4
-if ! command -v arm-none-eabi-gcc >/dev/null || [ ! -d /usr/lib/arm-none-eabi/newlib ]; then
+if ! command -v arm-none-eabi-gcc >/dev/null || [ ! -d /usr/lib/arm-none-eabi/newlib ] ||
+  ! command -v cmake >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi >/dev/null
+  apt-get install -y -qq --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi cmake >/dev/null
 fi
 step "C API: fmt, clippy, host libspark.a, and the committed spark.h equals cbindgen's output"
 (cd firmware/ffi && cargo fmt --check && cargo clippy --release --target-dir "$FFI_TARGET_DIR" -- -D warnings &&
@@ -250,6 +251,20 @@ FFI_FW="$(timeout 120 qemu-system-arm -machine mps2-an386 -cpu cortex-m4 -nograp
 ffi_same "Cortex-M4 greedy" "$FFI_GREEDY" "$(sed -n 1p <<<"$FFI_FW")"
 ffi_same "Cortex-M4 sampled" "$FFI_SAMPLED" "$(sed -n 2p <<<"$FFI_FW")"
 echo "libspark.a in the Cortex-M4 image: $(python3 firmware/ffi/examples/cortex-m/lib-size.py "$FFI_C/m4/spark-c-firmware.map")"
+
+step "C API: the CMake builds (imported target spark::spark) give the same programs' output"
+cmake -S firmware/ffi/examples/host -B "$FFI_C/cmake-host" -DSPARK_LIB="$FFI_TARGET_DIR/release/libspark.a" >/dev/null
+cmake --build "$FFI_C/cmake-host" --target generate >/dev/null
+ffi_same "host greedy (CMake)" "$FFI_GREEDY" \
+  "$("$FFI_C/cmake-host/generate" models/demo.spark --prompt "Once upon a time" -n 64 --json)"
+cmake -S firmware/ffi/examples/cortex-m -B "$FFI_C/cmake-m4" \
+  -DCMAKE_TOOLCHAIN_FILE="$PWD/firmware/ffi/examples/cortex-m/arm-none-eabi-cortex-m4.cmake" \
+  -DMODEL="$PWD/models/demo.spark" -DSPARK_LIB="$FFI_TARGET_DIR/thumbv7em-none-eabihf/release/libspark.a" \
+  -DSPARK_ARENA_BYTES="$("$FFI_C/host/generate" models/demo.spark --arena-size)" >/dev/null
+cmake --build "$FFI_C/cmake-m4" >/dev/null
+FFI_FW_CMAKE="$(timeout 120 qemu-system-arm -machine mps2-an386 -cpu cortex-m4 -nographic \
+  -semihosting-config enable=on,target=native -kernel "$FFI_C/cmake-m4/spark-c-firmware.elf")"
+ffi_same "Cortex-M4 greedy (CMake)" "$FFI_GREEDY" "$(sed -n 1p <<<"$FFI_FW_CMAKE")"
 
 step "C API: static libraries for aarch64 Linux and thumbv8m.main (Cortex-M33)"
 (cd firmware/ffi && cargo build --release --target aarch64-unknown-linux-gnu --target-dir "$FFI_TARGET_DIR" &&
