@@ -240,6 +240,24 @@ ffi_same "host sampled" "$FFI_SAMPLED" \
   "$("$FFI_C/host/generate" models/demo.spark --prompt "Once upon a time" -n 64 --json \
     --temperature 0.8 --top-p 0.9 --seed 5)"
 
+step "C API: README.md's example, built by its host command with only spark.h, libspark.a and the model"
+rm -rf "$FFI_C/readme" && mkdir -p "$FFI_C/readme"
+cp firmware/ffi/include/spark.h "$FFI_TARGET_DIR/release/libspark.a" models/demo.spark "$FFI_C/readme/"
+python3 - firmware/ffi/README.md "$FFI_C/readme" <<'EOF'
+import re, sys
+blocks = re.findall(r"```(\w+)\n(.*?)```", open(sys.argv[1]).read(), re.S)
+get = lambda lang: [b for l, b in blocks if l == lang][0]
+open(sys.argv[2] + "/example.c", "w").write(get("c"))
+open(sys.argv[2] + "/model.S", "w").write(get("asm"))
+gcc = next(l for l in get("sh").splitlines() if l.startswith("gcc "))
+open(sys.argv[2] + "/build.sh", "w").write("set -e\n" + gcc + "\n")
+EOF
+(cd "$FFI_C/readme" && bash build.sh && ./example >out.txt)
+diff <(sed '$d' "$FFI_C/readme/out.txt") \
+  <(cargo run -q -p spark-sim -- generate --model models/demo.spark --prompt "Once upon a time" -n 64 \
+    --temperature 0.8 --top-p 0.9 --seed 5 2>/dev/null)
+echo "README example: the same text as spark-sim generate"
+
 step "C API: Cortex-M4 C firmware (firmware/ffi/examples/cortex-m) under qemu-system-arm -machine mps2-an386"
 (cd firmware/ffi && cargo build --release --target thumbv7em-none-eabihf --no-default-features \
   --features panic-handler --target-dir "$FFI_TARGET_DIR")

@@ -483,7 +483,8 @@ spark_status_t spark_sample(spark_sampler_t *sampler, spark_session_t *session, 
  * and stop when it is the model's EOS token, when `max_tokens` are generated, when the
  * context is full, or when the callback returns non-zero; otherwise run it and go on.
  * `*n_generated` receives the number of tokens reported (also on failure). `callback`
- * may be NULL (then nothing is reported); `user` is passed through untouched.
+ * may be NULL (then nothing is reported); `user` is passed through untouched. The callback
+ * runs inside this call and must not use `session` or `sampler` (the model is fine).
  *
  * # Safety
  * `session`, `sampler` as for `spark_sample`; `prompt` is NULL or `n_prompt` readable ids;

@@ -957,7 +957,8 @@ pub unsafe extern "C" fn spark_sample(
 /// and stop when it is the model's EOS token, when `max_tokens` are generated, when the
 /// context is full, or when the callback returns non-zero; otherwise run it and go on.
 /// `*n_generated` receives the number of tokens reported (also on failure). `callback`
-/// may be NULL (then nothing is reported); `user` is passed through untouched.
+/// may be NULL (then nothing is reported); `user` is passed through untouched. The callback
+/// runs inside this call and must not use `session` or `sampler` (the model is fine).
 ///
 /// # Safety
 /// `session`, `sampler` as for `spark_sample`; `prompt` is NULL or `n_prompt` readable ids;
