@@ -206,9 +206,11 @@ if ! command -v arm-none-eabi-gcc >/dev/null || [ ! -d /usr/lib/arm-none-eabi/ne
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi cmake >/dev/null
 fi
-step "C API: fmt, clippy, cargo doc (no warnings), host libspark.a, and the committed spark.h equals cbindgen's output"
+step "C API: fmt, clippy, cargo doc (no warnings), Rust unit tests, host libspark.a, and the committed spark.h equals cbindgen's output"
 (cd firmware/ffi && cargo fmt --check && cargo clippy --release --target-dir "$FFI_TARGET_DIR" -- -D warnings &&
   RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --target-dir "$FFI_TARGET_DIR" &&
+  cargo clippy --lib --tests --target-dir "$FFI_TARGET_DIR" -- -D warnings &&
+  cargo test --lib --target-dir "$FFI_TARGET_DIR" &&
   cargo build --release --target-dir "$FFI_TARGET_DIR")
 mkdir -p "$FFI_C"
 cbindgen -q --config firmware/ffi/cbindgen.toml --crate spark-ffi --output "$FFI_C/spark.h" firmware/ffi

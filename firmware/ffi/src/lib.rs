@@ -1014,6 +1014,9 @@ pub unsafe extern "C" fn spark_generate(
     status(r)
 }
 
+#[cfg(test)]
+mod tests;
+
 /// Traps on a panic in bare-metal builds of the static library. No input reaches a panic
 /// (everything is validated first); this only keeps an internal bug from returning into C.
 #[cfg(all(feature = "panic-handler", not(feature = "std"), not(test)))]
