@@ -191,5 +191,111 @@ app_qemu thumbv7em-none-eabihf mps2-an386 cortex-m4
 step "demo model on Cortex-M33 (DSP) under qemu-system-arm -machine mps2-an505: expected_int8.json bit for bit"
 app_qemu thumbv8m.main-none-eabihf mps2-an505 cortex-m33
 
+# firmware/ffi: the C API (libspark.a + spark.h), its own cargo project like firmware/app.
+# C programs link it on the host (tests plain and under ASan+UBSan, the example) and on a
+# Cortex-M4 (C firmware under QEMU); their JSON lines must equal spark-sim's token ids and
+# logits digest. cbindgen is pinned so the committed header compares byte for byte.
+FFI_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/ffi"
+FFI_C="$FFI_TARGET_DIR/c"
+FFI_T0=$SECONDS
+step "C API (firmware/ffi): cbindgen, arm-none-eabi-gcc with newlib, cmake"
+command -v cbindgen >/dev/null || cargo install --locked cbindgen@0.29.4
+if ! command -v arm-none-eabi-gcc >/dev/null || [ ! -d /usr/lib/arm-none-eabi/newlib ] ||
+  ! command -v cmake >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi cmake >/dev/null
+fi
+step "C API: fmt, clippy, cargo doc (no warnings), Rust unit tests, host libspark.a, and the committed spark.h equals cbindgen's output"
+(cd firmware/ffi && cargo fmt --check && cargo clippy --release --target-dir "$FFI_TARGET_DIR" -- -D warnings &&
+  RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --target-dir "$FFI_TARGET_DIR" &&
+  cargo clippy --lib --tests --target-dir "$FFI_TARGET_DIR" -- -D warnings &&
+  cargo test --lib --target-dir "$FFI_TARGET_DIR" &&
+  cargo build --release --target-dir "$FFI_TARGET_DIR")
+mkdir -p "$FFI_C"
+cbindgen -q --config firmware/ffi/cbindgen.toml --crate spark-ffi --output "$FFI_C/spark.h" firmware/ffi
+diff -u firmware/ffi/include/spark.h "$FFI_C/spark.h" ||
+  { echo "firmware/ffi/include/spark.h is stale: regenerate it with cbindgen (firmware/ffi/README.md)"; exit 1; }
+
+ffi_sim() { cargo run -q -p spark-sim -- generate --model models/demo.spark --prompt "Once upon a time" -n 64 --json "$@"; }
+ffi_same() { # label, spark-sim JSON, C JSON line: token_ids and logits_digest must be equal
+  python3 - "$@" <<'EOF'
+import json, sys
+label, sim, c = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+ok = sim["token_ids"] == c["token_ids"] and sim["logits_digest"] == c["logits_digest"] and c["tokens"] == len(c["token_ids"])
+print(f"{label}: {len(c['token_ids'])} tokens, digest {c['logits_digest']} (spark-sim {sim['logits_digest']}):", "equal" if ok else "DIFFERENT")
+sys.exit(0 if ok else 1)
+EOF
+}
+FFI_GREEDY="$(ffi_sim)"
+FFI_SAMPLED="$(ffi_sim --temperature 0.8 --top-p 0.9 --seed 5)"
+FFI_DIGEST="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["logits_digest"])' "$FFI_GREEDY")"
+
+step "C API: host C tests (firmware/ffi/tests), plain and under -fsanitize=address,undefined"
+make -s -C firmware/ffi/examples/host OUT="$FFI_C/host" SPARK_LIB="$FFI_TARGET_DIR/release/libspark.a"
+"$FFI_C/host/test_api" models/demo.spark "$FFI_DIGEST"
+"$FFI_C/host/test_api_asan" models/demo.spark "$FFI_DIGEST"
+
+step "C API: host C example vs spark-sim generate --json (greedy; temperature 0.8, top-p 0.9, seed 5)"
+ffi_same "host greedy" "$FFI_GREEDY" \
+  "$("$FFI_C/host/generate" models/demo.spark --prompt "Once upon a time" -n 64 --json)"
+ffi_same "host sampled" "$FFI_SAMPLED" \
+  "$("$FFI_C/host/generate" models/demo.spark --prompt "Once upon a time" -n 64 --json \
+    --temperature 0.8 --top-p 0.9 --seed 5)"
+
+step "C API: README.md's example, built by its host command with only spark.h, libspark.a and the model"
+rm -rf "$FFI_C/readme" && mkdir -p "$FFI_C/readme"
+cp firmware/ffi/include/spark.h "$FFI_TARGET_DIR/release/libspark.a" models/demo.spark "$FFI_C/readme/"
+python3 - firmware/ffi/README.md "$FFI_C/readme" <<'EOF'
+import re, sys
+blocks = re.findall(r"```(\w+)\n(.*?)```", open(sys.argv[1]).read(), re.S)
+get = lambda lang: [b for l, b in blocks if l == lang][0]
+open(sys.argv[2] + "/example.c", "w").write(get("c"))
+open(sys.argv[2] + "/model.S", "w").write(get("asm"))
+gcc = next(l for l in get("sh").splitlines() if l.startswith("gcc "))
+open(sys.argv[2] + "/build.sh", "w").write("set -e\n" + gcc + "\n")
+EOF
+(cd "$FFI_C/readme" && bash build.sh && ./example >out.txt)
+diff <(sed '$d' "$FFI_C/readme/out.txt") \
+  <(cargo run -q -p spark-sim -- generate --model models/demo.spark --prompt "Once upon a time" -n 64 \
+    --temperature 0.8 --top-p 0.9 --seed 5 2>/dev/null)
+echo "README example: the same text as spark-sim generate"
+
+step "C API: Cortex-M4 C firmware (firmware/ffi/examples/cortex-m) under qemu-system-arm -machine mps2-an386"
+(cd firmware/ffi && cargo build --release --target thumbv7em-none-eabihf --no-default-features \
+  --features panic-handler --target-dir "$FFI_TARGET_DIR")
+make -s -B -C firmware/ffi/examples/cortex-m OUT="$FFI_C/m4" MODEL="$PWD/models/demo.spark" \
+  SPARK_LIB="$FFI_TARGET_DIR/thumbv7em-none-eabihf/release/libspark.a" \
+  SPARK_ARENA_BYTES="$("$FFI_C/host/generate" models/demo.spark --arena-size)"
+FFI_FW="$(timeout 120 qemu-system-arm -machine mps2-an386 -cpu cortex-m4 -nographic \
+  -semihosting-config enable=on,target=native -kernel "$FFI_C/m4/spark-c-firmware.elf")"
+ffi_same "Cortex-M4 greedy" "$FFI_GREEDY" "$(sed -n 1p <<<"$FFI_FW")"
+ffi_same "Cortex-M4 sampled" "$FFI_SAMPLED" "$(sed -n 2p <<<"$FFI_FW")"
+echo "libspark.a in the Cortex-M4 image: $(python3 firmware/ffi/examples/cortex-m/lib-size.py "$FFI_C/m4/spark-c-firmware.map")"
+
+step "C API: the CMake builds (imported target spark::spark) give the same programs' output"
+cmake -S firmware/ffi/examples/host -B "$FFI_C/cmake-host" -DSPARK_LIB="$FFI_TARGET_DIR/release/libspark.a" >/dev/null
+cmake --build "$FFI_C/cmake-host" --target generate >/dev/null
+ffi_same "host greedy (CMake)" "$FFI_GREEDY" \
+  "$("$FFI_C/cmake-host/generate" models/demo.spark --prompt "Once upon a time" -n 64 --json)"
+cmake -S firmware/ffi/examples/cortex-m -B "$FFI_C/cmake-m4" \
+  -DCMAKE_TOOLCHAIN_FILE="$PWD/firmware/ffi/examples/cortex-m/arm-none-eabi-cortex-m4.cmake" \
+  -DMODEL="$PWD/models/demo.spark" -DSPARK_LIB="$FFI_TARGET_DIR/thumbv7em-none-eabihf/release/libspark.a" \
+  -DSPARK_ARENA_BYTES="$("$FFI_C/host/generate" models/demo.spark --arena-size)" >/dev/null
+cmake --build "$FFI_C/cmake-m4" >/dev/null
+FFI_FW_CMAKE="$(timeout 120 qemu-system-arm -machine mps2-an386 -cpu cortex-m4 -nographic \
+  -semihosting-config enable=on,target=native -kernel "$FFI_C/cmake-m4/spark-c-firmware.elf")"
+ffi_same "Cortex-M4 greedy (CMake)" "$FFI_GREEDY" "$(sed -n 1p <<<"$FFI_FW_CMAKE")"
+
+step "C API: static libraries for aarch64 Linux and thumbv8m.main (Cortex-M33)"
+(cd firmware/ffi && cargo build --release --target aarch64-unknown-linux-gnu --target-dir "$FFI_TARGET_DIR" &&
+  cargo build --release --target thumbv8m.main-none-eabihf --no-default-features --features panic-handler \
+    --target-dir "$FFI_TARGET_DIR")
+aarch64-linux-gnu-gcc -std=c11 -O2 -Wall -Wextra -Werror -Ifirmware/ffi/include -Ifirmware/ffi/examples \
+  firmware/ffi/tests/test_api.c firmware/ffi/examples/spark_demo.c \
+  "$FFI_TARGET_DIR/aarch64-unknown-linux-gnu/release/libspark.a" -lpthread -lm -ldl -o "$FFI_C/test_api_aarch64"
+timeout 300 qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu "$FFI_C/test_api_aarch64" models/demo.spark "$FFI_DIGEST"
+echo "C API section: $((SECONDS - FFI_T0)) s"
+
 echo
 echo "test.sh: all checks passed"
