@@ -80,7 +80,7 @@ impl TokenizerMeta {
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
 pub struct Header {
     /// Model configuration.
-    pub config: Config,
+    config: Config,
     /// Tokenizer metadata.
     pub tokenizer: TokenizerMeta,
     /// Start of the data section (64-byte aligned).
@@ -125,6 +125,15 @@ pub fn crc32(bytes: &[u8]) -> u32 {
 const ABSENT: u32 = u32::MAX;
 
 /// A loaded model: the validated header plus tensor offsets into the borrowed blob.
+///
+/// The configuration is read-only once loaded ([`Model::config`]): what `load` validated
+/// cannot be changed afterwards, so every session over the model stays in bounds.
+///
+/// ```compile_fail
+/// fn shrink(model: &mut spark_core::Model<'_>) {
+///     model.config.vocab_size = 2; // error: the field is private
+/// }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Model<'a> {
     blob: &'a [u8],

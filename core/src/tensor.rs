@@ -143,6 +143,10 @@ impl core::fmt::Display for TensorId {
 }
 
 /// One row of the file's tensor table.
+///
+/// Public for `spark-sim`'s model writer; an embedder reads tensors through
+/// [`crate::Model`].
+#[doc(hidden)]
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TensorEntry {
     /// Which tensor.
