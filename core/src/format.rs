@@ -80,7 +80,7 @@ impl TokenizerMeta {
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
 pub struct Header {
     /// Model configuration.
-    config: Config,
+    pub config: Config,
     /// Tokenizer metadata.
     pub tokenizer: TokenizerMeta,
     /// Start of the data section (64-byte aligned).
