@@ -19,7 +19,9 @@ static WRAPS: AtomicU32 = AtomicU32::new(0);
 
 #[exception]
 fn SysTick() {
-    WRAPS.fetch_add(1, Ordering::Relaxed);
+    // Load + store, not `fetch_add` (ARMv6-M has no atomic read-modify-write): this
+    // handler is the only writer, and readers read with interrupts off.
+    WRAPS.store(WRAPS.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
 }
 
 /// Executed-instruction clock (valid under QEMU `-icount shift=0` only: on silicon SysTick
