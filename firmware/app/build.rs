@@ -79,7 +79,10 @@ fn run() -> Res<()> {
     let board: &Board = spark_boards::board(name).ok_or_else(|| format!("{name} is not in the board table"))?;
     let target = env::var("TARGET").unwrap_or_default();
     if target != board.target {
-        return Err(format!("board {name} ({}) runs the {} build, not {target}: pass --target {}", board.core, board.target, board.target));
+        return Err(format!(
+            "board {name} ({}) runs the {} build, not {target}: pass --target {}",
+            board.core, board.target, board.target
+        ));
     }
     for f in [board.memory_x(), "model.x".to_string()] {
         let src = boards_dir.join(&f);
@@ -132,8 +135,12 @@ fn run() -> Res<()> {
             .collect::<Res<_>>()?,
         (None, Some(t)) => {
             let mut ids = vec![0u32; prompt.len() + 1];
-            let n = if t.bos_id().is_some() { t.encode_with_bos(prompt.as_bytes(), &mut ids) } else { t.encode(prompt.as_bytes(), &mut ids) }
-                .map_err(|e| format!("SPARK_PROMPT: cannot tokenize the text: {e}"))?;
+            let n = if t.bos_id().is_some() {
+                t.encode_with_bos(prompt.as_bytes(), &mut ids)
+            } else {
+                t.encode(prompt.as_bytes(), &mut ids)
+            }
+            .map_err(|e| format!("SPARK_PROMPT: cannot tokenize the text: {e}"))?;
             ids.truncate(n);
             ids
         }
@@ -143,7 +150,10 @@ fn run() -> Res<()> {
         return Err("the prompt is empty and the tokenizer has no BOS token: set SPARK_PROMPT".into());
     }
     if let Some(bad) = prompt_ids.iter().find(|&&t| t >= cfg.vocab_size) {
-        return Err(format!("prompt token id {bad} is out of range: the model's vocabulary has {} tokens", cfg.vocab_size));
+        return Err(format!(
+            "prompt token id {bad} is out of range: the model's vocabulary has {} tokens",
+            cfg.vocab_size
+        ));
     }
     if prompt_ids.len() > max_seq {
         return Err(format!(
@@ -162,10 +172,17 @@ fn run() -> Res<()> {
         let m = Model::load(&b).map_err(|e| format!("SPARK_DENSE_MODEL {}: {e}", p.display()))?;
         let dc = *m.config();
         if dc.d_model != cfg.d_model || dc.n_layers != cfg.n_layers || dc.vocab_size != cfg.vocab_size {
-            return Err(format!("{} is not the dense twin of {} (d_model, n_layers or vocab_size differ)", p.display(), model_path.display()));
+            return Err(format!(
+                "{} is not the dense twin of {} (d_model, n_layers or vocab_size differ)",
+                p.display(),
+                model_path.display()
+            ));
         }
         if steps > dc.max_seq_len as usize {
-            return Err(format!("the run has {steps} steps, more than the dense twin's max_seq_len {}", dc.max_seq_len));
+            return Err(format!(
+                "the run has {steps} steps, more than the dense twin's max_seq_len {}",
+                dc.max_seq_len
+            ));
         }
         let a = m.arena_bytes(steps);
         Some((p, b.len(), a, dc.d_ff))
@@ -179,23 +196,24 @@ fn run() -> Res<()> {
     let ram_arena = arena.max(dense.as_ref().map_or(0, |d| d.2)) as u64 + statics;
     let flash_model = blob.len() as u64 + dense.as_ref().map_or(0, |d| d.1 as u64);
     let mem = spark_boards::Memory::from(board);
-    let budget = board
-        .budget(flash_model, ram_arena)
-        .ok_or_else(|| "the model's sizes overflow 64 bits".to_string())?;
+    let budget =
+        board.budget(flash_model, ram_arena).ok_or_else(|| "the model's sizes overflow 64 bits".to_string())?;
     let lines = budget_lines(&mem, &budget, max_seq);
     if !budget.fits() {
-        let mut msg = format!(
-            "SPARK_MODEL {} does not fit {name} ({})\n{lines}",
-            model_path.display(),
-            board.source
-        );
+        let mut msg = format!("SPARK_MODEL {} does not fit {name} ({})\n{lines}", model_path.display(), board.source);
         if !budget.fits_ram {
             let best = spark_boards::largest(1, max_seq as u64, |s| {
                 mem.arena_fits(model.arena_bytes(s as usize) as u64 + statics)
             });
             match best {
-                Some(s) => writeln!(msg, "fix     RAM: a context of at most {s} tokens fits (SPARK_MAX_SEQ={s})").unwrap(),
-                None => writeln!(msg, "fix     RAM: even a 1-token context does not fit: pick a smaller model (SPARK_MODEL)").unwrap(),
+                Some(s) => {
+                    writeln!(msg, "fix     RAM: a context of at most {s} tokens fits (SPARK_MAX_SEQ={s})").unwrap()
+                }
+                None => writeln!(
+                    msg,
+                    "fix     RAM: even a 1-token context does not fit: pick a smaller model (SPARK_MODEL)"
+                )
+                .unwrap(),
             }
         }
         if !budget.fits_flash {
@@ -233,7 +251,12 @@ fn run() -> Res<()> {
     writeln!(w, "/// The prompt text.\npub const PROMPT: &str = {prompt:?};").unwrap();
     writeln!(w, "/// The prompt ids given as SPARK_PROMPT_IDS (None: tokenize PROMPT on the target).\npub const PROMPT_IDS: Option<&[u32]> = {};",
         if var("SPARK_PROMPT_IDS").is_some() { format!("Some(&{prompt_ids:?})") } else { "None".into() }).unwrap();
-    writeln!(w, "/// Prompt ids (with BOS) as the host tokenized them.\npub const PROMPT_LEN: usize = {};", prompt_ids.len()).unwrap();
+    writeln!(
+        w,
+        "/// Prompt ids (with BOS) as the host tokenized them.\npub const PROMPT_LEN: usize = {};",
+        prompt_ids.len()
+    )
+    .unwrap();
     writeln!(w, "/// Bytes of the prompt text.\npub const PROMPT_TEXT_BYTES: usize = {};", prompt.len()).unwrap();
     writeln!(w, "/// Tokens to generate.\npub const TOKENS: usize = {tokens};").unwrap();
     writeln!(w, "/// Token steps of the run at most (prompt + tokens - 1, capped by MAX_SEQ).\npub const MAX_STEPS: usize = {steps};").unwrap();
@@ -243,8 +266,10 @@ fn run() -> Res<()> {
     if let Some((p, _, a, dff)) = &dense {
         let p = fs::canonicalize(p).map_err(|e| format!("{}: {e}", p.display()))?;
         writeln!(w, "/// The dense twin.\n#[link_section = \".spark_model\"]\npub static DENSE: Aligned<[u8; {}]> = Aligned(*include_bytes!({:?}));", fs::metadata(&p).map_err(|e| e.to_string())?.len(), p.display().to_string()).unwrap();
-        writeln!(w, "/// `arena_bytes(MAX_STEPS)` of the dense twin.\npub const DENSE_ARENA_BYTES: usize = {a};").unwrap();
-        writeln!(w, "/// The larger d_ff of the two models.\npub const MAX_D_FF: usize = {};", dff.max(&cfg.d_ff)).unwrap();
+        writeln!(w, "/// `arena_bytes(MAX_STEPS)` of the dense twin.\npub const DENSE_ARENA_BYTES: usize = {a};")
+            .unwrap();
+        writeln!(w, "/// The larger d_ff of the two models.\npub const MAX_D_FF: usize = {};", dff.max(&cfg.d_ff))
+            .unwrap();
     }
     if env::var_os("CARGO_FEATURE_EXPECTED_INT8").is_some() {
         expected_int8(&root, &cfg, w)?;
@@ -277,11 +302,15 @@ fn expected_int8(root: &Path, cfg: &spark_core::Config, g: &mut String) -> Res<(
         v.as_array()
             .ok_or(format!("expected_int8.json: {what} is not an array"))?
             .iter()
-            .map(|x| x.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or(format!("expected_int8.json: {what}: not an id")))
+            .map(|x| {
+                x.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or(format!("expected_int8.json: {what}: not an id"))
+            })
             .collect()
     };
-    writeln!(g, "/// Greedy tokens per expected_int8.json prompt.\npub const X_NEW_TOKENS: usize = {new_tokens};").unwrap();
-    writeln!(g, "/// The prompts with their committed int8 continuations.\npub const X_PROMPTS: &[Expected] = &[").unwrap();
+    writeln!(g, "/// Greedy tokens per expected_int8.json prompt.\npub const X_NEW_TOKENS: usize = {new_tokens};")
+        .unwrap();
+    writeln!(g, "/// The prompts with their committed int8 continuations.\npub const X_PROMPTS: &[Expected] = &[")
+        .unwrap();
     let mut max_prompt = 0;
     for (i, p) in prompts.iter().enumerate() {
         let text = p["prompt"].as_str().ok_or(format!("prompt {i}: text"))?;
@@ -289,7 +318,10 @@ fn expected_int8(root: &Path, cfg: &spark_core::Config, g: &mut String) -> Res<(
         let gen = ids(&p["generated_ids"], "generated_ids")?;
         let d = p["logits_digest"].as_str().ok_or(format!("prompt {i}: logits_digest"))?;
         let digest = u64::from_str_radix(d, 16).map_err(|e| format!("prompt {i}: digest {d}: {e}"))?;
-        if prompt_ids.is_empty() || gen.len() != new_tokens || prompt_ids.iter().chain(&gen).any(|&t| t >= cfg.vocab_size) {
+        if prompt_ids.is_empty()
+            || gen.len() != new_tokens
+            || prompt_ids.iter().chain(&gen).any(|&t| t >= cfg.vocab_size)
+        {
             return Err(format!("expected_int8.json: prompt {i} is malformed"));
         }
         if prompt_ids.len() + new_tokens - 1 > cfg.max_seq_len as usize {

@@ -68,7 +68,15 @@ pub fn preset(t: Target) -> Preset {
     // which the firmware's build script checks models against.
     let m = |name, board: &str| {
         let b = spark_boards::board(board).expect("a board of the shared table");
-        Preset { name, source: b.source, ram: b.ram, flash: b.flash, code_region: b.code_region, code: b.code, stack: b.stack }
+        Preset {
+            name,
+            source: b.source,
+            ram: b.ram,
+            flash: b.flash,
+            code_region: b.code_region,
+            code: b.code,
+            stack: b.stack,
+        }
     };
     match t {
         Target::CortexM4 => m("cortex-m4", "mps2-an386"),

@@ -112,6 +112,7 @@ impl core::fmt::Display for Error {
 /// `spark-sim generate`'s loop: prefill, then sample / feed until `tokens`, EOS or the
 /// end of the context. With `forced`, the tokens after the prompt are `forced` (the dense
 /// twin replays the Spark model's sequence) and no EOS stop applies.
+#[allow(clippy::too_many_arguments)]
 fn generate(
     model: &Model<'_>,
     arena: &mut [u8],
@@ -298,19 +299,27 @@ fn main() -> ! {
         fail("prompt", &"empty, or longer than the context");
     }
     let sampling = match (TEMPERATURE, TOP_P) {
-        (t, _) if t == 0.0 => Sampling::Greedy,
+        (0.0, _) => Sampling::Greedy,
         (t, Some(p)) => Sampling::TopP { t, p },
         (t, None) => Sampling::Temperature { t },
     };
     let eos = tok.as_ref().and_then(|t| t.eos_id()).or(model.tokenizer_meta().eos_id);
 
-    let run = generate(&model, arena, &clock, prompt, sampling, eos, None, scratch)
-        .unwrap_or_else(|e| fail("run", &e));
+    let run = generate(&model, arena, &clock, prompt, sampling, eos, None, scratch).unwrap_or_else(|e| fail("run", &e));
     print_json(&run);
-    hprint!("instructions per token step ({} steps: {} prompt, {} generated fed back): ", run.steps, prompt.len(), run.steps - prompt.len());
+    hprint!(
+        "instructions per token step ({} steps: {} prompt, {} generated fed back): ",
+        run.steps,
+        prompt.len(),
+        run.steps - prompt.len()
+    );
     print_list(&run.step_instr[..run.steps.min(MAX_STEPS)]);
     hprintln!("");
-    hprintln!("instructions per token: mean {} over {} steps (executed instructions, not cycles)", run.mean(), run.steps);
+    hprintln!(
+        "instructions per token: mean {} over {} steps (executed instructions, not cycles)",
+        run.mean(),
+        run.steps
+    );
     print_layers(&model, &run.stats);
 
     #[allow(unused_mut)]
@@ -383,7 +392,14 @@ mod expected {
             let mut ids = [0u32; X_NEW_TOKENS];
             let d = run::<Native>(model, arena, e.prompt_ids, &mut ids).unwrap_or_else(|e| fail("run", &e));
             let good = ids[..] == *e.generated && d == e.digest;
-            hprintln!("expected_int8 prompt {} {:?}: digest {:016x} (expected {:016x}) {}", i + 1, e.prompt, d, e.digest, if good { "MATCH" } else { "MISMATCH" });
+            hprintln!(
+                "expected_int8 prompt {} {:?}: digest {:016x} (expected {:016x}) {}",
+                i + 1,
+                e.prompt,
+                d,
+                e.digest,
+                if good { "MATCH" } else { "MISMATCH" }
+            );
             if good {
                 matched += 1;
             }
@@ -392,7 +408,10 @@ mod expected {
                 let mut sids = [0u32; X_NEW_TOKENS];
                 let sd = run::<Scalar>(model, arena, e.prompt_ids, &mut sids).unwrap_or_else(|e| fail("run", &e));
                 let same = sids == ids && sd == d;
-                hprintln!("expected_int8 prompt 1 on the scalar backend: {}", if same { "equal to the native run" } else { "DIFFERENT" });
+                hprintln!(
+                    "expected_int8 prompt 1 on the scalar backend: {}",
+                    if same { "equal to the native run" } else { "DIFFERENT" }
+                );
                 ok &= same;
             }
         }
