@@ -99,6 +99,7 @@ SIM_SAMPLED=$("$SIM" generate --model models/demo.spark --prompt "$SPARK_PROMPT"
   --temperature 0.8 --top-p 0.9 --seed 5)
 
 fails=0
+printf '| board | vectors + .text | .rodata | .spark_model | .data | .bss | of which arena | stack high-water |\n|---|---|---|---|---|---|---|---|\n' >"$OUT/memory.md"
 printf '| board | core | kernels | Spark instr/token | dense twin instr/token | dense / Spark | stack high-water |\n|---|---|---|---|---|---|---|\n' >"$OUT/summary.md"
 for b in "${BOARDS[@]}"; do
   echo "== $b ($(target_of "$b"), -cpu $(cpu_of "$b"))"
@@ -119,11 +120,27 @@ PY
   fi
   if build_run "$b" sampled "" SPARK_TEMPERATURE=0.8 SPARK_TOP_P=0.9 SPARK_SEED=5; then
     same "$b sampled" "$SIM_SAMPLED" "$OUT/$b-sampled.log" || fails=$((fails + 1))
+    # Memory of the default image (one model, no extra feature): sections, arena, stack.
+    python3 - "$b" "$OUT/$b-sampled.elf" "$OUT/$b-sampled.log" >>"$OUT/memory.md" <<'PY'
+import re, subprocess, sys
+b, elf, log = sys.argv[1], sys.argv[2], open(sys.argv[3]).read()
+sec = {}
+for l in subprocess.run(["size", "-A", elf], capture_output=True, text=True, check=True).stdout.splitlines():
+    f = l.split()
+    if len(f) == 3 and f[0].startswith("."):
+        sec[f[0]] = int(f[1])
+arena = int(re.search(r"arena: static (\d+) bytes", log).group(1))
+stack = int(re.search(r"stack high-water: (\d+) bytes", log).group(1))
+code = sec.get(".vector_table", 0) + sec.get(".text", 0)
+print(f"| {b} | {code:,} | {sec.get('.rodata', 0):,} | {sec.get('.spark_model', 0):,} | {sec.get('.data', 0):,} | {sec.get('.bss', 0):,} | {arena:,} | {stack:,} |")
+PY
   else
     fails=$((fails + 1))
   fi
 done
 cat "$OUT/summary.md"
+echo "memory of the default image (bytes; sampled build, one model):"
+cat "$OUT/memory.md"
 
 # A model too big for the board fails the build, with the budget lines of `spark-sim plan`.
 echo "== a model too big for mps2-an386 must fail the build"
