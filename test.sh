@@ -165,31 +165,26 @@ kernel_qemu thumbv7em-none-eabihf mps2-an386 cortex-m4
 step "Cortex-M33 DSP kernels under qemu-system-arm -machine mps2-an505"
 kernel_qemu thumbv8m.main-none-eabihf mps2-an505 cortex-m33
 
-# firmware/app: the bundled demo model on Cortex-M (cortex-m-rt firmware, own cargo project
-# like kernel-test). It bundles models/demo.spark and its dense twin, which is not committed
-# as a .spark file: convert it first (dev-profile spark-sim, already built by the workspace
-# tests; its output is byte-identical to a release build's). The run must reproduce
-# models/expected_int8.json bit for bit on the DSP kernels and prints instruction counts.
+# firmware/app: the firmware a user flashes (own cargo project like kernel-test): boards
+# are cargo features, the board table and memory maps live in firmware/boards (shared with
+# `spark-sim plan`). firmware/run-qemu.sh builds it for the five QEMU boards (Cortex-M3
+# running the ARMv6-M build, M4, M7, M33, M55), runs each greedy and sampled under QEMU
+# with a timeout and compares every JSON line with `spark-sim generate --json` (dev-profile
+# spark-sim, built by the workspace tests); the greedy runs also count the dense twin's
+# instructions per token and check models/expected_int8.json bit for bit; a model too big
+# for mps2-an386 must fail the build.
 FW_APP_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/app"
-DENSE_TWIN="${CARGO_TARGET_DIR:-$PWD/target}/demo_dense.spark"
-step "dense twin for the firmware: models/demo_dense.safetensors -> $DENSE_TWIN"
-cargo run -q -p spark-sim -- convert models/demo_dense.safetensors -o "$DENSE_TWIN.new" >/dev/null
-# (replaced only when it changed, so an unchanged twin does not rebuild the firmware)
-if cmp -s "$DENSE_TWIN.new" "$DENSE_TWIN"; then rm "$DENSE_TWIN.new"; else mv "$DENSE_TWIN.new" "$DENSE_TWIN"; fi
-step "Cortex-M firmware (firmware/app): fmt and clippy"
+FW_APP_T0=$SECONDS
+step "Cortex-M firmware (firmware/app): fmt and clippy (mps2-an386; mps2-an385 ARMv6-M; mps3-an547 with expected-int8)"
 (cd firmware/app && cargo fmt --check &&
-  SPARK_DENSE_MODEL="$DENSE_TWIN" cargo clippy --release --target-dir "$FW_APP_TARGET_DIR" -- -D warnings)
-
-app_qemu() { # target machine cpu
-  (cd firmware/app && SPARK_DENSE_MODEL="$DENSE_TWIN" cargo build --release --target "$1" --target-dir "$FW_APP_TARGET_DIR")
-  timeout 300 qemu-system-arm -machine "$2" -cpu "$3" -nographic -icount shift=0 \
-    -semihosting-config enable=on,target=native \
-    -kernel "$FW_APP_TARGET_DIR/$1/release/spark-app"
-}
-step "demo model on Cortex-M4 (DSP) under qemu-system-arm -machine mps2-an386: expected_int8.json bit for bit"
-app_qemu thumbv7em-none-eabihf mps2-an386 cortex-m4
-step "demo model on Cortex-M33 (DSP) under qemu-system-arm -machine mps2-an505: expected_int8.json bit for bit"
-app_qemu thumbv8m.main-none-eabihf mps2-an505 cortex-m33
+  cargo clippy -q --release --target-dir "$FW_APP_TARGET_DIR" -- -D warnings &&
+  cargo clippy -q --release --target thumbv6m-none-eabi --no-default-features --features mps2-an385 \
+    --target-dir "$FW_APP_TARGET_DIR" -- -D warnings &&
+  cargo clippy -q --release --target thumbv8m.main-none-eabihf --no-default-features \
+    --features mps3-an547,expected-int8 --target-dir "$FW_APP_TARGET_DIR" -- -D warnings)
+step "firmware/run-qemu.sh: five QEMU boards, greedy and sampled, JSON lines equal to spark-sim generate --json"
+SPARK_SIM="${CARGO_TARGET_DIR:-target}/debug/spark-sim" firmware/run-qemu.sh
+echo "firmware/app section: $((SECONDS - FW_APP_T0)) s"
 
 # firmware/ffi: the C API (libspark.a + spark.h), its own cargo project like firmware/app.
 # C programs link it on the host (tests plain and under ASan+UBSan, the example) and on a

@@ -46,15 +46,10 @@ pub struct Preset {
     pub stack: u64,
 }
 
-/// Code size estimate for Cortex-M firmware: spark-core (session, tokenizer, sampler,
-/// top-k, loader), the DSP kernels, libm, postcard and the cortex-m-rt runtime, release
-/// build with LTO. An estimate, not a measurement: override with --code.
-pub const CODE_M: u64 = 128 * KIB;
-/// Stack estimate for a session on Cortex-M: the `Session` value (~3 KiB: 48 layer
-/// statistics records of 56 bytes plus dimensions), the call frames of one decode step
-/// (a few hundred bytes each, no recursion), the tokenizer's 256-byte id filter, and the
-/// application's own frames, with a 2x margin. An estimate: override with --stack.
-pub const STACK_M: u64 = 16 * KIB;
+/// Code size estimate for Cortex-M firmware (the shared board table's).
+pub use spark_boards::CODE_M;
+/// Stack estimate for a session on Cortex-M (the shared board table's).
+pub use spark_boards::STACK_M;
 
 fn host_ram() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
@@ -69,40 +64,25 @@ fn host_ram() -> u64 {
 
 /// The preset of a target.
 pub fn preset(t: Target) -> Preset {
-    let m = |name, source, flash, code_region| Preset {
-        name,
-        source,
-        ram: 4 * MIB,
-        flash,
-        code_region,
-        code: CODE_M,
-        stack: STACK_M,
+    // The Cortex-M presets are the QEMU boards of the shared board table (firmware/boards),
+    // which the firmware's build script checks models against.
+    let m = |name, board: &str| {
+        let b = spark_boards::board(board).expect("a board of the shared table");
+        Preset {
+            name,
+            source: b.source,
+            ram: b.ram,
+            flash: b.flash,
+            code_region: b.code_region,
+            code: b.code,
+            stack: b.stack,
+        }
     };
     match t {
-        Target::CortexM4 => m(
-            "cortex-m4",
-            "QEMU mps2-an386: 4 MiB SSRAM1 @0x0 (code + model), 4 MiB SSRAM2/3 @0x20000000 (RAM), as firmware memory-an386.x",
-            4 * MIB,
-            None,
-        ),
-        Target::CortexM7 => m(
-            "cortex-m7",
-            "QEMU mps2-an500: 4 MiB SSRAM1 @0x0 (code + model), 4 MiB SSRAM2/3 @0x20000000 (RAM)",
-            4 * MIB,
-            None,
-        ),
-        Target::CortexM33 => m(
-            "cortex-m33",
-            "QEMU mps2-an505: 4 MiB SSRAM1 @0x10000000 (code + model), 4 MiB SSRAM2/3 @0x38000000 (RAM), as firmware memory-an505.x",
-            4 * MIB,
-            None,
-        ),
-        Target::CortexM55 => m(
-            "cortex-m55",
-            "QEMU mps3-an547: 512 KiB ITCM @0x0 (code), 8 MiB QSPI @0x28000000 (model), 4 MiB SRAM @0x21000000 (RAM)",
-            8 * MIB,
-            Some(512 * KIB),
-        ),
+        Target::CortexM4 => m("cortex-m4", "mps2-an386"),
+        Target::CortexM7 => m("cortex-m7", "mps2-an500"),
+        Target::CortexM33 => m("cortex-m33", "mps2-an505"),
+        Target::CortexM55 => m("cortex-m55", "mps3-an547"),
         Target::CortexA53 => Preset {
             name: "cortex-a53",
             source: "a Cortex-A53 Linux board (Raspberry Pi 3 class): 1 GiB RAM, 8 GiB storage",
@@ -163,22 +143,7 @@ fn arena_with(model: &Model<'_>, max_seq: usize, f: impl Fn(&mut spark_core::Con
     spark_core::session::arena_bytes(&c, max_seq) as u64
 }
 
-/// Largest `x` in `lo..=hi` with `ok(x)` (monotone: ok up to some point), if any.
-fn largest(lo: u64, hi: u64, ok: impl Fn(u64) -> bool) -> Option<u64> {
-    if hi < lo || !ok(lo) {
-        return None;
-    }
-    let (mut a, mut b) = (lo, hi);
-    while a < b {
-        let m = a + (b - a).div_ceil(2);
-        if ok(m) {
-            a = m;
-        } else {
-            b = m - 1;
-        }
-    }
-    Some(a)
-}
+use spark_boards::largest;
 
 /// The target's memory: the preset with the command line's overrides.
 fn target_memory(a: &PlanArgs) -> Preset {
@@ -236,36 +201,32 @@ impl Needs {
 fn needs(model: &Model<'_>, model_bytes: u64, p: &Preset, max_seq: usize) -> CliResult<Needs> {
     let cfg = *model.config();
     let arena = model.arena_bytes(max_seq) as u64;
-    let ram = arena.checked_add(p.stack).ok_or_else(|| {
-        usage(format!(
-            "--stack {}: with the session arena ({arena} bytes) the RAM needed exceeds a 64-bit byte count",
-            p.stack
-        ))
-    })?;
-    let (flash, code_fits) = match p.code_region {
-        Some(region) => (model_bytes, p.code <= region),
-        None => {
-            let flash = model_bytes.checked_add(p.code).ok_or_else(|| {
-                usage(format!(
-                    "--code {}: with the model ({model_bytes} bytes) the flash needed exceeds a 64-bit byte count",
-                    p.code
-                ))
-            })?;
-            (flash, true)
+    // The budget of the shared board table (the firmware build checks the same sums).
+    let b = spark_boards::Budget::of(&memory(p), model_bytes, arena).ok_or_else(|| {
+        if arena.checked_add(p.stack).is_none() {
+            usage(format!(
+                "--stack {}: with the session arena ({arena} bytes) the RAM needed exceeds a 64-bit byte count",
+                p.stack
+            ))
+        } else {
+            usage(format!(
+                "--code {}: with the model ({model_bytes} bytes) the flash needed exceeds a 64-bit byte count",
+                p.code
+            ))
         }
-    };
+    })?;
     let ram_ok = |s: u64| fits_with_stack(model.arena_bytes(s as usize) as u64, p);
     let best_seq = largest(1, cfg.max_seq_len as u64, ram_ok);
     let kv_per_token = if max_seq > 1 { (arena - model.arena_bytes(max_seq - 1) as u64) as f64 } else { 0.0 };
     Ok(Needs {
         max_seq,
         arena,
-        ram,
+        ram: b.ram,
         model_bytes,
-        flash,
-        code_fits,
-        fits_ram: ram <= p.ram,
-        fits_flash: flash <= p.flash && code_fits,
+        flash: b.flash,
+        code_fits: b.code_fits,
+        fits_ram: b.fits_ram,
+        fits_flash: b.fits_flash,
         best_seq,
         kv_per_token,
     })
@@ -273,7 +234,12 @@ fn needs(model: &Model<'_>, model_bytes: u64, p: &Preset, max_seq: usize) -> Cli
 
 /// `arena` plus the stack fits the RAM (a sum past 64 bits does not).
 fn fits_with_stack(arena: u64, p: &Preset) -> bool {
-    arena.checked_add(p.stack).is_some_and(|need| need <= p.ram)
+    memory(p).arena_fits(arena)
+}
+
+/// The preset's memory as the shared budget logic sees it.
+fn memory(p: &Preset) -> spark_boards::Memory {
+    spark_boards::Memory { ram: p.ram, flash: p.flash, code_region: p.code_region, code: p.code, stack: p.stack }
 }
 
 /// Which knob makes the arena fit the RAM: a shorter context, else a smaller vocabulary
@@ -356,46 +322,24 @@ fn print_plan_json(path: &Path, p: &Preset, n: &Needs, fixes: &[String]) -> CliR
     }))
 }
 
+/// The shared budget of a plan's needs.
+fn budget(n: &Needs) -> spark_boards::Budget {
+    spark_boards::Budget {
+        arena: n.arena,
+        ram: n.ram,
+        model_bytes: n.model_bytes,
+        flash: n.flash,
+        code_fits: n.code_fits,
+        fits_ram: n.fits_ram,
+        fits_flash: n.fits_flash,
+    }
+}
+
 /// The plan as text: RAM, flash, verdict and fixes.
 fn print_plan_text(path: &Path, p: &Preset, n: &Needs, fixes: &[String]) -> CliResult {
     let mut o = io::stdout().lock();
-    let pct = |x: u64, of: u64| if of == 0 { 0.0 } else { 100.0 * x as f64 / of as f64 };
-    let big = |v: u64| if v >= u64::MAX / 8 { "unlimited".to_string() } else { human_bytes(v) };
-    let verdict = |ok: bool| if ok { "ok" } else { "TOO BIG" };
     writeln!(o, "plan    {} on {} ({})", path.display(), p.name, p.source)?;
-    writeln!(
-        o,
-        "RAM     arena {} (KV cache + scratch, context {}) + stack {} (estimate) = {} of {}  ({:.0}%)  {}",
-        human_bytes(n.arena),
-        n.max_seq,
-        human_bytes(p.stack),
-        human_bytes(n.ram),
-        big(p.ram),
-        pct(n.ram, p.ram),
-        verdict(n.fits_ram)
-    )?;
-    match p.code_region {
-        Some(r) => writeln!(
-            o,
-            "flash   model {} of {} ({:.0}%); code {} (estimate) of {} code region  {}",
-            human_bytes(n.model_bytes),
-            big(p.flash),
-            pct(n.model_bytes, p.flash),
-            human_bytes(p.code),
-            human_bytes(r),
-            verdict(n.fits_flash)
-        )?,
-        None => writeln!(
-            o,
-            "flash   model {} + code {} (estimate) = {} of {}  ({:.0}%)  {}",
-            human_bytes(n.model_bytes),
-            human_bytes(p.code),
-            human_bytes(n.flash),
-            big(p.flash),
-            pct(n.flash, p.flash),
-            verdict(n.fits_flash)
-        )?,
-    }
+    write!(o, "{}", spark_boards::budget_lines(&memory(p), &budget(n), n.max_seq))?;
     writeln!(
         o,
         "assume  the model is read in place from flash (zero-copy); stack and code are estimates (override with --stack, --code)"
