@@ -172,17 +172,24 @@ kernel_qemu thumbv8m.main-none-eabihf mps2-an505 cortex-m33
 # with a timeout and compares every JSON line with `spark-sim generate --json` (dev-profile
 # spark-sim, built by the workspace tests); the greedy runs also count the dense twin's
 # instructions per token and check models/expected_int8.json bit for bit; a model too big
-# for mps2-an386 must fail the build.
+# for mps2-an386 must fail the build; the real-board images (Pico 2 with its UF2,
+# Nucleo-H743ZI) are built, not run.
 FW_APP_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/app"
 FW_APP_T0=$SECONDS
-step "Cortex-M firmware (firmware/app): fmt and clippy (mps2-an386; mps2-an385 ARMv6-M; mps3-an547 with expected-int8)"
+step "spark-core / spark-hal with the defmt feature (thumbv7em-none-eabihf)"
+cargo build -q -p spark-core --features defmt --target thumbv7em-none-eabihf
+step "Cortex-M firmware (firmware/app): fmt and clippy (mps2-an386; mps2-an385 ARMv6-M; mps3-an547 with expected-int8; pico2; nucleo-h743zi)"
 (cd firmware/app && cargo fmt --check &&
   cargo clippy -q --release --target-dir "$FW_APP_TARGET_DIR" -- -D warnings &&
   cargo clippy -q --release --target thumbv6m-none-eabi --no-default-features --features mps2-an385 \
     --target-dir "$FW_APP_TARGET_DIR" -- -D warnings &&
   cargo clippy -q --release --target thumbv8m.main-none-eabihf --no-default-features \
-    --features mps3-an547,expected-int8 --target-dir "$FW_APP_TARGET_DIR" -- -D warnings)
-step "firmware/run-qemu.sh: five QEMU boards, greedy and sampled, JSON lines equal to spark-sim generate --json"
+    --features mps3-an547,expected-int8 --target-dir "$FW_APP_TARGET_DIR" -- -D warnings &&
+  cargo clippy -q --release --target thumbv8m.main-none-eabihf --no-default-features --features pico2 \
+    --target-dir "$FW_APP_TARGET_DIR" -- -D warnings &&
+  cargo clippy -q --release --target thumbv7em-none-eabihf --no-default-features --features nucleo-h743zi \
+    --target-dir "$FW_APP_TARGET_DIR" -- -D warnings)
+step "firmware/run-qemu.sh: five QEMU boards, greedy and sampled, JSON lines equal to spark-sim generate --json; Pico 2 and Nucleo-H743ZI images built (+ UF2)"
 SPARK_SIM="${CARGO_TARGET_DIR:-target}/debug/spark-sim" firmware/run-qemu.sh
 echo "firmware/app section: $((SECONDS - FW_APP_T0)) s"
 

@@ -52,8 +52,15 @@ cpu_of() {
   esac
 }
 
-BOARDS=("$@")
-[ ${#BOARDS[@]} -gt 0 ] || BOARDS=(mps2-an385 mps2-an386 mps2-an500 mps2-an505 mps3-an547)
+BOARDS=()
+REAL=()
+for b in "$@"; do
+  case $b in pico2 | nucleo-h743zi) REAL+=("$b") ;; *) BOARDS+=("$b") ;; esac
+done
+if [ $# -eq 0 ]; then
+  BOARDS=(mps2-an385 mps2-an386 mps2-an500 mps2-an505 mps3-an547)
+  REAL=(pico2 nucleo-h743zi)
+fi
 
 # build_run board config features [env...]: build, run under QEMU, log in $OUT/board-config.log
 build_run() {
@@ -101,7 +108,7 @@ SIM_SAMPLED=$("$SIM" generate --model models/demo.spark --prompt "$SPARK_PROMPT"
 fails=0
 printf '| board | vectors + .text | .rodata | .spark_model | .data | .bss | of which arena | stack high-water |\n|---|---|---|---|---|---|---|---|\n' >"$OUT/memory.md"
 printf '| board | core | kernels | Spark instr/token | dense twin instr/token | dense / Spark | stack high-water |\n|---|---|---|---|---|---|---|\n' >"$OUT/summary.md"
-for b in "${BOARDS[@]}"; do
+for b in ${BOARDS[@]+"${BOARDS[@]}"}; do
   echo "== $b ($(target_of "$b"), -cpu $(cpu_of "$b"))"
   if build_run "$b" greedy ",compare-dense,expected-int8" SPARK_TEMPERATURE=0; then
     same "$b greedy" "$SIM_GREEDY" "$OUT/$b-greedy.log" || fails=$((fails + 1))
@@ -142,13 +149,50 @@ cat "$OUT/summary.md"
 echo "memory of the default image (bytes; sampled build, one model):"
 cat "$OUT/memory.md"
 
+# The real boards: built (the default one-model image, default settings), not run here;
+# their memory report from the ELF, and the Pico 2's UF2 written and checked.
+real_target() { case $1 in pico2) echo thumbv8m.main-none-eabihf ;; nucleo-h743zi) echo thumbv7em-none-eabihf ;; esac; }
+printf '| board | vectors + boot block + .text | .rodata | .spark_model | .data | .bss | of which arena |\n|---|---|---|---|---|---|---|\n' >"$OUT/memory-real.md"
+for b in ${REAL[@]+"${REAL[@]}"}; do
+  t=$(real_target "$b")
+  echo "== $b ($t, built only)"
+  if ! (cd firmware/app && cargo build -q --release --target "$t" --target-dir "$TARGET_DIR" \
+    --no-default-features --features "$b" >"$OUT/$b.build.log" 2>&1); then
+    cat "$OUT/$b.build.log"; echo "$b: the build failed"; fails=$((fails + 1)); continue
+  fi
+  cp "$TARGET_DIR/$t/release/spark-app" "$OUT/$b.elf"
+  python3 - "$b" "$OUT/$b.elf" >>"$OUT/memory-real.md" <<'PY'
+import subprocess, sys
+b, elf = sys.argv[1], sys.argv[2]
+sec = {}
+for l in subprocess.run(["size", "-A", elf], capture_output=True, text=True, check=True).stdout.splitlines():
+    f = l.split()
+    if len(f) == 3 and f[0].startswith("."):
+        sec[f[0]] = int(f[1])
+arena = 0
+for l in subprocess.run(["nm", "-S", "-C", elf], capture_output=True, text=True, check=True).stdout.splitlines():
+    f = l.split()
+    if len(f) == 4 and f[3] == "spark_app::ARENA":
+        arena = int(f[1], 16)
+code = sec.get(".vector_table", 0) + sec.get(".start_block", 0) + sec.get(".text", 0)
+print(f"| {b} | {code:,} | {sec.get('.rodata', 0):,} | {sec.get('.spark_model', 0):,} | {sec.get('.data', 0):,} | {sec.get('.bss', 0):,} | {arena:,} |")
+PY
+  tail -1 "$OUT/memory-real.md"
+  if [ "$b" = pico2 ]; then
+    firmware/elf2uf2.py "$OUT/pico2.elf" "$OUT/pico2.uf2" && firmware/elf2uf2.py --check "$OUT/pico2.elf" "$OUT/pico2.uf2" ||
+      { echo "pico2: the UF2 conversion failed"; fails=$((fails + 1)); }
+  fi
+done
+
 # A model too big for the board fails the build, with the budget lines of `spark-sim plan`.
 echo "== a model too big for mps2-an386 must fail the build"
 # (the demo checkpoint converted with an 8192-token context: its session arena is 5.8 MiB,
 # more than the board's 4 MiB of RAM)
 BIG="$OUT/too-big.spark"
 "$SIM" convert models/demo_spark.safetensors -o "$BIG" --tokenizer models/tokenizer.json --max-seq 8192 >/dev/null
-if (cd firmware/app && SPARK_MODEL="$BIG" cargo build -q --release --target thumbv7em-none-eabihf \
+if [ ${#BOARDS[@]} -eq 0 ]; then
+  echo "(skipped: no QEMU board selected)"
+elif (cd firmware/app && SPARK_MODEL="$BIG" cargo build -q --release --target thumbv7em-none-eabihf \
   --target-dir "$TARGET_DIR" >"$OUT/too-big.log" 2>&1); then
   echo "the build of a too-big model succeeded"; fails=$((fails + 1))
 elif grep -q "does not fit mps2-an386" "$OUT/too-big.log" && grep -q "TOO BIG" "$OUT/too-big.log"; then

@@ -20,6 +20,7 @@ pub const MAX_VOCAB: u32 = 1 << 20;
 pub const MAX_SEQ: u32 = 1 << 16;
 
 /// FFN flavour of every layer (SPEC section 4).
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FfnKind {
     /// Spark FFN: low-rank predictor `K1`, statistical top-k, gathered `K2`, sparse `V`.
@@ -29,6 +30,7 @@ pub enum FfnKind {
 }
 
 /// Attention flavour of every layer (SPEC section 5).
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttnKind {
     /// Spark attention: predictor over `ra` dims, top-`ka` keys, softmax x softplus.
@@ -38,6 +40,7 @@ pub enum AttnKind {
 }
 
 /// Everything that defines a model's shape and math. Field names follow SPEC section 3.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
 pub struct Config {
     /// Vocabulary size.

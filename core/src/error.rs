@@ -5,6 +5,7 @@ use crate::tensor::{DType, TensorId};
 use core::fmt;
 
 /// Why a `.spark` file was rejected. The `Display` text says what is wrong and where.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum ModelError {
@@ -219,6 +220,7 @@ impl fmt::Display for ModelError {
 impl core::error::Error for ModelError {}
 
 /// Why a session could not be created or could not run a token.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RunError {

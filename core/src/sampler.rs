@@ -25,6 +25,7 @@ use core::cmp::Ordering;
 use core::fmt;
 
 /// Why a token could not be sampled, or a sampling rule is invalid.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum SampleError {
@@ -133,6 +134,7 @@ impl Rng {
 }
 
 /// A sampling rule.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Sampling {
     /// The highest logit; ties go to the lowest id. Uses no random draw.

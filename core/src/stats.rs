@@ -8,6 +8,7 @@
 use crate::topk::Selection;
 
 /// Sparsity counters of one layer, accumulated over every token since the last reset.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LayerStats {
     /// Tokens seen.

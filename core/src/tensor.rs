@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Element type of a stored tensor.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DType {
     /// Signed 8-bit integers (quantized weights).
@@ -43,6 +44,7 @@ impl DType {
 macro_rules! tensor_kinds {
     (global { $($g:ident => $gname:literal),* $(,)? } layer { $($l:ident => $lname:literal),* $(,)? }) => {
         /// What a tensor is. Global kinds have `layer == 0`; per-layer kinds carry a layer index.
+        #[cfg_attr(feature = "defmt", derive(defmt::Format))]
         #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
         #[allow(missing_docs)]
         pub enum TensorKind { $($g,)* $($l,)* }
@@ -113,6 +115,7 @@ pub const N_GLOBAL_KINDS: usize = 8;
 const _: () = assert!(N_LAYER_KINDS == LAYER_KINDS.len() && N_GLOBAL_KINDS == GLOBAL_KINDS.len());
 
 /// A tensor's identity: its kind and (for per-layer kinds) its layer.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TensorId {
     /// What it is.

@@ -55,6 +55,7 @@ use crate::tensor::TensorKind;
 use core::fmt;
 
 /// Why a tokenizer could not be built or could not encode or decode.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TokenizerError {

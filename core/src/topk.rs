@@ -208,6 +208,7 @@ const STAT_BLOCK: u32 = 256;
 
 /// Mean, population standard deviation and count of the finite scores seen by a
 /// [`StatAccumulator`].
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Stats {
     /// Mean of the finite scores (0 when there are none).

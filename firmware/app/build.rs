@@ -30,7 +30,8 @@ use spark_core::sampler::Sampling;
 use spark_core::tokenizer::Tokenizer;
 use spark_core::Model;
 
-const BOARD_FEATURES: [&str; 5] = ["mps2-an385", "mps2-an386", "mps2-an500", "mps2-an505", "mps3-an547"];
+const BOARD_FEATURES: [&str; 7] =
+    ["mps2-an385", "mps2-an386", "mps2-an500", "mps2-an505", "mps3-an547", "pico2", "nucleo-h743zi"];
 
 fn main() {
     if let Err(e) = run() {
@@ -93,6 +94,10 @@ fn run() -> Res<()> {
     println!("cargo::rustc-link-search={}", out.display());
     println!("cargo::rustc-link-arg=-Tlink.x");
     println!("cargo::rustc-link-arg=-Tmodel.x");
+    if let Runs::Probe { .. } = board.runs {
+        // defmt's linker script (the interned format strings), on the real boards only.
+        println!("cargo::rustc-link-arg=-Tdefmt.x");
+    }
 
     // Model.
     let model_path = path_var(&root, "SPARK_MODEL", "models/demo.spark");
@@ -230,9 +235,9 @@ fn run() -> Res<()> {
     println!("cargo::warning=spark-app for {name}: {}", lines.trim_end().replace('\n', " | "));
 
     // Generated constants.
-    let ipt = match board.runs {
-        Runs::Qemu { instructions_per_tick_milli, .. } => instructions_per_tick_milli,
-        Runs::Probe { .. } => 0,
+    let (ipt, chip) = match board.runs {
+        Runs::Qemu { instructions_per_tick_milli, .. } => (instructions_per_tick_milli, ""),
+        Runs::Probe { chip } => (0, chip),
     };
     let mut g = String::new();
     let w = &mut g;
@@ -240,6 +245,7 @@ fn run() -> Res<()> {
     writeln!(w, "/// The board (firmware/boards).\npub const BOARD: &str = {name:?};").unwrap();
     writeln!(w, "/// Its core.\npub const CORE: &str = {:?};", board.core).unwrap();
     writeln!(w, "/// Nominal executed instructions per SysTick tick under QEMU, thousandths.\npub const IPT_MILLI: u64 = {ipt};").unwrap();
+    writeln!(w, "/// probe-rs chip name (real boards; empty under QEMU).\npub const CHIP: &str = {chip:?};").unwrap();
     writeln!(w, "/// The model file.\npub const MODEL_NAME: &str = {:?};", model_abs.display().to_string()).unwrap();
     writeln!(w, "/// Its bytes.\npub const MODEL_BYTES: usize = {};", blob.len()).unwrap();
     writeln!(w, "/// Its bytes, placed in the board's MODEL region.\n#[link_section = \".spark_model\"]\npub static MODEL: Aligned<[u8; MODEL_BYTES]> = Aligned(*include_bytes!({:?}));", model_abs.display().to_string()).unwrap();

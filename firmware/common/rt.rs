@@ -3,7 +3,22 @@
 //! semihosting exit, the panic and HardFault handlers (both exit with status 1 through
 //! semihosting, never hang), and stack painting for the measured stack high-water mark.
 //!
-//! Needs `cortex-m`, `cortex-m-rt` and `cortex-m-semihosting`.
+//! Needs `cortex-m`, `cortex-m-rt` and `cortex-m-semihosting`. Include it with
+//! `#[macro_use]`: it defines `out!` and `outln!` (print and print a line, over
+//! semihosting here, over defmt in `probe.rs`, the real boards' counterpart with the same
+//! interface).
+
+/// Prints (semihosting).
+#[allow(unused_macros)]
+macro_rules! out {
+    ($($t:tt)*) => { cortex_m_semihosting::hprint!($($t)*) };
+}
+
+/// Prints a line (semihosting).
+#[allow(unused_macros)]
+macro_rules! outln {
+    ($($t:tt)*) => { cortex_m_semihosting::hprintln!($($t)*) };
+}
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -11,6 +26,14 @@ use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m::peripheral::{SCB, SYST};
 use cortex_m_rt::{exception, ExceptionFrame};
 use cortex_m_semihosting::{debug, hprintln};
+
+/// What [`Clock::count`] counts.
+pub const UNIT: &str = "instructions";
+
+/// Starts the board's clock (nothing else to set up under QEMU).
+pub fn start(p: &mut cortex_m::Peripherals) -> Clock {
+    Clock::start(&mut p.SYST)
+}
 
 /// SysTick reload: the full 24-bit range, one wrap per 2^24 ticks.
 const RELOAD: u32 = 0x00FF_FFFF;
@@ -69,8 +92,17 @@ impl Clock {
         Self::ticks()
     }
 
+    /// Prints how the clock counts.
+    pub fn report(&self, nominal_milli: u64) {
+        hprintln!(
+            "icount: {} instructions per SysTick tick (calibrated; nominal {})",
+            Ratio(self.ipt_milli, 1000),
+            Ratio(nominal_milli, 1000)
+        );
+    }
+
     /// Executed instructions between two timestamps (0 if they are out of order).
-    pub fn instructions(&self, t0: u64, t1: u64) -> u64 {
+    pub fn count(&self, t0: u64, t1: u64) -> u64 {
         t1.saturating_sub(t0) * self.ipt_milli / 1000
     }
 }
@@ -119,44 +151,6 @@ unsafe fn HardFault(ef: &ExceptionFrame) -> ! {
     exit(false)
 }
 
-// ---------------------------------------------------------------------------------------
-// Stack painting: fill the free RAM between the end of the statics and the current stack
-// pointer with a pattern at start, and find the lowest overwritten word at the end.
-// ---------------------------------------------------------------------------------------
-
-const PAINT: u32 = 0x5A5A_A5A5;
-
-extern "C" {
-    /// End of `.bss` / `.uninit` (cortex-m-rt's start of the heap).
-    static mut __sheap: u32;
-    /// Initial stack pointer (cortex-m-rt).
-    static _stack_start: u32;
-}
-
-/// Paints the unused stack: from the end of the statics up to 256 bytes below the current
-/// stack pointer. Call once, first thing in `main`.
-#[inline(never)]
-pub fn paint_stack() {
-    let sp = cortex_m::register::msp::read() as usize - 256;
-    let mut p = core::ptr::addr_of_mut!(__sheap) as usize;
-    while p < sp {
-        // SAFETY: [__sheap, sp - 256) is RAM that no static occupies (cortex-m-rt places
-        // the heap start after .bss and .uninit) and that lies below every live stack frame;
-        // nothing else uses it (no heap in this firmware). Aligned word writes.
-        unsafe { core::ptr::write_volatile(p as *mut u32, PAINT) };
-        p += 4;
-    }
-}
-
-/// Bytes of stack used at most since [`paint_stack`]: from the top of the stack down to
-/// the lowest word that no longer holds the pattern.
-pub fn stack_high_water() -> usize {
-    let top = core::ptr::addr_of!(_stack_start) as usize;
-    let mut p = core::ptr::addr_of_mut!(__sheap) as usize;
-    // SAFETY: reads of the aligned words painted by `paint_stack` (below the live stack
-    // or stack memory this program owns); volatile, so the compiler keeps them.
-    while p < top && unsafe { core::ptr::read_volatile(p as *const u32) } == PAINT {
-        p += 4;
-    }
-    top - p
-}
+#[path = "stack.rs"]
+mod stack;
+pub use stack::{paint_stack, stack_high_water};

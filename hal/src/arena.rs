@@ -34,6 +34,7 @@ pub struct Arena<'a> {
 }
 
 /// The arena ran out (the caller sized it from a different plan).
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ArenaExhausted;
 

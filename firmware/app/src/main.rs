@@ -25,17 +25,21 @@
 
 use core::ptr::addr_of_mut;
 
-use cortex_m_rt::entry;
-use cortex_m_semihosting::{hprint, hprintln};
 use spark_core::digest::Fnv1a64;
 use spark_core::sampler::{Sampler, Sampling};
 use spark_core::tokenizer::Tokenizer;
 use spark_core::{LayerStats, Model, RunError, Session};
 use spark_hal::{native_backend_name, Native};
 
+#[cfg(not(feature = "probe"))]
+#[macro_use]
 #[path = "../../common/rt.rs"]
 mod rt;
-use rt::{fail, Clock, Ratio};
+#[cfg(feature = "probe")]
+#[macro_use]
+#[path = "../../common/probe.rs"]
+mod rt;
+use rt::{fail, Clock, UNIT};
 
 /// Program name in messages.
 const PROG: &str = "spark-app";
@@ -141,7 +145,7 @@ fn generate(
         let logits = s.step(t).map_err(Error::Run)?;
         let t1 = clock.now();
         if run.steps < MAX_STEPS {
-            run.step_instr[run.steps] = clock.instructions(t0, t1);
+            run.step_instr[run.steps] = clock.count(t0, t1);
         }
         run.steps += 1;
         digest.update_f32(logits);
@@ -178,45 +182,45 @@ fn generate(
 
 /// A JSON string (quotes, backslashes and control characters escaped).
 fn print_json_str(s: &str) {
-    hprint!("\"");
+    out!("\"");
     for c in s.chars() {
         match c {
-            '"' => hprint!("\\\""),
-            '\\' => hprint!("\\\\"),
-            '\n' => hprint!("\\n"),
-            '\r' => hprint!("\\r"),
-            '\t' => hprint!("\\t"),
-            c if (c as u32) < 0x20 => hprint!("\\u{:04x}", c as u32),
-            c => hprint!("{}", c),
+            '"' => out!("\\\""),
+            '\\' => out!("\\\\"),
+            '\n' => out!("\\n"),
+            '\r' => out!("\\r"),
+            '\t' => out!("\\t"),
+            c if (c as u32) < 0x20 => out!("\\u{:04x}", c as u32),
+            c => out!("{}", c),
         }
     }
-    hprint!("\"");
+    out!("\"");
 }
 
 fn print_list(xs: &[impl core::fmt::Display]) {
-    hprint!("[");
+    out!("[");
     for (i, x) in xs.iter().enumerate() {
         if i > 0 {
-            hprint!(", ");
+            out!(", ");
         }
-        hprint!("{}", x);
+        out!("{}", x);
     }
-    hprint!("]");
+    out!("]");
 }
 
 /// The JSON line of a run (one line: the fields `spark-sim generate --json` defines, plus
 /// the run's settings).
 fn print_json(run: &Run) {
-    hprint!("{}", "{\"prompt\": ");
+    out!("{}", "{\"prompt\": ");
     print_json_str(PROMPT);
-    hprint!(", \"seed\": {}, \"temperature\": {:?}, \"top_p\": ", SEED, TEMPERATURE);
+    out!(", \"seed\": {}, \"temperature\": {:?}, \"top_p\": ", SEED, TEMPERATURE);
     match TOP_P {
-        Some(p) => hprint!("{:?}", p),
-        None => hprint!("null"),
+        Some(p) => out!("{:?}", p),
+        None => out!("null"),
     }
-    hprint!(", \"tokens\": {}, \"token_ids\": ", run.n);
+    out!(", \"tokens\": {}, \"token_ids\": ", run.n);
     print_list(&run.ids[..run.n]);
-    hprintln!(
+    outln!(
         ", \"logits_digest\": \"{:016x}\", \"stop\": \"{}\", \"board\": \"{}\", \"backend\": \"{}\"{}",
         run.digest,
         run.stop,
@@ -229,7 +233,7 @@ fn print_json(run: &Run) {
 fn print_layers(model: &Model<'_>, stats: &[LayerStats]) {
     let c = model.config();
     for (l, s) in stats[..c.n_layers as usize].iter().enumerate() {
-        hprintln!(
+        outln!(
             "layer {}: FFN active {}..{} (mean {}) of {}; keys per head {}..{} (mean {}); overflows {}/{}",
             l,
             s.ffn_active_min,
@@ -245,7 +249,8 @@ fn print_layers(model: &Model<'_>, stats: &[LayerStats]) {
     }
 }
 
-#[entry]
+#[cfg_attr(not(feature = "pico2"), cortex_m_rt::entry)]
+#[cfg_attr(feature = "pico2", rp235x_hal::entry)]
 fn main() -> ! {
     rt::paint_stack();
     let Some(mut p) = cortex_m::Peripherals::take() else { fail("peripherals", &"already taken") };
@@ -254,19 +259,18 @@ fn main() -> ! {
     let (arena, scratch): (&'static mut [u8], &'static mut [u32]) =
         unsafe { (&mut (*addr_of_mut!(ARENA)).0, &mut *addr_of_mut!(SCRATCH)) };
 
-    hprintln!("{}: board {} ({}), kernels {} (Native)", PROG, BOARD, CORE, native_backend_name());
-    let clock = Clock::start(&mut p.SYST);
-    hprintln!(
-        "icount: {} instructions per SysTick tick (calibrated; nominal {})",
-        Ratio(clock.ipt_milli, 1000),
-        Ratio(IPT_MILLI, 1000)
-    );
+    let clock = rt::start(&mut p);
+    outln!("{}: board {} ({}), kernels {} (Native)", PROG, BOARD, CORE, native_backend_name());
+    if !CHIP.is_empty() {
+        outln!("probe-rs chip {}", CHIP);
+    }
+    clock.report(IPT_MILLI);
     let t0 = clock.now();
     let model = Model::load(&MODEL.0).unwrap_or_else(|e| fail(MODEL_NAME, &e));
     let t1 = clock.now();
     let c = *model.config();
-    hprintln!(
-        "model {}: {} bytes, {:?} FFN (d {}, f {}, k {}), {:?} attention, {} layers; loaded and validated in {} instructions",
+    outln!(
+        "model {}: {} bytes, {:?} FFN (d {}, f {}, k {}), {:?} attention, {} layers; loaded and validated in {} {}",
         MODEL_NAME,
         MODEL_BYTES,
         c.ffn_kind,
@@ -275,9 +279,10 @@ fn main() -> ! {
         c.ffn_k,
         c.attn_kind,
         c.n_layers,
-        clock.instructions(t0, t1)
+        clock.count(t0, t1),
+        UNIT
     );
-    hprintln!("arena: static {} bytes = Model::arena_bytes({})", ARENA_BYTES, MAX_SEQ);
+    outln!("arena: static {} bytes = Model::arena_bytes({})", ARENA_BYTES, MAX_SEQ);
 
     // The prompt: tokenized here, as spark-sim does (BOS when the tokenizer has one).
     let tok = Tokenizer::new(&model).ok();
@@ -307,18 +312,21 @@ fn main() -> ! {
 
     let run = generate(&model, arena, &clock, prompt, sampling, eos, None, scratch).unwrap_or_else(|e| fail("run", &e));
     print_json(&run);
-    hprint!(
-        "instructions per token step ({} steps: {} prompt, {} generated fed back): ",
+    out!(
+        "{} per token step ({} steps: {} prompt, {} generated fed back): ",
+        UNIT,
         run.steps,
         prompt.len(),
         run.steps - prompt.len()
     );
     print_list(&run.step_instr[..run.steps.min(MAX_STEPS)]);
-    hprintln!("");
-    hprintln!(
-        "instructions per token: mean {} over {} steps (executed instructions, not cycles)",
+    outln!("");
+    outln!(
+        "{} per token: mean {} over {} steps ({})",
+        UNIT,
         run.mean(),
-        run.steps
+        run.steps,
+        if UNIT == "cycles" { "DWT core cycles" } else { "executed instructions, not cycles" }
     );
     print_layers(&model, &run.stats);
 
@@ -329,21 +337,22 @@ fn main() -> ! {
         let dense = Model::load(&DENSE.0).unwrap_or_else(|e| fail("dense twin", &e));
         let d = generate(&dense, arena, &clock, prompt, Sampling::Greedy, None, Some(&run.ids[..run.n]), scratch)
             .unwrap_or_else(|e| fail("dense run", &e));
-        hprintln!(
-            "compare-dense on {}: same {} token steps; Spark {} instructions/token, dense twin {} instructions/token; dense / Spark = {}",
+        outln!(
+            "compare-dense on {}: same {} token steps; Spark {} {u}/token, dense twin {} {u}/token; dense / Spark = {}",
             BOARD,
             d.steps,
             run.mean(),
             d.mean(),
-            Ratio(d.mean(), run.mean())
+            rt::Ratio(d.mean(), run.mean()),
+            u = UNIT
         );
     }
     #[cfg(feature = "expected-int8")]
     {
         ok &= expected::check(&model, arena, &clock, tok.as_ref());
     }
-    hprintln!("stack high-water: {} bytes (measured by stack painting)", rt::stack_high_water());
-    hprintln!("{}: {}", PROG, if ok { "done" } else { "FAIL" });
+    outln!("stack high-water: {} bytes (measured by stack painting)", rt::stack_high_water());
+    outln!("{}: {}", PROG, if ok { "done" } else { "FAIL" });
     rt::exit(ok)
 }
 
@@ -385,14 +394,14 @@ mod expected {
                 let mut ids = [0u32; 256];
                 let n = t.encode_with_bos(e.prompt.as_bytes(), &mut ids).unwrap_or(0);
                 if ids[..n] != *e.prompt_ids {
-                    hprintln!("expected_int8 prompt {}: the tokenizer gives other ids", i + 1);
+                    outln!("expected_int8 prompt {}: the tokenizer gives other ids", i + 1);
                     ok = false;
                 }
             }
             let mut ids = [0u32; X_NEW_TOKENS];
             let d = run::<Native>(model, arena, e.prompt_ids, &mut ids).unwrap_or_else(|e| fail("run", &e));
             let good = ids[..] == *e.generated && d == e.digest;
-            hprintln!(
+            outln!(
                 "expected_int8 prompt {} {:?}: digest {:016x} (expected {:016x}) {}",
                 i + 1,
                 e.prompt,
@@ -408,18 +417,19 @@ mod expected {
                 let mut sids = [0u32; X_NEW_TOKENS];
                 let sd = run::<Scalar>(model, arena, e.prompt_ids, &mut sids).unwrap_or_else(|e| fail("run", &e));
                 let same = sids == ids && sd == d;
-                hprintln!(
+                outln!(
                     "expected_int8 prompt 1 on the scalar backend: {}",
                     if same { "equal to the native run" } else { "DIFFERENT" }
                 );
                 ok &= same;
             }
         }
-        hprintln!(
-            "expected_int8.json: {}/{} prompts match bit for bit ({} instructions in all)",
+        outln!(
+            "expected_int8.json: {}/{} prompts match bit for bit ({} {} in all)",
             matched,
             X_PROMPTS.len(),
-            clock.instructions(t0, clock.now())
+            clock.count(t0, clock.now()),
+            UNIT
         );
         ok
     }
