@@ -188,7 +188,9 @@ step "Cortex-M firmware (firmware/app): fmt and clippy (mps2-an386; mps2-an385 A
   cargo clippy -q --release --target thumbv8m.main-none-eabihf --no-default-features --features pico2 \
     --target-dir "$FW_APP_TARGET_DIR" -- -D warnings &&
   cargo clippy -q --release --target thumbv7em-none-eabihf --no-default-features --features nucleo-h743zi \
-    --target-dir "$FW_APP_TARGET_DIR" -- -D warnings)
+    --target-dir "$FW_APP_TARGET_DIR" -- -D warnings &&
+  cargo clippy -q --release --target thumbv8m.main-none-eabihf --no-default-features \
+    --features mps2-an505,runtime-model --target-dir "$FW_APP_TARGET_DIR" -- -D warnings)
 step "firmware/run-qemu.sh: five QEMU boards, greedy and sampled, JSON lines equal to spark-sim generate --json; Pico 2 and Nucleo-H743ZI images built (+ UF2)"
 SPARK_SIM="${CARGO_TARGET_DIR:-target}/debug/spark-sim" firmware/run-qemu.sh
 echo "firmware/app section: $((SECONDS - FW_APP_T0)) s"

@@ -149,6 +149,35 @@ cat "$OUT/summary.md"
 echo "memory of the default image (bytes; sampled build, one model):"
 cat "$OUT/memory.md"
 
+# runtime-model (the model read at run time through semihosting into the heap) on M4 and
+# M33: the run must equal spark-sim's; a truncated and a corrupted file must print the
+# typed error and exit with status 1 (no panic, no fault).
+head -c 700000 models/demo.spark >"$OUT/truncated.spark"
+python3 -c 'import sys; b = bytearray(open(sys.argv[1], "rb").read()); b[len(b) // 2] ^= 0x55; open(sys.argv[2], "wb").write(b)' \
+  models/demo.spark "$OUT/corrupted.spark"
+for b in ${BOARDS[@]+"${BOARDS[@]}"}; do
+  case $b in mps2-an386 | mps2-an505) ;; *) continue ;; esac
+  echo "== $b runtime-model"
+  if build_run "$b" runtime ",runtime-model" SPARK_TEMPERATURE=0; then
+    same "$b runtime-model" "$SIM_GREEDY" "$OUT/$b-runtime.log" || fails=$((fails + 1))
+    grep -E '^arena:' "$OUT/$b-runtime.log"
+    for bad in truncated corrupted; do
+      rc=0
+      timeout "$QEMU_TIMEOUT" qemu-system-arm -machine "$b" -cpu "$(cpu_of "$b")" -nographic -icount shift=0 \
+        -semihosting-config "enable=on,target=native,arg=spark-app,arg=$OUT/$bad.spark" -kernel "$OUT/$b-runtime.elf" \
+        >"$OUT/$b-runtime-$bad.log" 2>&1 || rc=$?
+      if [ $rc -eq 1 ] && grep -q "invalid model" "$OUT/$b-runtime-$bad.log" && ! grep -qE "PANIC|HardFault" "$OUT/$b-runtime-$bad.log"; then
+        echo "$b runtime-model, $bad file: exit status 1, $(grep 'invalid model' "$OUT/$b-runtime-$bad.log")"
+      else
+        cat "$OUT/$b-runtime-$bad.log"; echo "$b runtime-model, $bad file: exit status $rc, expected 1 with the typed error"
+        fails=$((fails + 1))
+      fi
+    done
+  else
+    fails=$((fails + 1))
+  fi
+done
+
 # The real boards: built (the default one-model image, default settings), not run here;
 # their memory report from the ELF, and the Pico 2's UF2 written and checked.
 real_target() { case $1 in pico2) echo thumbv8m.main-none-eabihf ;; nucleo-h743zi) echo thumbv7em-none-eabihf ;; esac; }

@@ -196,10 +196,31 @@ fn run() -> Res<()> {
     };
 
     // The budget: what `spark-sim plan` checks, plus the firmware's own statics (sampler
-    // scratch, per-step counts) next to the arena, and the dense twin if bundled.
+    // scratch, per-step counts) next to the arena, and the dense twin if bundled. With
+    // `runtime-model`, the flash holds no model and the RAM holds the heap instead of the
+    // arena (the model file and the arena are allocated from it at run time).
+    let runtime = env::var_os("CARGO_FEATURE_RUNTIME_MODEL").is_some();
     let statics = 4 * cfg.vocab_size as u64 + 8 * steps as u64;
-    let ram_arena = arena.max(dense.as_ref().map_or(0, |d| d.2)) as u64 + statics;
-    let flash_model = blob.len() as u64 + dense.as_ref().map_or(0, |d| d.1 as u64);
+    let heap: u64 = parse("SPARK_HEAP_BYTES", 3 * 1024 * 1024)?;
+    if runtime {
+        if !matches!(board.runs, Runs::Qemu { .. }) {
+            return Err(format!(
+                "runtime-model reads the model through semihosting, which only the QEMU boards have; on {name} the bytes would come from external flash or a UART (firmware/README.md)"
+            ));
+        }
+        if dense.is_some() || env::var_os("CARGO_FEATURE_EXPECTED_INT8").is_some() {
+            return Err("runtime-model goes without compare-dense and expected-int8".into());
+        }
+        let need = blob.len() as u64 + arena as u64 + 2 * 64;
+        if heap < need {
+            return Err(format!(
+                "SPARK_HEAP_BYTES={heap} is less than {} needs ({need} bytes: the file and the arena): raise SPARK_HEAP_BYTES",
+                model_path.display()
+            ));
+        }
+    }
+    let ram_arena = if runtime { heap } else { arena.max(dense.as_ref().map_or(0, |d| d.2)) as u64 } + statics;
+    let flash_model = if runtime { 0 } else { blob.len() as u64 + dense.as_ref().map_or(0, |d| d.1 as u64) };
     let mem = spark_boards::Memory::from(board);
     let budget =
         board.budget(flash_model, ram_arena).ok_or_else(|| "the model's sizes overflow 64 bits".to_string())?;
@@ -248,7 +269,15 @@ fn run() -> Res<()> {
     writeln!(w, "/// probe-rs chip name (real boards; empty under QEMU).\npub const CHIP: &str = {chip:?};").unwrap();
     writeln!(w, "/// The model file.\npub const MODEL_NAME: &str = {:?};", model_abs.display().to_string()).unwrap();
     writeln!(w, "/// Its bytes.\npub const MODEL_BYTES: usize = {};", blob.len()).unwrap();
-    writeln!(w, "/// Its bytes, placed in the board's MODEL region.\n#[link_section = \".spark_model\"]\npub static MODEL: Aligned<[u8; MODEL_BYTES]> = Aligned(*include_bytes!({:?}));", model_abs.display().to_string()).unwrap();
+    if runtime {
+        writeln!(
+            w,
+            "/// Heap for the model file and the arena (SPARK_HEAP_BYTES).\npub const HEAP_BYTES: usize = {heap};"
+        )
+        .unwrap();
+    } else {
+        writeln!(w, "/// Its bytes, placed in the board's MODEL region.\n#[link_section = \".spark_model\"]\npub static MODEL: Aligned<[u8; MODEL_BYTES]> = Aligned(*include_bytes!({:?}));", model_abs.display().to_string()).unwrap();
+    }
     writeln!(w, "/// The session's context (SPARK_MAX_SEQ).\npub const MAX_SEQ: usize = {max_seq};").unwrap();
     writeln!(w, "/// `Model::arena_bytes(MAX_SEQ)`.\npub const ARENA_BYTES: usize = {arena};").unwrap();
     writeln!(w, "/// Vocabulary size.\npub const VOCAB: usize = {};", cfg.vocab_size).unwrap();

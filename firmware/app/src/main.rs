@@ -70,10 +70,16 @@ mod gen {
 }
 use gen::*;
 
+#[cfg(feature = "runtime-model")]
+extern crate alloc;
+
 #[cfg(feature = "compare-dense")]
 const ARENA_LEN: usize = if ARENA_BYTES > DENSE_ARENA_BYTES { ARENA_BYTES } else { DENSE_ARENA_BYTES };
-#[cfg(not(feature = "compare-dense"))]
+#[cfg(not(any(feature = "compare-dense", feature = "runtime-model")))]
 const ARENA_LEN: usize = ARENA_BYTES;
+/// With `runtime-model` the arena comes from the heap.
+#[cfg(feature = "runtime-model")]
+const ARENA_LEN: usize = 0;
 
 /// The session arena: exactly `Model::arena_bytes(SPARK_MAX_SEQ)` (the dense twin's, if
 /// larger, with `compare-dense`).
@@ -256,8 +262,10 @@ fn main() -> ! {
     let Some(mut p) = cortex_m::Peripherals::take() else { fail("peripherals", &"already taken") };
     // SAFETY: `main` runs once and these are the only references ever made to ARENA and
     // SCRATCH (no interrupt handler touches them).
-    let (arena, scratch): (&'static mut [u8], &'static mut [u32]) =
+    let (arena_static, scratch): (&'static mut [u8], &'static mut [u32]) =
         unsafe { (&mut (*addr_of_mut!(ARENA)).0, &mut *addr_of_mut!(SCRATCH)) };
+    #[cfg(not(feature = "runtime-model"))]
+    let arena = arena_static;
 
     let clock = rt::start(&mut p);
     outln!("{}: board {} ({}), kernels {} (Native)", PROG, BOARD, CORE, native_backend_name());
@@ -266,13 +274,24 @@ fn main() -> ! {
     }
     clock.report(IPT_MILLI);
     let t0 = clock.now();
-    let model = Model::load(&MODEL.0).unwrap_or_else(|e| fail(MODEL_NAME, &e));
+    #[cfg(not(feature = "runtime-model"))]
+    let (model, model_name, model_bytes) =
+        (Model::load(&MODEL.0).unwrap_or_else(|e| fail(MODEL_NAME, &e)), MODEL_NAME, MODEL_BYTES);
+    #[cfg(feature = "runtime-model")]
+    let mut path_buf = [0u8; 256];
+    #[cfg(feature = "runtime-model")]
+    let (model, model_name, model_bytes, arena) = {
+        let path = runtime::model_path(&mut path_buf);
+        let (model, bytes, arena) = runtime::load(path).unwrap_or_else(|e| fail(path, &e));
+        let _ = arena_static;
+        (model, path, bytes, arena)
+    };
     let t1 = clock.now();
     let c = *model.config();
     outln!(
         "model {}: {} bytes, {:?} FFN (d {}, f {}, k {}), {:?} attention, {} layers; loaded and validated in {} {}",
-        MODEL_NAME,
-        MODEL_BYTES,
+        model_name,
+        model_bytes,
         c.ffn_kind,
         c.d_model,
         c.d_ff,
@@ -282,7 +301,16 @@ fn main() -> ! {
         clock.count(t0, t1),
         UNIT
     );
+    #[cfg(not(feature = "runtime-model"))]
     outln!("arena: static {} bytes = Model::arena_bytes({})", ARENA_BYTES, MAX_SEQ);
+    #[cfg(feature = "runtime-model")]
+    outln!(
+        "arena: {} bytes from the heap = Model::arena_bytes({}); heap {} bytes, {} used",
+        arena.len(),
+        runtime::max_seq(&model),
+        HEAP_BYTES,
+        runtime::heap_used()
+    );
 
     // The prompt: tokenized here, as spark-sim does (BOS when the tokenizer has one).
     let tok = Tokenizer::new(&model).ok();
@@ -432,5 +460,155 @@ mod expected {
             UNIT
         );
         ok
+    }
+}
+
+/// `runtime-model`: the model file read at run time into an `embedded-alloc` heap.
+#[cfg(feature = "runtime-model")]
+mod runtime {
+    use super::*;
+    use core::alloc::Layout;
+    use core::mem::MaybeUninit;
+    use embedded_alloc::LlffHeap;
+    use spark_core::ModelError;
+
+    #[global_allocator]
+    static HEAP: LlffHeap = LlffHeap::empty();
+
+    /// The heap's memory (not zeroed at start: `.uninit`).
+    #[link_section = ".uninit.spark_heap"]
+    static mut HEAP_MEM: [MaybeUninit<u8>; HEAP_BYTES] = [MaybeUninit::uninit(); HEAP_BYTES];
+
+    /// Why the model could not be obtained.
+    pub enum LoadError {
+        /// The host could not open the file.
+        Open,
+        /// The host could not tell its length.
+        Length,
+        /// The host returned fewer bytes than the file's length.
+        Read { got: usize, want: usize },
+        /// The heap cannot hold what is asked.
+        Heap { what: &'static str, needed: usize, free: usize },
+        /// The bytes are not a valid model.
+        Model(ModelError),
+        /// The model is larger than this firmware's build-time tables (sized from SPARK_MODEL).
+        Capacity { what: &'static str, model: u32, firmware: usize },
+    }
+
+    impl core::fmt::Display for LoadError {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            match self {
+                LoadError::Open => f.write_str("the host cannot open the file (semihosting SYS_OPEN)"),
+                LoadError::Length => f.write_str("the host cannot tell the file's length (semihosting SYS_FLEN)"),
+                LoadError::Read { got, want } => write!(f, "read {got} of {want} bytes"),
+                LoadError::Heap { what, needed, free } => {
+                    write!(f, "the heap cannot hold the {what}: {needed} bytes needed, {free} free (raise SPARK_HEAP_BYTES)")
+                }
+                LoadError::Model(e) => write!(f, "invalid model: {e}"),
+                LoadError::Capacity { what, model, firmware } => write!(
+                    f,
+                    "the model's {what} is {model}, this firmware's tables hold {firmware} (rebuild with SPARK_MODEL set to this model)"
+                ),
+            }
+        }
+    }
+
+    /// The file to read: the last word of the semihosting command line (QEMU
+    /// `-semihosting-config ...,arg=spark-app,arg=<path>`), else SPARK_MODEL's path.
+    pub fn model_path(buf: &mut [u8; 256]) -> &str {
+        let mut block = [buf.as_mut_ptr() as usize, buf.len() - 1];
+        // SAFETY: SYS_GET_CMDLINE takes the address of `block` (buffer, size), writes at
+        // most block[1] bytes (plus a NUL, within the buffer: its length minus one is
+        // passed) into `buf` and the length into block[1].
+        let r = unsafe {
+            cortex_m_semihosting::syscall1(cortex_m_semihosting::nr::GET_CMDLINE, block.as_mut_ptr() as usize)
+        } as isize;
+        // SAFETY: the host wrote block[1] behind the compiler's back: read it volatile.
+        let n = unsafe { core::ptr::read_volatile(&block[1]) }.min(buf.len() - 1);
+        if r != 0 || n == 0 {
+            return MODEL_NAME;
+        }
+        let line = core::str::from_utf8(&buf[..n]).unwrap_or("");
+        let mut words = line.split(' ').filter(|w| !w.is_empty());
+        match (words.next(), words.next_back()) {
+            (Some(_), Some(path)) => path,
+            _ => MODEL_NAME,
+        }
+    }
+
+    /// 64-byte aligned, uninitialised-then-zeroed bytes from the heap, for `'static`.
+    // The returned block is fresh from the heap, not borrowed from `what`.
+    #[allow(clippy::mut_from_ref)]
+    fn alloc(what: &'static str, len: usize) -> Result<&'static mut [u8], LoadError> {
+        let err = LoadError::Heap { what, needed: len, free: HEAP.free() };
+        let layout = Layout::from_size_align(len.max(1), 64).map_err(|_| err)?;
+        // SAFETY: a non-zero-sized layout; the global allocator returns null or a block
+        // of `layout.size()` bytes that nothing else uses and that is never freed.
+        let p = unsafe { alloc::alloc::alloc_zeroed(layout) };
+        if p.is_null() {
+            return Err(LoadError::Heap { what, needed: len, free: HEAP.free() });
+        }
+        // SAFETY: `p` points to `len` zeroed bytes owned by this slice for ever.
+        Ok(unsafe { core::slice::from_raw_parts_mut(p, len) })
+    }
+
+    /// The session context: SPARK_MAX_SEQ, at most the model's.
+    pub fn max_seq(model: &Model<'_>) -> usize {
+        MAX_SEQ.min(model.config().max_seq_len as usize)
+    }
+
+    /// Bytes of the heap in use.
+    pub fn heap_used() -> usize {
+        HEAP.used()
+    }
+
+    /// Reads `path` into the heap, validates it, allocates the arena.
+    pub fn load(path: &str) -> Result<(Model<'static>, usize, &'static mut [u8]), LoadError> {
+        // SAFETY: called once, before any allocation; HEAP_MEM is used by nothing else.
+        unsafe { HEAP.init(addr_of_mut!(HEAP_MEM) as usize, HEAP_BYTES) };
+        let mut name = [0u8; 257];
+        if path.len() >= name.len() {
+            return Err(LoadError::Open);
+        }
+        name[..path.len()].copy_from_slice(path.as_bytes());
+        // SAFETY: SYS_OPEN reads the NUL-terminated name (length without the NUL).
+        let fd = unsafe { cortex_m_semihosting::syscall!(OPEN, name.as_ptr(), 1usize, path.len()) } as isize;
+        if fd < 0 {
+            return Err(LoadError::Open);
+        }
+        // SAFETY: SYS_FLEN on the handle just opened.
+        let len = unsafe { cortex_m_semihosting::syscall!(FLEN, fd as usize) } as isize;
+        if len < 0 {
+            return Err(LoadError::Length);
+        }
+        let len = len as usize;
+        let blob = alloc("model file", len)?;
+        let mut got = 0;
+        while got < len {
+            let want = len - got;
+            // SAFETY: SYS_READ writes at most `want` bytes at `blob[got..]`, inside the
+            // block; it returns the number of bytes not read.
+            let left = unsafe { cortex_m_semihosting::syscall!(READ, fd as usize, blob.as_mut_ptr().add(got), want) };
+            if left >= want {
+                break;
+            }
+            got += want - left;
+        }
+        // SAFETY: SYS_CLOSE on the handle opened above.
+        unsafe { cortex_m_semihosting::syscall!(CLOSE, fd as usize) };
+        if got != len {
+            return Err(LoadError::Read { got, want: len });
+        }
+        let blob: &'static [u8] = blob;
+        let model = Model::load(blob).map_err(LoadError::Model)?;
+        let c = model.config();
+        if c.vocab_size as usize > VOCAB {
+            return Err(LoadError::Capacity { what: "vocabulary", model: c.vocab_size, firmware: VOCAB });
+        }
+        if c.n_layers as usize > N_LAYERS {
+            return Err(LoadError::Capacity { what: "layer count", model: c.n_layers, firmware: N_LAYERS });
+        }
+        let arena = alloc("arena", model.arena_bytes(max_seq(&model)))?;
+        Ok((model, len, arena))
     }
 }
