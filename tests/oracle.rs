@@ -239,7 +239,7 @@ fn check_against_brute_force(cfg: &Config, seed: u64) {
     // Every key visible (window honoured) and every neuron active; no events.
     for (p, pos) in tr.attn_active.iter().enumerate() {
         for (l, layer) in pos.iter().enumerate() {
-            let lo = if cfg.is_local_layer(l) { (p + 1).saturating_sub(cfg.sliding_window as usize) } else { 0 };
+            let lo = cfg.first_visible(l, p);
             for head in layer {
                 assert_eq!(*head, (lo as u32..=p as u32).collect::<Vec<_>>(), "pos {p} layer {l}");
             }
