@@ -192,13 +192,18 @@ FW_APP_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/app"
 FW_APP_T0=$SECONDS
 step "spark-core / spark-hal with the defmt feature (thumbv7em-none-eabihf)"
 cargo build -q -p spark-core --features defmt --target thumbv7em-none-eabihf
-step "Cortex-M firmware (firmware/app): fmt and clippy (mps2-an386; mps2-an385 ARMv6-M; mps3-an547 with expected-int8; pico2; nucleo-h743zi)"
-(cd firmware/app && cargo fmt --check &&
+step "Cortex-M firmware (firmware/app): fmt and clippy (mps2-an386; mps2-an385 ARMv6-M with force-panic; mps3-an547 with expected-int8 and compare-dense; pico2; nucleo-h743zi)"
+# (the compare-dense configuration needs the dense twin: converted as run-qemu.sh does it,
+# replaced only when it changed)
+FW_DENSE="${CARGO_TARGET_DIR:-$PWD/target}/demo_dense.spark"
+"${CARGO_TARGET_DIR:-target}/debug/spark-sim" convert models/demo_dense.safetensors -o "$FW_DENSE.new" >/dev/null
+if cmp -s "$FW_DENSE.new" "$FW_DENSE"; then rm "$FW_DENSE.new"; else mv "$FW_DENSE.new" "$FW_DENSE"; fi
+(cd firmware/app && export SPARK_DENSE_MODEL="$FW_DENSE" && cargo fmt --check &&
   cargo clippy -q --release --target-dir "$FW_APP_TARGET_DIR" -- -D warnings &&
-  cargo clippy -q --release --target thumbv6m-none-eabi --no-default-features --features mps2-an385 \
+  cargo clippy -q --release --target thumbv6m-none-eabi --no-default-features --features mps2-an385,force-panic \
     --target-dir "$FW_APP_TARGET_DIR" -- -D warnings &&
   cargo clippy -q --release --target thumbv8m.main-none-eabihf --no-default-features \
-    --features mps3-an547,expected-int8 --target-dir "$FW_APP_TARGET_DIR" -- -D warnings &&
+    --features mps3-an547,expected-int8,compare-dense --target-dir "$FW_APP_TARGET_DIR" -- -D warnings &&
   cargo clippy -q --release --target thumbv8m.main-none-eabihf --no-default-features --features pico2 \
     --target-dir "$FW_APP_TARGET_DIR" -- -D warnings &&
   cargo clippy -q --release --target thumbv7em-none-eabihf --no-default-features --features nucleo-h743zi \
