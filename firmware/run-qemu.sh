@@ -198,7 +198,8 @@ for b in ${BOARDS[@]+"${BOARDS[@]}"}; do
   PANIC_TIMEOUT=60
   timeout "$PANIC_TIMEOUT" qemu-system-arm -machine "$b" -cpu "$(cpu_of "$b")" -nographic -icount shift=0 \
     -semihosting-config enable=on,target=native -kernel "$OUT/$b-panic.elf" >"$OUT/$b-panic.log" 2>&1 || rc=$?
-  if [ $rc -eq 1 ] && grep -q "PANIC .*forced by the force-panic feature" "$OUT/$b-panic.log"; then
+  if [ $rc -eq 1 ] && grep -q "^spark-app: PANIC" "$OUT/$b-panic.log" &&
+    grep -q "forced by the force-panic feature" "$OUT/$b-panic.log"; then
     echo "$b force-panic: exit status 1, $(grep -A1 'PANIC' "$OUT/$b-panic.log" | tr '\n' ' ')"
   else
     cat "$OUT/$b-panic.log"
