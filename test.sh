@@ -149,21 +149,35 @@ step "aarch64 kernels: executed instructions per MAC under qemu-aarch64 (rows of
 hal/icount-aarch64.sh 1024
 
 # firmware/kernel-test is its own cargo project (own .cargo/config.toml with the QEMU
-# runners); its build output goes under the workspace target directory.
+# runners); its build output goes under the workspace target directory. It runs
+# spark-hal's shared kernel cases (spark_hal::testing, the table kernel_suite! runs on the
+# host) with the DSP kernels against the scalar oracle on four QEMU boards (boards are
+# cargo features; memory maps and clocks from firmware/boards, runtime from
+# firmware/common): M4 and M7 run thumbv7em images, M33 and M55 thumbv8m.main images.
 FW_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/kernel-test"
-step "Cortex-M kernel test (firmware/kernel-test): fmt and clippy"
-(cd firmware/kernel-test && cargo fmt --check && cargo clippy --release --target-dir "$FW_TARGET_DIR" -- -D warnings)
+FW_KT_T0=$SECONDS
+step "Cortex-M kernel test (firmware/kernel-test): fmt and clippy (mps2-an386; mps3-an547)"
+(cd firmware/kernel-test && cargo fmt --check &&
+  cargo clippy -q --release --target-dir "$FW_TARGET_DIR" -- -D warnings &&
+  cargo clippy -q --release --target thumbv8m.main-none-eabihf --no-default-features --features mps3-an547 \
+    --target-dir "$FW_TARGET_DIR" -- -D warnings)
 
-kernel_qemu() { # target machine cpu
-  (cd firmware/kernel-test && cargo build --release --target "$1" --target-dir "$FW_TARGET_DIR")
-  timeout 300 qemu-system-arm -machine "$2" -cpu "$3" -nographic -icount shift=0 \
+kernel_qemu() { # board target cpu
+  (cd firmware/kernel-test && cargo build -q --release --target "$2" --target-dir "$FW_TARGET_DIR" \
+    --no-default-features --features "$1")
+  timeout 300 qemu-system-arm -machine "$1" -cpu "$3" -nographic -icount shift=0 \
     -semihosting-config enable=on,target=native \
-    -kernel "$FW_TARGET_DIR/$1/release/spark-kernel-test"
+    -kernel "$FW_TARGET_DIR/$2/release/spark-kernel-test"
 }
-step "Cortex-M4 DSP kernels under qemu-system-arm -machine mps2-an386"
-kernel_qemu thumbv7em-none-eabihf mps2-an386 cortex-m4
-step "Cortex-M33 DSP kernels under qemu-system-arm -machine mps2-an505"
-kernel_qemu thumbv8m.main-none-eabihf mps2-an505 cortex-m33
+step "Cortex-M4 DSP kernels: spark-hal's cases under qemu-system-arm -machine mps2-an386"
+kernel_qemu mps2-an386 thumbv7em-none-eabihf cortex-m4
+step "Cortex-M7 DSP kernels: spark-hal's cases under qemu-system-arm -machine mps2-an500"
+kernel_qemu mps2-an500 thumbv7em-none-eabihf cortex-m7
+step "Cortex-M33 DSP kernels: spark-hal's cases under qemu-system-arm -machine mps2-an505"
+kernel_qemu mps2-an505 thumbv8m.main-none-eabihf cortex-m33
+step "Cortex-M55 DSP kernels: spark-hal's cases under qemu-system-arm -machine mps3-an547"
+kernel_qemu mps3-an547 thumbv8m.main-none-eabihf cortex-m55
+echo "firmware/kernel-test section: $((SECONDS - FW_KT_T0)) s"
 
 # firmware/app: the firmware a user flashes (own cargo project like kernel-test): boards
 # are cargo features, the board table and memory maps live in firmware/boards (shared with
@@ -178,13 +192,18 @@ FW_APP_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/app"
 FW_APP_T0=$SECONDS
 step "spark-core / spark-hal with the defmt feature (thumbv7em-none-eabihf)"
 cargo build -q -p spark-core --features defmt --target thumbv7em-none-eabihf
-step "Cortex-M firmware (firmware/app): fmt and clippy (mps2-an386; mps2-an385 ARMv6-M; mps3-an547 with expected-int8; pico2; nucleo-h743zi)"
-(cd firmware/app && cargo fmt --check &&
+step "Cortex-M firmware (firmware/app): fmt and clippy (mps2-an386; mps2-an385 ARMv6-M with force-panic; mps3-an547 with expected-int8 and compare-dense; pico2; nucleo-h743zi)"
+# (the compare-dense configuration needs the dense twin: converted as run-qemu.sh does it,
+# replaced only when it changed)
+FW_DENSE="${CARGO_TARGET_DIR:-$PWD/target}/demo_dense.spark"
+"${CARGO_TARGET_DIR:-target}/debug/spark-sim" convert models/demo_dense.safetensors -o "$FW_DENSE.new" >/dev/null
+if cmp -s "$FW_DENSE.new" "$FW_DENSE"; then rm "$FW_DENSE.new"; else mv "$FW_DENSE.new" "$FW_DENSE"; fi
+(cd firmware/app && export SPARK_DENSE_MODEL="$FW_DENSE" && cargo fmt --check &&
   cargo clippy -q --release --target-dir "$FW_APP_TARGET_DIR" -- -D warnings &&
-  cargo clippy -q --release --target thumbv6m-none-eabi --no-default-features --features mps2-an385 \
+  cargo clippy -q --release --target thumbv6m-none-eabi --no-default-features --features mps2-an385,force-panic \
     --target-dir "$FW_APP_TARGET_DIR" -- -D warnings &&
   cargo clippy -q --release --target thumbv8m.main-none-eabihf --no-default-features \
-    --features mps3-an547,expected-int8 --target-dir "$FW_APP_TARGET_DIR" -- -D warnings &&
+    --features mps3-an547,expected-int8,compare-dense --target-dir "$FW_APP_TARGET_DIR" -- -D warnings &&
   cargo clippy -q --release --target thumbv8m.main-none-eabihf --no-default-features --features pico2 \
     --target-dir "$FW_APP_TARGET_DIR" -- -D warnings &&
   cargo clippy -q --release --target thumbv7em-none-eabihf --no-default-features --features nucleo-h743zi \

@@ -5,7 +5,10 @@
 # same model, prompt and settings, or the script fails. The greedy builds also carry the
 # dense twin (feature compare-dense: instructions per token, Spark vs dense, same run) and
 # the models/expected_int8.json check (feature expected-int8: the committed continuations
-# bit for bit). Then it checks that a model too big for mps2-an386 fails the build.
+# bit for bit). It also builds mps2-an385 (the ARMv6-M build) and mps2-an386 with the
+# test-only feature force-panic and requires each run to exit through semihosting with
+# status 1 within the timeout (no hang). Then it checks that a model too big for mps2-an386
+# fails the build.
 #
 #   firmware/run-qemu.sh                 # all five boards
 #   firmware/run-qemu.sh mps2-an505 ...  # some of them
@@ -107,7 +110,7 @@ SIM_SAMPLED=$("$SIM" generate --model models/demo.spark --prompt "$SPARK_PROMPT"
 
 fails=0
 printf '| board | vectors + .text | .rodata | .spark_model | .data | .bss | of which arena | stack high-water |\n|---|---|---|---|---|---|---|---|\n' >"$OUT/memory.md"
-printf '| board | core | kernels | Spark instr/token | dense twin instr/token | dense / Spark | stack high-water |\n|---|---|---|---|---|---|---|\n' >"$OUT/summary.md"
+printf '| board | core | kernels | Spark instr/token | dense twin instr/token | dense / Spark | FFN layer 0: spark_ffn | geglu_ffn | dense / Spark | stack high-water |\n|---|---|---|---|---|---|---|---|---|---|\n' >"$OUT/summary.md"
 for b in ${BOARDS[@]+"${BOARDS[@]}"}; do
   echo "== $b ($(target_of "$b"), -cpu $(cpu_of "$b"))"
   if build_run "$b" greedy ",compare-dense,expected-int8" SPARK_TEMPERATURE=0; then
@@ -120,7 +123,9 @@ b, t = sys.argv[1], open(sys.argv[2]).read()
 m = re.search(r"Spark (\d+) instructions/token, dense twin (\d+) instructions/token; dense / Spark = ([\d.]+)", t)
 k = re.search(r"^spark-app: board \S+ \((.*)\), kernels (\S+)", t, re.M)
 s = re.search(r"stack high-water: (\d+) bytes", t)
-print(f"| {b} | {k.group(1)} | {k.group(2)} | {int(m.group(1)):,} | {int(m.group(2)):,} | {m.group(3)} | {int(s.group(1)):,} B |")
+f = re.search(r"spark_ffn .*? (\d+) instructions/call.*geglu_ffn .*? (\d+) instructions/call.*dense / Spark = ([\d.]+)", t)
+print(f"| {b} | {k.group(1)} | {k.group(2)} | {int(m.group(1)):,} | {int(m.group(2)):,} | {m.group(3)} "
+      f"| {int(f.group(1)):,} | {int(f.group(2)):,} | {f.group(3)} | {int(s.group(1)):,} B |")
 PY
   else
     fails=$((fails + 1))
@@ -174,6 +179,31 @@ for b in ${BOARDS[@]+"${BOARDS[@]}"}; do
       fi
     done
   else
+    fails=$((fails + 1))
+  fi
+done
+
+# A forced panic (test-only feature force-panic: panics right after start) must exit QEMU
+# through semihosting with status 1 within the timeout, on the M4 and the ARMv6-M build.
+for b in ${BOARDS[@]+"${BOARDS[@]}"}; do
+  case $b in mps2-an385 | mps2-an386) ;; *) continue ;; esac
+  echo "== $b force-panic"
+  rc=0
+  (cd firmware/app && cargo build -q --release --target "$(target_of "$b")" --target-dir "$TARGET_DIR" \
+    --no-default-features --features "$b,force-panic" >"$OUT/$b-panic.build.log" 2>&1) || rc=$?
+  if [ $rc -ne 0 ]; then
+    cat "$OUT/$b-panic.build.log"; echo "$b force-panic: the build failed"; fails=$((fails + 1)); continue
+  fi
+  cp "$TARGET_DIR/$(target_of "$b")/release/spark-app" "$OUT/$b-panic.elf"
+  PANIC_TIMEOUT=60
+  timeout "$PANIC_TIMEOUT" qemu-system-arm -machine "$b" -cpu "$(cpu_of "$b")" -nographic -icount shift=0 \
+    -semihosting-config enable=on,target=native -kernel "$OUT/$b-panic.elf" >"$OUT/$b-panic.log" 2>&1 || rc=$?
+  if [ $rc -eq 1 ] && grep -q "^spark-app: PANIC" "$OUT/$b-panic.log" &&
+    grep -q "forced by the force-panic feature" "$OUT/$b-panic.log"; then
+    echo "$b force-panic: exit status 1, $(grep -A1 'PANIC' "$OUT/$b-panic.log" | tr '\n' ' ')"
+  else
+    cat "$OUT/$b-panic.log"
+    echo "$b force-panic: exit status $rc, expected 1 with the panic message (124: the $PANIC_TIMEOUT s timeout, a hang)"
     fails=$((fails + 1))
   fi
 done

@@ -1,15 +1,58 @@
-//! Puts the memory map of the QEMU board for this target where cortex-m-rt's `link.x`
-//! finds it: `memory-an386.x` (thumbv7em, Cortex-M4) or `memory-an505.x` (thumbv8m.main,
-//! Cortex-M33).
-use std::{env, fs, path::PathBuf};
+//! Board set-up of the kernel test, from the shared board table (`firmware/boards`, as
+//! `firmware/app` does it): the one board feature that is on (`mps2-an386` by default)
+//! selects `firmware/boards/<board>/memory.x` (copied where cortex-m-rt's `link.x` finds
+//! it) and the board's nominal instructions per SysTick tick; the target must be the
+//! board's.
+use std::{env, fs, path::PathBuf, process};
+
+use spark_boards::Runs;
+
+const BOARDS: [&str; 4] = ["mps2-an386", "mps2-an500", "mps2-an505", "mps3-an547"];
 
 fn main() {
-    let target = env::var("TARGET").unwrap();
-    let src = if target.starts_with("thumbv8m.main") { "memory-an505.x" } else { "memory-an386.x" };
-    let out = PathBuf::from(env::var("OUT_DIR").unwrap());
-    fs::copy(src, out.join("memory.x")).unwrap();
-    println!("cargo::rustc-link-search={}", out.display());
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
+    let out = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
     println!("cargo::rerun-if-changed=build.rs");
-    println!("cargo::rerun-if-changed=memory-an386.x");
-    println!("cargo::rerun-if-changed=memory-an505.x");
+    let on: Vec<&str> = BOARDS
+        .iter()
+        .copied()
+        .filter(|f| env::var_os(format!("CARGO_FEATURE_{}", f.to_uppercase().replace('-', "_"))).is_some())
+        .collect();
+    let name = match on.as_slice() {
+        [one] => *one,
+        [] => return Err(format!("no board feature: enable one of {BOARDS:?}")),
+        many => {
+            return Err(format!("several board features {many:?}: build with --no-default-features --features <board>"))
+        }
+    };
+    let board = spark_boards::board(name).ok_or_else(|| format!("{name} is not in the board table"))?;
+    let target = env::var("TARGET").unwrap_or_default();
+    if target != board.target {
+        return Err(format!(
+            "board {name} runs the {} build, not {target}: pass --target {}",
+            board.target, board.target
+        ));
+    }
+    let Runs::Qemu { instructions_per_tick_milli, .. } = board.runs else {
+        return Err(format!("{name} is not a QEMU board"));
+    };
+    let src = manifest.join("../boards").join(board.memory_x());
+    println!("cargo::rerun-if-changed={}", src.display());
+    fs::copy(&src, out.join("memory.x")).map_err(|e| format!("{}: {e}", src.display()))?;
+    println!("cargo::rustc-link-search={}", out.display());
+    println!("cargo::rustc-link-arg=-Tlink.x");
+    let gen = format!(
+        "/// The board (firmware/boards).\npub const BOARD: &str = {name:?};\n/// Its core.\npub const CORE: &str = {:?};\n\
+         /// Nominal executed instructions per SysTick tick under QEMU, thousandths.\npub const IPT_MILLI: u64 = {instructions_per_tick_milli};\n",
+        board.core
+    );
+    fs::write(out.join("generated.rs"), gen).map_err(|e| e.to_string())?;
+    Ok(())
 }

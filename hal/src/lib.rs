@@ -43,7 +43,9 @@
 //! `tests/scalar.rs` checks the scalar oracle against a naive `i64` reference;
 //! `tests/backends.rs` runs [`kernel_suite!`] on every backend compiled for the target (on
 //! x86-64 natively, on aarch64 under `qemu-aarch64` with and without `dotprod`, see
-//! `test.sh`). Cortex-M DSP is tested on QEMU by the `firmware/kernel-test` binary.
+//! `test.sh`). Cortex-M DSP is tested on QEMU by the `firmware/kernel-test` binary, which
+//! runs the same case table (`testing::cases`, `testing::check_case`: `no_std`, no
+//! allocation) on M4, M7, M33 and M55.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]

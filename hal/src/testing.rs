@@ -1,10 +1,12 @@
 //! The differential test suite for kernel backends.
 //!
 //! [`kernel_suite!`](crate::kernel_suite) expands to a test module that checks one backend
-//! bit-exact against the [`Scalar`](crate::Scalar) oracle: proptest over shapes and values
-//! plus named edge cases (length 0, 1, 15, 16, 17, 13*16, rows of all -127 and all -128,
-//! max-length rows, quantization ties and non-finite values on SIMD-length vectors). A new
-//! ISA backend gets the whole suite with one line:
+//! bit-exact against the [`Scalar`](crate::Scalar) oracle: the shared case table of this
+//! module ([`cases`], checked by [`check_case`]: every kernel at the named edge lengths,
+//! rows of all -127 / all -128 values, max-length rows, quantization ties and non-finite
+//! values, and [`RANDOM_CASES`] pseudo-random shapes), proptest over shapes and values
+//! (including random seeds of the table's generator), and the elementwise float kernels. A
+//! new ISA backend gets the whole suite with one line:
 //!
 //! ```ignore
 //! spark_hal::kernel_suite!(neon_suite, spark_hal::arm::neon::Neon);
@@ -14,25 +16,388 @@
 //! ```
 //!
 //! The calling crate needs `proptest` as a dev-dependency.
+//!
+//! The case table and [`check_case`] are `no_std` and allocate nothing (the caller lends
+//! the buffers, [`Buffers`]): the Cortex-M kernel test (`firmware/kernel-test`) runs the
+//! same cases on the target, where proptest cannot run.
 
-/// Named lengths every kernel is checked at (tile = 16 bytes; 64-byte vectors full, short
-/// and one over; the 128- and 256-byte steps of the AVX-512 row loops with every kind of
-/// remainder; the `gemma2-2b` predictor row and a long row with a ragged end).
+use crate::{Kernels, Scalar, MAX_ACC_TERMS};
+
+/// Named lengths every kernel is checked at (tile = 16 bytes: 0, 1, tile - 1, tile,
+/// tile + 1, 13 * tile; 64-byte vectors full, short and one over; the 128- and 256-byte
+/// steps of the AVX-512 row loops with every kind of remainder; the `gemma2-2b` predictor
+/// row and a long row with a ragged end).
 #[rustfmt::skip]
 pub const EDGE_LENGTHS: &[usize] = &[
     0, 1, 2, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 191, 192,
     13 * 16, 13 * 16 + 5, 255, 256, 257, 384 + 63, 1024, 2304 + 128 + 1,
 ];
 
+/// The value pairs of [`Case::Extreme`]: all -127, all -128, -128 against 127, all 127.
+pub const EXTREMES: [(i8, i8); 4] = [(-127, -127), (-128, -128), (-128, 127), (127, 127)];
+
+/// Pseudo-random cases in the table ([`Case::Random`] with seeds `0..RANDOM_CASES`).
+pub const RANDOM_CASES: u32 = 400;
+
+/// Quantization fixtures ([`Case::Quant`]).
+pub const QUANT_FIXTURES: usize = 12;
+
 /// A deterministic pseudo-random int8 vector (xorshift), for edge-case fixtures.
 pub fn pattern_i8(len: usize, seed: u32) -> impl Iterator<Item = i8> {
-    let mut s = seed.wrapping_mul(2654435761).wrapping_add(1) | 1;
-    (0..len).map(move |_| {
+    let mut r = Rng::new(seed);
+    (0..len).map(move |_| r.i8())
+}
+
+/// xorshift32, seeded like [`pattern_i8`].
+struct Rng(u32);
+
+impl Rng {
+    fn new(seed: u32) -> Rng {
+        Rng(seed.wrapping_mul(2654435761).wrapping_add(1) | 1)
+    }
+    fn next(&mut self) -> u32 {
+        let mut s = self.0;
         s ^= s << 13;
         s ^= s >> 17;
         s ^= s << 5;
-        (s >> 24) as u8 as i8
-    })
+        self.0 = s;
+        s
+    }
+    fn i8(&mut self) -> i8 {
+        (self.next() >> 24) as u8 as i8
+    }
+    /// Uniform-ish in `0..n` (0 when `n` is 0).
+    fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            self.next() as usize % n
+        }
+    }
+    fn fill(&mut self, s: &mut [i8]) {
+        for v in s {
+            *v = self.i8();
+        }
+    }
+}
+
+fn fill_pattern(s: &mut [i8], seed: u32) {
+    for (v, p) in s.iter_mut().zip(pattern_i8(usize::MAX, seed)) {
+        *v = p;
+    }
+}
+
+/// One case of the shared table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Case {
+    /// Every kernel at `EDGE_LENGTHS[n]` (`len`) with pseudo-random values: `dot_i8`,
+    /// `gemv_i8` (5 rows), `gemv_rows_i8` and `gemv_t_rows_i8` (a row list with repeats and
+    /// an empty one), `quantize_sym_i8`.
+    Edge {
+        /// Index into [`EDGE_LENGTHS`] (the seed of the values).
+        n: usize,
+        /// The length.
+        len: usize,
+    },
+    /// Every int8 kernel at length `len` with vectors of all `a` and all `b`.
+    Extreme {
+        /// The length.
+        len: usize,
+        /// The first vector's value.
+        a: i8,
+        /// The second vector's value.
+        b: i8,
+    },
+    /// Rows of [`MAX_ACC_TERMS`] columns of -128 (the largest exact sum), and
+    /// `gemv_t_rows_i8` over `MAX_ACC_TERMS` rows.
+    MaxLength,
+    /// `quantize_sym_i8` on fixture `0..QUANT_FIXTURES`: empty, zeros, NaN and infinities,
+    /// subnormals, exact ties, `f32::MAX`.
+    Quant(usize),
+    /// Pseudo-random shapes and values from a seed: rows 0..12, columns 0..800, row lists
+    /// of 0..24 entries, initial accumulators within +-2^19, 0..300 floats for quantization.
+    Random(u32),
+}
+
+impl core::fmt::Display for Case {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Case::Edge { n, len } => write!(f, "edge length {len} (#{n})"),
+            Case::Extreme { len, a, b } => write!(f, "extreme values {a}/{b}, length {len}"),
+            Case::MaxLength => write!(f, "max-length rows ({MAX_ACC_TERMS})"),
+            Case::Quant(i) => write!(f, "quantization fixture {i}"),
+            Case::Random(s) => write!(f, "random seed {s}"),
+        }
+    }
+}
+
+/// Every case of the table, in order: edge lengths, extreme values, max-length rows,
+/// quantization fixtures, then the random cases.
+pub fn cases() -> impl Iterator<Item = Case> {
+    let edge = EDGE_LENGTHS.iter().enumerate().map(|(n, &len)| Case::Edge { n, len });
+    let extreme = EDGE_LENGTHS.iter().flat_map(|&len| EXTREMES.iter().map(move |&(a, b)| Case::Extreme { len, a, b }));
+    edge.chain(extreme)
+        .chain(core::iter::once(Case::MaxLength))
+        .chain((0..QUANT_FIXTURES).map(Case::Quant))
+        .chain((0..RANDOM_CASES).map(Case::Random))
+}
+
+/// Length of [`Buffers::w`] the table needs.
+pub const W_LEN: usize = 2 * MAX_ACC_TERMS;
+/// Length of [`Buffers::x`], [`Buffers::c`] and [`Buffers::idx`].
+pub const X_LEN: usize = MAX_ACC_TERMS;
+/// Length of [`Buffers::y0`], [`Buffers::y1`], [`Buffers::f`], [`Buffers::q0`] and
+/// [`Buffers::q1`].
+pub const Y_LEN: usize = 4096;
+
+/// The working memory of [`check_case`], lent by the caller (at least the lengths
+/// [`W_LEN`], [`X_LEN`], [`Y_LEN`]).
+pub struct Buffers<'a> {
+    /// Weight rows.
+    pub w: &'a mut [i8],
+    /// Activations.
+    pub x: &'a mut [i8],
+    /// A second vector / coefficients.
+    pub c: &'a mut [i8],
+    /// Row lists.
+    pub idx: &'a mut [u32],
+    /// Oracle outputs.
+    pub y0: &'a mut [i32],
+    /// Backend outputs.
+    pub y1: &'a mut [i32],
+    /// Floats to quantize.
+    pub f: &'a mut [f32],
+    /// Oracle quantized values.
+    pub q0: &'a mut [i8],
+    /// Backend quantized values.
+    pub q1: &'a mut [i8],
+}
+
+/// A backend result that differs from the oracle's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The kernel.
+    pub kernel: &'static str,
+    /// The case.
+    pub case: Case,
+    /// Rows (or row-list entries) of the call.
+    pub rows: usize,
+    /// Columns (or length) of the call.
+    pub cols: usize,
+}
+
+impl core::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{} differs from the scalar oracle: {}, rows {} cols {}",
+            self.kernel, self.case, self.rows, self.cols
+        )
+    }
+}
+
+/// Runs `case` on backend `B` and on the scalar oracle; `Ok(n)`: `n` kernel calls gave
+/// the oracle's bits.
+pub fn check_case<B: Kernels>(case: Case, b: &mut Buffers<'_>) -> Result<u32, Mismatch> {
+    let mut k = Checker { case, calls: 0 };
+    match case {
+        Case::Edge { n, len } => {
+            let n = n as u32;
+            fill_pattern(&mut b.x[..len], n);
+            fill_pattern(&mut b.c[..len], 1000 + n);
+            k.dot::<B>(&b.x[..len], &b.c[..len])?;
+            let rows = 5;
+            fill_pattern(&mut b.w[..rows * len], 2000 + n);
+            let w = &b.w[..rows * len];
+            k.gemv::<B>(w, len, &b.x[..len], rows, b.y0, b.y1)?;
+            k.gemv_rows::<B>(w, len, &[4, 0, 2, 2], &b.x[..len], b.y0, b.y1)?;
+            k.gemv_rows::<B>(w, len, &[], &b.x[..len], b.y0, b.y1)?;
+            let mut c = [0i8; 4];
+            fill_pattern(&mut c, 3000 + n);
+            k.gemv_t_rows::<B>(w, len, &[1, 3, 3, 0], &c, 11, b.y0, b.y1)?;
+            k.gemv_t_rows::<B>(w, len, &[], &[], 0, b.y0, b.y1)?;
+            for (f, &v) in b.f[..len].iter_mut().zip(b.x.iter()) {
+                *f = v as f32 * 0.37 - 1.5;
+            }
+            k.quant::<B>(&b.f[..len], b.q0, b.q1)?;
+        }
+        Case::Extreme { len, a, b: vb } => {
+            b.x[..len].fill(a);
+            b.c[..len].fill(vb);
+            k.dot::<B>(&b.x[..len], &b.c[..len])?;
+            b.w[..len].fill(a);
+            b.w[len..2 * len].fill(vb);
+            b.w[2 * len..3 * len].fill(a);
+            let w = &b.w[..3 * len];
+            k.gemv::<B>(w, len, &b.c[..len], 3, b.y0, b.y1)?;
+            k.gemv_rows::<B>(w, len, &[2, 1, 0], &b.x[..len], b.y0, b.y1)?;
+            k.gemv_t_rows::<B>(w, len, &[0, 1, 2], &[vb, a, -128], 0, b.y0, b.y1)?;
+        }
+        Case::MaxLength => {
+            let len = MAX_ACC_TERMS;
+            b.x[..len].fill(-128);
+            let a = &b.x[..len];
+            k.dot::<B>(a, a)?;
+            k.expect(B::dot_i8(a, a) == len as i32 * 16384, "dot_i8 (exact maximum)", 1, len)?;
+            b.w[..len].fill(-128);
+            fill_pattern(&mut b.w[len..2 * len], 9);
+            let w = &b.w[..2 * len];
+            k.gemv::<B>(w, len, a, 2, b.y0, b.y1)?;
+            k.gemv_rows::<B>(w, len, &[1, 0], a, b.y0, b.y1)?;
+            // gemv_t_rows with the maximum number of rows (all the same row).
+            let w1 = [-128i8; 8];
+            b.idx[..len].fill(0);
+            b.c[..len].fill(-128);
+            k.gemv_t_rows::<B>(&w1, 8, &b.idx[..len], &b.c[..len], 0, b.y0, b.y1)?;
+            k.expect(b.y1[..8].iter().all(|&v| v == len as i32 * 16384), "gemv_t_rows_i8 (exact maximum)", len, 8)?;
+        }
+        Case::Quant(i) => {
+            let n = quant_fixture(i, b.f);
+            k.quant::<B>(&b.f[..n], b.q0, b.q1)?;
+        }
+        Case::Random(seed) => {
+            let mut r = Rng::new(seed ^ 0x5EED_0000);
+            let rows = r.below(13);
+            let cols = r.below(800);
+            let m = r.below(25);
+            r.fill(&mut b.w[..rows * cols]);
+            r.fill(&mut b.x[..cols]);
+            r.fill(&mut b.c[..m]);
+            for i in &mut b.idx[..m] {
+                *i = r.below(rows) as u32;
+            }
+            let init = (r.next() >> 12) as i32 - (1 << 19);
+            let w = &b.w[..rows * cols];
+            let x = &b.x[..cols];
+            if rows > 0 {
+                k.dot::<B>(&w[..cols], x)?;
+            }
+            k.gemv::<B>(w, cols, x, rows, b.y0, b.y1)?;
+            if rows > 0 {
+                k.gemv_rows::<B>(w, cols, &b.idx[..m], x, b.y0, b.y1)?;
+                k.gemv_t_rows::<B>(w, cols, &b.idx[..m], &b.c[..m], init, b.y0, b.y1)?;
+            }
+            let nf = r.below(300);
+            for f in &mut b.f[..nf] {
+                *f = (r.next() >> 8) as f32 * (2e6 / (1u32 << 24) as f32) - 1e6;
+            }
+            k.quant::<B>(&b.f[..nf], b.q0, b.q1)?;
+        }
+    }
+    Ok(k.calls)
+}
+
+/// Fills `f` with quantization fixture `i` and returns its length.
+fn quant_fixture(i: usize, f: &mut [f32]) -> usize {
+    let mut n = 0;
+    let mut push = |v: f32| {
+        f[n] = v;
+        n += 1;
+    };
+    match i {
+        0 => {}
+        1 => (0..33).for_each(|_| push(0.0)),
+        2 => [f32::NAN, 1.0, -2.0, f32::INFINITY, 0.5].into_iter().for_each(push),
+        3 => (0..17).for_each(|_| push(f32::NEG_INFINITY)),
+        4 => [1e-40, -1e-40, 0.0].into_iter().for_each(push),
+        5 => [0.5, -0.5, 1.5, -1.5, 2.5, 127.0, -127.0].into_iter().for_each(push),
+        6 => (-300..300).for_each(|i| push(i as f32 * 0.5)),
+        7 => [f32::MAX, -f32::MAX, 1.0].into_iter().for_each(push),
+        // Long vectors (SIMD paths, not just tails): exact ties at inv = 1 and 0.5,
+        // non-finite values, and a denormal absmax whose inverse is +inf (0 * inf = NaN).
+        8 => (-254..=254).for_each(|i| push(i as f32 * 0.5)),
+        9 => (-254..=254).for_each(|i| push(i as f32)),
+        10 => {
+            let specials = [f32::NAN, 3.5, f32::INFINITY, -2.5, f32::NEG_INFINITY, 0.0, -0.0, 7.0];
+            (0..101).for_each(|i| push(specials[i % 8] * (1 + i / 8) as f32));
+        }
+        _ => (0..75).for_each(|i| push([1e-40, 0.0, -1e-40, -0.0, 5e-41][i % 5])),
+    }
+    n
+}
+
+/// One case's kernel comparisons.
+struct Checker {
+    case: Case,
+    calls: u32,
+}
+
+impl Checker {
+    fn expect(&mut self, ok: bool, kernel: &'static str, rows: usize, cols: usize) -> Result<(), Mismatch> {
+        self.calls += 1;
+        if ok {
+            Ok(())
+        } else {
+            Err(Mismatch { kernel, case: self.case, rows, cols })
+        }
+    }
+
+    fn dot<B: Kernels>(&mut self, a: &[i8], b: &[i8]) -> Result<(), Mismatch> {
+        self.expect(B::dot_i8(a, b) == Scalar::dot_i8(a, b), "dot_i8", 1, a.len())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn gemv<B: Kernels>(
+        &mut self,
+        w: &[i8],
+        cols: usize,
+        x: &[i8],
+        rows: usize,
+        y0: &mut [i32],
+        y1: &mut [i32],
+    ) -> Result<(), Mismatch> {
+        let (y0, y1) = (&mut y0[..rows], &mut y1[..rows]);
+        y0.fill(0);
+        y1.fill(7);
+        Scalar::gemv_i8(w, cols, x, y0);
+        B::gemv_i8(w, cols, x, y1);
+        self.expect(y0 == y1, "gemv_i8", rows, cols)
+    }
+
+    fn gemv_rows<B: Kernels>(
+        &mut self,
+        w: &[i8],
+        cols: usize,
+        idx: &[u32],
+        x: &[i8],
+        y0: &mut [i32],
+        y1: &mut [i32],
+    ) -> Result<(), Mismatch> {
+        let (y0, y1) = (&mut y0[..idx.len()], &mut y1[..idx.len()]);
+        y0.fill(0);
+        y1.fill(-3);
+        Scalar::gemv_rows_i8(w, cols, idx, x, y0);
+        B::gemv_rows_i8(w, cols, idx, x, y1);
+        self.expect(y0 == y1, "gemv_rows_i8", idx.len(), cols)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn gemv_t_rows<B: Kernels>(
+        &mut self,
+        w: &[i8],
+        cols: usize,
+        idx: &[u32],
+        c: &[i8],
+        init: i32,
+        y0: &mut [i32],
+        y1: &mut [i32],
+    ) -> Result<(), Mismatch> {
+        let (y0, y1) = (&mut y0[..cols], &mut y1[..cols]);
+        y0.fill(init);
+        y1.fill(init);
+        Scalar::gemv_t_rows_i8(w, cols, idx, c, y0);
+        B::gemv_t_rows_i8(w, cols, idx, c, y1);
+        self.expect(y0 == y1, "gemv_t_rows_i8", idx.len(), cols)
+    }
+
+    fn quant<B: Kernels>(&mut self, x: &[f32], q0: &mut [i8], q1: &mut [i8]) -> Result<(), Mismatch> {
+        let (q0, q1) = (&mut q0[..x.len()], &mut q1[..x.len()]);
+        q0.fill(0);
+        q1.fill(1);
+        let s0 = Scalar::quantize_sym_i8(x, q0);
+        let s1 = B::quantize_sym_i8(x, q1);
+        self.expect(s0.to_bits() == s1.to_bits() && q0 == q1, "quantize_sym_i8", 1, x.len())
+    }
 }
 
 /// Generate the bit-exact differential suite for backend `$backend` as module `$name`.
@@ -50,7 +415,7 @@ macro_rules! kernel_suite {
         mod $name {
             #![allow(unused_imports)]
             use proptest::prelude::*;
-            use $crate::testing::{pattern_i8, EDGE_LENGTHS};
+            use $crate::testing::{cases, check_case, pattern_i8, Buffers, Case, EDGE_LENGTHS, W_LEN, X_LEN, Y_LEN};
             use $crate::{Kernels, Scalar, MAX_ACC_TERMS};
             type B = $backend;
 
@@ -105,26 +470,44 @@ macro_rules! kernel_suite {
                 assert_eq!(q0, q1, "quantize values len {}", x.len());
             }
 
+            /// Runs the shared table's cases that `keep` selects (at least one).
+            fn table(keep: impl Fn(&Case) -> bool) {
+                assert!(run_cases(cases().filter(|c| keep(c))) > 0, "no case selected");
+            }
+
+            /// Checks `cases` with [`check_case`]; returns how many ran.
+            fn run_cases(cases: impl Iterator<Item = Case>) -> usize {
+                let (mut w, mut x, mut c) = (vec![0i8; W_LEN], vec![0i8; X_LEN], vec![0i8; X_LEN]);
+                let mut idx = vec![0u32; X_LEN];
+                let (mut y0, mut y1, mut f) = (vec![0i32; Y_LEN], vec![0i32; Y_LEN], vec![0f32; Y_LEN]);
+                let (mut q0, mut q1) = (vec![0i8; Y_LEN], vec![0i8; Y_LEN]);
+                let mut bufs = Buffers {
+                    w: &mut w,
+                    x: &mut x,
+                    c: &mut c,
+                    idx: &mut idx,
+                    y0: &mut y0,
+                    y1: &mut y1,
+                    f: &mut f,
+                    q0: &mut q0,
+                    q1: &mut q1,
+                };
+                let mut n = 0;
+                for case in cases {
+                    if let Err(m) = check_case::<B>(case, &mut bufs) {
+                        panic!("{m}");
+                    }
+                    n += 1;
+                }
+                n
+            }
+
             #[test]
             fn edge_lengths_all_kernels() {
                 if skip() {
                     return;
                 }
-                for (n, &len) in EDGE_LENGTHS.iter().enumerate() {
-                    let a = vec_i8(len, n as u32);
-                    let b = vec_i8(len, 1000 + n as u32);
-                    check_dot(&a, &b);
-                    let rows = 5;
-                    let w = vec_i8(rows * len, 2000 + n as u32);
-                    check_gemv(&w, len, &a, rows);
-                    check_gemv_rows(&w, len, &[4, 0, 2, 2], &a);
-                    check_gemv_rows(&w, len, &[], &a);
-                    let c = vec_i8(4, 3000 + n as u32);
-                    check_gemv_t_rows(&w, len, &[1, 3, 3, 0], &c, 11);
-                    check_gemv_t_rows(&w, len, &[], &[], 0);
-                    let xf: Vec<f32> = a.iter().map(|&v| v as f32 * 0.37 - 1.5).collect();
-                    check_quant(&xf);
-                }
+                table(|c| matches!(c, Case::Edge { .. }));
             }
 
             #[test]
@@ -132,17 +515,7 @@ macro_rules! kernel_suite {
                 if skip() {
                     return;
                 }
-                for &len in EDGE_LENGTHS {
-                    for &(va, vb) in &[(-127i8, -127i8), (-128, -128), (-128, 127), (127, 127)] {
-                        let a = vec![va; len];
-                        let b = vec![vb; len];
-                        check_dot(&a, &b);
-                        let w: Vec<i8> = [a.clone(), b.clone(), a.clone()].concat();
-                        check_gemv(&w, len, &b, 3);
-                        check_gemv_rows(&w, len, &[2, 1, 0], &a);
-                        check_gemv_t_rows(&w, len, &[0, 1, 2], &[vb, va, -128], 0);
-                    }
-                }
+                table(|c| matches!(c, Case::Extreme { .. }));
             }
 
             #[test]
@@ -150,18 +523,24 @@ macro_rules! kernel_suite {
                 if skip() {
                     return;
                 }
-                let len = MAX_ACC_TERMS;
-                let a = vec![-128i8; len];
-                check_dot(&a, &a);
-                assert_eq!(<B as Kernels>::dot_i8(&a, &a), (len as i32) * 16384);
-                let w = [vec![-128i8; len], vec_i8(len, 9)].concat();
-                check_gemv(&w, len, &a, 2);
-                check_gemv_rows(&w, len, &[1, 0], &a);
-                // gemv_t_rows with the maximum number of rows (all the same row).
-                let w1 = vec![-128i8; 8];
-                let idx = vec![0u32; len];
-                let c = vec![-128i8; len];
-                check_gemv_t_rows(&w1, 8, &idx, &c, 0);
+                table(|c| matches!(c, Case::MaxLength));
+            }
+
+            #[test]
+            fn quantize_edge_cases() {
+                if skip() {
+                    return;
+                }
+                table(|c| matches!(c, Case::Quant(_)));
+            }
+
+            /// The table's random cases (the ones the Cortex-M kernel test runs).
+            #[test]
+            fn random_table_cases() {
+                if skip() {
+                    return;
+                }
+                table(|c| matches!(c, Case::Random(_)));
             }
 
             /// The elementwise kernels give the scalar oracle's bits: every length up to
@@ -249,33 +628,6 @@ macro_rules! kernel_suite {
                 check_gemv_t_rows(&w, 40, &[6, 0, 3], &[5, -7, 127], 1);
             }
 
-            #[test]
-            fn quantize_edge_cases() {
-                if skip() {
-                    return;
-                }
-                check_quant(&[]);
-                check_quant(&[0.0; 33]);
-                check_quant(&[f32::NAN, 1.0, -2.0, f32::INFINITY, 0.5]);
-                check_quant(&[f32::NEG_INFINITY; 17]);
-                check_quant(&[1e-40, -1e-40, 0.0]);
-                check_quant(&[0.5, -0.5, 1.5, -1.5, 2.5, 127.0, -127.0]);
-                let halves: Vec<f32> = (-300..300).map(|i| i as f32 * 0.5).collect();
-                check_quant(&halves);
-                check_quant(&[f32::MAX, -f32::MAX, 1.0]);
-                // Long vectors (SIMD paths, not just tails): exact ties at inv = 1 and 0.5,
-                // non-finite values, and a denormal absmax whose inverse is +inf (0 * inf = NaN).
-                let ties: Vec<f32> = (-254..=254).map(|i| i as f32 * 0.5).collect();
-                check_quant(&ties);
-                let ties2: Vec<f32> = (-254..=254).map(|i| i as f32).collect();
-                check_quant(&ties2);
-                let specials = [f32::NAN, 3.5, f32::INFINITY, -2.5, f32::NEG_INFINITY, 0.0, -0.0, 7.0];
-                let mixed: Vec<f32> = (0..101).map(|i| specials[i % 8] * (1 + i / 8) as f32).collect();
-                check_quant(&mixed);
-                let tiny: Vec<f32> = (0..75).map(|i| [1e-40, 0.0, -1e-40, -0.0, 5e-41][i % 5]).collect();
-                check_quant(&tiny);
-            }
-
             proptest! {
                 #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -321,6 +673,15 @@ macro_rules! kernel_suite {
                     let idx: Vec<u32> = idx.iter().map(|&i| i % n_rows as u32).collect();
                     let c = vec_i8(idx.len(), seed ^ 0x33);
                     check_gemv_t_rows(&w, cols, &idx, &c, init);
+                }
+
+                /// The table's random-case generator at any seed.
+                #[test]
+                fn prop_table_random_case(seed in any::<u32>()) {
+                    if skip() {
+                        return Ok(());
+                    }
+                    run_cases(core::iter::once(Case::Random(seed)));
                 }
 
                 #[test]

@@ -13,12 +13,16 @@
 //! active counts.
 //!
 //! With `compare-dense`, the dense twin replays the same token sequence and its
-//! instructions per token are printed beside the Spark model's. With `expected-int8`, the
+//! instructions per token are printed beside the Spark model's; then one FFN layer is
+//! timed: `spark_ffn` on layer 0 of the Spark model against `geglu_ffn` on layer 0 of the
+//! twin, on the same inputs (the prompt tokens' embeddings, rmsnorm'd with layer 0's
+//! pre-FFN norm). With `expected-int8`, the
 //! prompts of `models/expected_int8.json` run greedy and must reproduce the committed ids
 //! and digests bit for bit, on the native and on the scalar backend.
 //!
 //! Exit status (semihosting): 0 on success; 1 on a typed error, a failed check, a panic or
-//! a HardFault (never a hang).
+//! a HardFault (never a hang). The test-only feature `force-panic` panics right after start
+//! to check that.
 #![no_std]
 #![no_main]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -255,6 +259,14 @@ fn print_layers(model: &Model<'_>, stats: &[LayerStats]) {
     }
 }
 
+/// With the test-only feature `force-panic`: panics (the panic handler must exit with
+/// status 1, not hang). Without it: nothing.
+#[inline(never)]
+fn force_panic() {
+    #[cfg(feature = "force-panic")]
+    panic!("forced by the force-panic feature (test of the panic exit)");
+}
+
 #[cfg_attr(not(feature = "pico2"), cortex_m_rt::entry)]
 #[cfg_attr(feature = "pico2", rp235x_hal::entry)]
 fn main() -> ! {
@@ -273,6 +285,7 @@ fn main() -> ! {
         outln!("probe-rs chip {}", CHIP);
     }
     clock.report(IPT_MILLI);
+    force_panic();
     let t0 = clock.now();
     #[cfg(not(feature = "runtime-model"))]
     let (model, model_name, model_bytes) =
@@ -374,6 +387,7 @@ fn main() -> ! {
             rt::Ratio(d.mean(), run.mean()),
             u = UNIT
         );
+        ffn_layer::measure(&model, &dense, &clock, prompt);
     }
     #[cfg(feature = "expected-int8")]
     {
@@ -382,6 +396,108 @@ fn main() -> ! {
     outln!("stack high-water: {} bytes (measured by stack painting)", rt::stack_high_water());
     outln!("{}: {}", PROG, if ok { "done" } else { "FAIL" });
     rt::exit(ok)
+}
+
+/// One FFN layer, Spark vs the dense twin (`compare-dense`).
+#[cfg(feature = "compare-dense")]
+mod ffn_layer {
+    use super::*;
+    use spark_core::ffn::{geglu_ffn, spark_ffn, FfnPlan, FfnScratch, GegluFfn, SparkFfn};
+    use spark_core::ops::rmsnorm;
+    use spark_core::TensorKind;
+
+    /// `h = rmsnorm(E[token] * embed_scale, pre-FFN norm of layer 0)` of the Spark model (as
+    /// `Session` embeds a token): the same `h` feeds both FFNs.
+    fn input(model: &Model<'_>, token: u32, h: &mut [f32; D_MODEL]) {
+        let c = model.config();
+        let e = model.global_matrix(TensorKind::Embed);
+        let (row, s) = (e.row(token as usize), e.scales.get(token as usize));
+        let mut x = [0f32; D_MODEL];
+        for (xi, &q) in x.iter_mut().zip(row) {
+            *xi = q as f32 * s * c.embed_scale;
+        }
+        rmsnorm(h, &x, model.layer_f32(0, TensorKind::FfnNorm), c.norm_eps);
+    }
+
+    /// Tenths as a decimal.
+    struct Tenths(u64);
+
+    impl core::fmt::Display for Tenths {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            write!(f, "{}.{}", self.0 / 10, self.0 % 10)
+        }
+    }
+
+    /// Prints the mean count of `spark_ffn` (layer 0 of `spark`) and `geglu_ffn` (layer 0 of
+    /// `dense`) over the same inputs, one per prompt token.
+    pub fn measure(spark: &Model<'_>, dense: &Model<'_>, clock: &Clock, prompt: &[u32]) {
+        const XQ: usize = if D_MODEL > MAX_D_FF { D_MODEL } else { MAX_D_FF };
+        let mut scores = [0f32; MAX_D_FF];
+        let mut idx = [0u32; MAX_D_FF];
+        let mut t = [0f32; MAX_D_FF];
+        let mut kept = [0u32; MAX_D_FF];
+        let mut xq = [0i8; XQ];
+        let mut acc = [0i32; XQ];
+        let mut y = [0f32; D_MODEL];
+        let mut h = [0f32; D_MODEL];
+
+        let (sc, dc) = (spark.config(), dense.config());
+        let ws = SparkFfn::for_layer(spark, 0, FfnPlan::for_model(sc));
+        let wd = GegluFfn::for_layer(dense, 0, FfnPlan::for_model(dc));
+        let (cap_s, cap_d) = (ws.plan.cap, wd.plan.cap);
+        let (mut is, mut id, mut active_s, mut active_d, mut rows_s, mut rows_d) = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+        for &tok in prompt {
+            input(spark, tok, &mut h);
+            let mut s = FfnScratch {
+                scores: &mut scores[..sc.d_ff as usize],
+                idx: &mut idx[..cap_s],
+                t: &mut t[..cap_s],
+                xq: &mut xq,
+                kept: &mut kept[..cap_s],
+                acc: &mut acc,
+            };
+            let t0 = clock.now();
+            let r = spark_ffn::<Native>(&ws, &h, &mut s, &mut y);
+            is += clock.count(t0, clock.now());
+            active_s += r.sel.len as u64;
+            rows_s += r.out_rows as u64;
+            let mut s = FfnScratch {
+                scores: &mut scores[..dc.d_ff as usize],
+                idx: &mut idx[..cap_d],
+                t: &mut t[..cap_d],
+                xq: &mut xq,
+                kept: &mut kept[..cap_d],
+                acc: &mut acc,
+            };
+            let t0 = clock.now();
+            let r = geglu_ffn::<Native>(&wd, &h, &mut s, &mut y);
+            id += clock.count(t0, clock.now());
+            active_d += r.sel.len as u64;
+            rows_d += r.out_rows as u64;
+        }
+        let n = prompt.len().max(1) as u64;
+        let (is, id) = (is / n, id / n);
+        outln!(
+            "compare-dense FFN layer 0 on {}, d {}, {} inputs (the prompt tokens' embeddings, rmsnorm'd): \
+             spark_ffn (f {}, r {}, k {}) {} {u}/call, {} neurons active, {} V rows read; \
+             geglu_ffn (dense twin, f {}) {} {u}/call, {} active, {} Wd rows read; FFN layer dense / Spark = {}",
+            BOARD,
+            D_MODEL,
+            n,
+            sc.d_ff,
+            sc.ffn_r,
+            sc.ffn_k,
+            is,
+            Tenths(active_s * 10 / n),
+            Tenths(rows_s * 10 / n),
+            dc.d_ff,
+            id,
+            Tenths(active_d * 10 / n),
+            Tenths(rows_d * 10 / n),
+            rt::Ratio(id, is),
+            u = UNIT
+        );
+    }
 }
 
 /// The committed int8 continuations of `models/expected_int8.json`, bit for bit.
