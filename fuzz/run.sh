@@ -2,7 +2,8 @@
 # Run one fuzz target (cargo fuzz, libFuzzer, nightly) for a bounded time.
 #   fuzz/run.sh <target> <seconds> [extra libFuzzer flags...]
 # Targets: loader loader_structured tokenizer convert ffi (fuzz/fuzz_targets/).
-# Starts from fuzz/corpus/<target> (committed; new inputs are added there) plus seeds made
+# Starts from fuzz/corpus/<target> (committed; new inputs are added there unless
+# SPARK_FUZZ_SCRATCH=1) plus seeds made
 # from the repository's larger files in target/fuzz-seeds/<target> (not committed). A
 # crash leaves its input in fuzz/artifacts/<target>/; once fixed, copy it to
 # fuzz/regressions/<target>/, which cargo test replays (fuzz/entry/tests/replay.rs).
@@ -12,7 +13,13 @@ t=$1
 secs=$2
 shift 2
 seeds="target/fuzz-seeds/$t"
-rm -rf "$seeds" && mkdir -p "$seeds" "fuzz/corpus/$t"
+# SPARK_FUZZ_SCRATCH=1 (test.sh): work on a copy, leaving fuzz/corpus as committed.
+corpus="fuzz/corpus/$t"
+if [ "${SPARK_FUZZ_SCRATCH:-0}" = 1 ]; then
+  corpus="target/fuzz-corpus/$t"
+  rm -rf "$corpus" && mkdir -p "$corpus" && cp -r "fuzz/corpus/$t/." "$corpus/"
+fi
+rm -rf "$seeds" && mkdir -p "$seeds" "$corpus"
 prefixed() { # mode-byte file out
   { printf "\\x$(printf %02x "$1")"; cat "$2"; } >"$3"
 }
@@ -26,5 +33,5 @@ case "$t" in
     prefixed 1 tests/hf/tiny-gemma2/config.json "$seeds/hf_config.json"
     max_len=600000 ;;
 esac
-exec cargo +nightly fuzz run -O "$t" "fuzz/corpus/$t" "$seeds" -- \
+exec cargo +nightly fuzz run -O "$t" "$corpus" "$seeds" -- \
   -max_total_time="$secs" -max_len="$max_len" -rss_limit_mb=4096 -timeout=30 -print_final_stats=1 "$@"

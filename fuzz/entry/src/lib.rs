@@ -40,10 +40,20 @@ pub fn demo_blob() -> &'static [u8] {
 // ---------------------------------------------------------------------------------------
 // (a) the .spark loader
 
+/// First byte selecting [`loader`]'s structure-aware mode (a `.spark` file starts with
+/// `S`, never this).
+pub const STRUCTURED: u8 = 0xA5;
+
 /// `Model::load` on `data`; for a blob that loads: a session over an exactly sized arena
 /// prefills and steps a few tokens, every logit is finite or the run is documented, and
 /// the context-full, invalid-token and small-arena cases return their typed errors.
+///
+/// An input starting with [`STRUCTURED`] runs [`loader_structured`] on the rest instead,
+/// so one 30-minute run of this target covers both modes.
 pub fn loader(data: &[u8]) {
+    if let Some((&STRUCTURED, rest)) = data.split_first() {
+        return loader_structured(rest);
+    }
     let Ok(model) = Model::load(data) else { return };
     run_loaded(&model, data);
 }
@@ -576,6 +586,11 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
             let mut long = small.clone();
             long.push(0);
             out.push(("small_spark_long".into(), long));
+            for (name, bytes) in seeds("loader_structured") {
+                let mut v = vec![STRUCTURED];
+                v.extend(bytes);
+                out.push((format!("structured_{name}"), v));
+            }
         }
         "loader_structured" => {
             for i in 0..8u8 {

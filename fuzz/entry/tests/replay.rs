@@ -12,7 +12,8 @@ fn replay_dir(target: &str, f: fn(&[u8]), sub: &str) -> usize {
     let mut files: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect();
     files.sort();
     for p in &files {
-        let data = std::fs::read(p).unwrap();
+        // (a running fuzzer may remove a file it reduced meanwhile)
+        let Ok(data) = std::fs::read(p) else { continue };
         eprintln!("{}", p.display());
         f(&data);
     }
