@@ -72,9 +72,7 @@ fn run<K: Kernels>(model: &Model<'_>) -> Vec<u32> {
 
 #[test]
 fn tiny_models_load_and_run_to_max_seq() {
-    for (i, (f, a)) in
-        [(FfnKind::Spark, AttnKind::Spark), (FfnKind::Geglu, AttnKind::Dense)].into_iter().enumerate()
-    {
+    for (i, (f, a)) in [(FfnKind::Spark, AttnKind::Spark), (FfnKind::Geglu, AttnKind::Dense)].into_iter().enumerate() {
         let blob = with_tokenizer(&tiny(f, a), 7 + i as u64);
         let model = Model::load(&blob).unwrap();
         let scalar = run::<Scalar>(&model);
@@ -111,4 +109,43 @@ fn topk_small() {
     let (mut idx, mut t) = (vec![0u32; 10], vec![0f32; 10]);
     let sel = stat_topk(&big, 5, topk_z(40, 5), &mut idx, &mut t);
     assert!(sel.theta.is_finite());
+}
+
+/// The 32-bit limits (also run by Miri for `i686-unknown-linux-gnu`, where `usize` has 32
+/// bits): a header whose sizes need more than `isize::MAX` bytes is refused with a typed
+/// error before any `usize` arithmetic on them; on a 64-bit target the same config is
+/// valid. The arena of a config that passes is computed without overflow.
+#[test]
+fn sizes_beyond_the_address_space_are_refused() {
+    let big = Config {
+        vocab_size: 1 << 20,
+        d_model: 65536,
+        n_layers: 48,
+        n_heads: 64,
+        n_kv_heads: 64,
+        head_dim: 1024,
+        d_ff: 65536,
+        ffn_r: 64,
+        ffn_k: 1024,
+        max_seq_len: 1 << 16,
+        attn_r: 4,
+        ..small_spark_config()
+    };
+    let r = big.validate();
+    if usize::BITS == 32 {
+        assert!(
+            matches!(r, Err(spark_core::ModelError::BadConfig { field: "max_seq_len", .. })),
+            "32-bit target: {r:?}"
+        );
+        // A file declaring it fails at the config check, before any tensor is read.
+        let blob = spark_sim::format::assemble(&big, &spark_core::TokenizerMeta::NONE, &[], &[]);
+        assert!(matches!(Model::load(&blob), Err(spark_core::ModelError::BadConfig { field: "max_seq_len", .. })));
+        // Just inside the limit on 32 bits: a context that fits; the arena size is exact.
+        let fits = Config { max_seq_len: 16, n_layers: 2, vocab_size: 4096, ..big };
+        assert!(fits.validate().is_ok());
+        let n = spark_core::session::arena_bytes(&fits, 16);
+        assert!(n as u64 <= fits.session_bytes_estimate());
+    } else {
+        assert!(r.is_ok(), "64-bit target: {r:?}");
+    }
 }

@@ -32,7 +32,12 @@ fn rounds() -> usize {
 
 /// One round from position 0 to max_seq: the prompt, then generated tokens; returns the
 /// ids and the digest of every logits vector.
-fn round(s: &mut Session<'_, '_, Native>, sampling: Option<Sampling>, seed: u64, scratch: &mut [u32]) -> (Vec<u32>, String) {
+fn round(
+    s: &mut Session<'_, '_, Native>,
+    sampling: Option<Sampling>,
+    seed: u64,
+    scratch: &mut [u32],
+) -> (Vec<u32>, String) {
     let max = s.max_seq();
     let mut sampler = sampling.map(|c| Sampler::new(c, seed).unwrap());
     let mut d = Fnv1a64::new();

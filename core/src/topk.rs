@@ -359,8 +359,10 @@ impl StatAccumulator {
         }
         let l = (self.n as usize) % STAT_LANES;
         let mut d = x - self.shift;
-        // (a NaN or infinite `d` fails this test too)
-        if !self.scaled && !(libm::fabsf(d) <= STAT_UNSCALED_MAX) {
+        // (an infinite `d` counts as beyond the limit; `x` and `K` are finite, so `d` is
+        // never NaN)
+        let within = libm::fabsf(d) <= STAT_UNSCALED_MAX;
+        if !self.scaled && !within {
             self.enter_scaled();
         }
         if self.scaled {

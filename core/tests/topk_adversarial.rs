@@ -119,7 +119,8 @@ fn cauchy_scores_overflow_the_capacity_or_stay_near_k() {
     // Heavy tails inflate sigma: the count is not k (SPEC: exactness is not promised) but
     // stays bounded by the capacity, and the kept entries are the largest scores.
     for seed in 0..4 {
-        let s: Vec<f32> = uniforms(100 + seed).take(N).map(|u| (std::f64::consts::PI * (u - 0.5)).tan() as f32).collect();
+        let s: Vec<f32> =
+            uniforms(100 + seed).take(N).map(|u| (std::f64::consts::PI * (u - 0.5)).tan() as f32).collect();
         let (sel, idx, _) = run(&s, K);
         assert!(sel.len >= 1 && sel.len <= topk_capacity(N, K, 2.0));
         let min_kept = idx.iter().map(|&i| s[i as usize]).fold(f32::INFINITY, f32::min);

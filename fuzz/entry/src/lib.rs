@@ -175,7 +175,7 @@ fn spec_config(s: &ModelSpec) -> Config {
     let heads = 1 + (s.heads % 4) as u32;
     let kv = {
         let d = 1 + (s.kv_div % heads as u8) as u32;
-        if heads % d == 0 {
+        if heads.is_multiple_of(d) {
             heads / d
         } else {
             heads
@@ -360,7 +360,10 @@ pub fn loader_structured(data: &[u8]) {
                 // Only the documented value limits (DESIGN.md, "Model value limits") may
                 // refuse an unedited file with a valid config.
                 assert!(
-                    matches!(e, spark_core::ModelError::ValueOutOfRange { .. } | spark_core::ModelError::BadConfig { .. }),
+                    matches!(
+                        e,
+                        spark_core::ModelError::ValueOutOfRange { .. } | spark_core::ModelError::BadConfig { .. }
+                    ),
                     "an unedited file was refused: {e}"
                 );
             }
@@ -537,8 +540,11 @@ pub use ffi_seq::ffi;
 // ---------------------------------------------------------------------------------------
 // Seeds
 
+/// A fuzz target's entry function.
+pub type Target = fn(&[u8]);
+
 /// The targets, as named in `fuzz/fuzz_targets/` and `fuzz/corpus/`.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("loader", loader),
     ("loader_structured", loader_structured),
     ("tokenizer", tokenizer),

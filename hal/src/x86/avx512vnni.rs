@@ -332,13 +332,13 @@ unsafe fn gemv_by(src: Rows<'_>, x: &[i8], y: &mut [i32]) {
     let n = x.len();
     if let Rows::One(r) = src {
         let corr = _mm512_set1_epi32(sum_i8(x).wrapping_mul(128));
-        // SAFETY: the CPU features are enabled here; `r` has `n` elements.
         let mut acc = [_mm512_setzero_si512(); 16];
+        // SAFETY: the CPU features are enabled here; `r` has `n` elements.
         acc[0] = unsafe { row_dot(r, x, false) };
         store_rows16(&acc, corr, &mut y[..1]);
         return;
     }
-    // SAFETY (all calls): forwarded from this function's contract; `n` is in the range of
+    // SAFETY: (all calls) forwarded from this function's contract; `n` is in the range of
     // each `gemv_short` arm, and every row passed to `row_dot` has `n` elements.
     unsafe {
         match n.div_ceil(64) {
@@ -704,7 +704,7 @@ unsafe fn t_long(w: &[i8], rows: &[u32], c: &[i8], y: &mut [i32]) {
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn gemv_t_rows(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
     debug_assert_eq!(cols, y.len());
-    // SAFETY (all arms): the CPU features are enabled on this function, `cols = y.len()`
+    // SAFETY: (all arms) the CPU features are enabled on this function, `cols = y.len()`
     // is every row's length and within each arm's bound.
     unsafe {
         match cols.div_ceil(64) {
