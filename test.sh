@@ -37,9 +37,9 @@ if rustup toolchain list | grep -q '^nightly'; then
   step "Miri (cargo +nightly miri test): spark-hal scalar kernels and arena, spark-core, a tiny model"
   rustup +nightly component list --installed 2>/dev/null | grep -q '^miri' || rustup component add miri rust-src --toolchain nightly
   cargo +nightly miri setup -q
-  MIRIFLAGS="-Zmiri-strict-provenance -Zmiri-disable-isolation" cargo +nightly miri test -q -p spark-hal --features force-scalar --test arena --test scalar
-  MIRIFLAGS="-Zmiri-strict-provenance -Zmiri-disable-isolation" cargo +nightly miri test -q -p spark-core --lib --test topk_adversarial
-  MIRIFLAGS="-Zmiri-strict-provenance -Zmiri-disable-isolation" cargo +nightly miri test -q -p spark-tests --test miri
+  MIRIFLAGS="-Zmiri-strict-provenance -Zmiri-disable-isolation -Zmiri-deterministic-floats" cargo +nightly miri test -q -p spark-hal --features force-scalar --test arena --test scalar
+  MIRIFLAGS="-Zmiri-strict-provenance -Zmiri-disable-isolation -Zmiri-deterministic-floats" cargo +nightly miri test -q -p spark-core --features soft-float --lib --test topk_adversarial
+  MIRIFLAGS="-Zmiri-strict-provenance -Zmiri-disable-isolation -Zmiri-deterministic-floats" cargo +nightly miri test -q -p spark-tests --features spark-core/soft-float --test miri
   echo "Miri: $((SECONDS - REL_T0)) s"
 
   FUZZ_SECS=${SPARK_FUZZ_SECS:-30}
