@@ -18,11 +18,59 @@ done
 step "cargo fmt --check"
 cargo fmt --all --check
 
-step "cargo clippy"
-cargo clippy --workspace --all-targets -- -D warnings
+# Every `unsafe` block carries a `// SAFETY:` comment directly above it.
+step "cargo clippy (with clippy::undocumented_unsafe_blocks)"
+cargo clippy --workspace --all-targets -- -D warnings -W clippy::undocumented_unsafe_blocks
 
 step "cargo test --workspace"
 cargo test --workspace
+
+# ---------------------------------------------------------------------------------------
+# Reliability (docs/RELIABILITY.md). `cargo test --workspace` above already replayed every
+# committed fuzz input (fuzz/corpus, fuzz/regressions) on stable (fuzz/entry/tests) and ran
+# the soak, adversarial top-k and value-limit tests. With the nightly toolchain: Miri over
+# spark-hal (scalar kernels, arena), spark-core (top-k, unit tests) and a tiny model's
+# load and session; and every fuzz target for a short bounded time.
+# ---------------------------------------------------------------------------------------
+REL_T0=$SECONDS
+if rustup toolchain list | grep -q '^nightly'; then
+  step "Miri (cargo +nightly miri test): spark-hal scalar kernels and arena, spark-core, a tiny model"
+  rustup +nightly component list --installed 2>/dev/null | grep -q '^miri' || rustup component add miri rust-src --toolchain nightly
+  cargo +nightly miri setup -q
+  # Deterministic floats: Miri otherwise perturbs float results and NaN payloads, which
+  # the bit-exact comparisons would report. The scalar kernels' long elementwise and mask
+  # loops (safe code only) are skipped here; they run natively above.
+  export MIRIFLAGS="-Zmiri-strict-provenance -Zmiri-disable-isolation -Zmiri-deterministic-floats"
+  cargo +nightly miri test -q -p spark-hal --features force-scalar --test arena --test scalar -- \
+    --skip elementwise_f32_kernels --skip above_masks_f32_kernel --skip max_length_rows
+  # soft-float: libm without inline assembly, which Miri cannot run (same bits).
+  cargo +nightly miri test -q -p spark-core --features soft-float --lib --test topk_adversarial
+  cargo +nightly miri test -q -p spark-tests --features spark-core/soft-float --test miri
+  # The same on a 32-bit target (usize = u32): the address-space limits of the loader.
+  cargo +nightly miri test -q --target i686-unknown-linux-gnu -p spark-tests --features spark-core/soft-float \
+    --test miri sizes_beyond_the_address_space_are_refused
+  unset MIRIFLAGS
+  echo "Miri: $((SECONDS - REL_T0)) s"
+
+  FUZZ_SECS=${SPARK_FUZZ_SECS:-30}
+  step "fuzz targets (cargo fuzz, libFuzzer): ${FUZZ_SECS} s each"
+  if ! command -v cargo-fuzz >/dev/null; then
+    # a few minutes once (then cached in ~/.cargo/bin)
+    cargo install --locked cargo-fuzz@0.13.2
+  fi
+  FUZZ_T0=$SECONDS
+  for t in loader loader_structured tokenizer convert ffi; do
+    SPARK_FUZZ_SCRATCH=1 fuzz/run.sh "$t" "$FUZZ_SECS" >"target/fuzz-$t.log" 2>&1 ||
+      { tail -n 40 "target/fuzz-$t.log"; echo "fuzz target $t failed: input in fuzz/artifacts/$t/"; exit 1; }
+    grep -E '^(stat::number_of_executed_units|Done)' "target/fuzz-$t.log" | tr '\n' ' '
+    echo "<- $t"
+  done
+  echo "fuzz: $((SECONDS - FUZZ_T0)) s"
+else
+  step "Miri and fuzz targets"
+  echo "skipped: no nightly toolchain (rustup toolchain install nightly)"
+fi
+echo "reliability section: $((SECONDS - REL_T0)) s"
 
 step "cargo doc --workspace --no-deps (no warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
@@ -230,9 +278,10 @@ if ! command -v arm-none-eabi-gcc >/dev/null || [ ! -d /usr/lib/arm-none-eabi/ne
   apt-get install -y -qq --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi cmake >/dev/null
 fi
 step "C API: fmt, clippy, cargo doc (no warnings), Rust unit tests, host libspark.a, and the committed spark.h equals cbindgen's output"
-(cd firmware/ffi && cargo fmt --check && cargo clippy --release --target-dir "$FFI_TARGET_DIR" -- -D warnings &&
+(cd firmware/ffi && cargo fmt --check &&
+  cargo clippy --release --target-dir "$FFI_TARGET_DIR" -- -D warnings -W clippy::undocumented_unsafe_blocks &&
   RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --target-dir "$FFI_TARGET_DIR" &&
-  cargo clippy --lib --tests --target-dir "$FFI_TARGET_DIR" -- -D warnings &&
+  cargo clippy --lib --tests --target-dir "$FFI_TARGET_DIR" -- -D warnings -W clippy::undocumented_unsafe_blocks &&
   cargo test --lib --target-dir "$FFI_TARGET_DIR" &&
   cargo build --release --target-dir "$FFI_TARGET_DIR")
 mkdir -p "$FFI_C"

@@ -246,6 +246,64 @@ fn non_finite_scale_rejected() {
     assert_eq!(err(&b), ModelError::NonFiniteValue { id, index: 5 });
 }
 
+/// Finite but absurd values (DESIGN.md, "Model value limits"): largest-float and
+/// negative scales, huge norm weights are refused with `ValueOutOfRange`; the config's
+/// float fields outside their ranges with `BadConfig`. Each of these loaded before the
+/// limits and produced a stream of one token.
+#[test]
+fn absurd_finite_values_rejected() {
+    let blob = valid();
+    let cases: [(TensorId, f32, f32); 5] = [
+        (TensorId::layer(0, TensorKind::VScale), f32::MAX, spark_core::format::MAX_WEIGHT_SCALE),
+        (TensorId::layer(1, TensorKind::WqScale), 1e6, spark_core::format::MAX_WEIGHT_SCALE),
+        (TensorId::global(TensorKind::EmbedScale), -0.5, spark_core::format::MAX_WEIGHT_SCALE),
+        (TensorId::layer(0, TensorKind::AttnNorm), 3e38, spark_core::format::MAX_NORM_WEIGHT),
+        (TensorId::global(TensorKind::FinalNorm), -1e9, spark_core::format::MAX_NORM_WEIGHT),
+    ];
+    for (id, v, limit) in cases {
+        let b = edit(&blob, |_, e, d| {
+            let i = find(e, id);
+            let at = e[i].offset as usize + 4 * 3;
+            d[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        });
+        assert_eq!(err(&b), ModelError::ValueOutOfRange { id, index: 3, limit }, "{id} = {v}");
+    }
+    // Values at the limits load; a negative norm weight inside the range loads.
+    for (id, v) in [
+        (TensorId::layer(0, TensorKind::VScale), spark_core::format::MAX_WEIGHT_SCALE),
+        (TensorId::layer(0, TensorKind::VScale), 0.0),
+        (TensorId::layer(0, TensorKind::AttnNorm), -spark_core::format::MAX_NORM_WEIGHT),
+    ] {
+        let b = edit(&blob, |_, e, d| {
+            let i = find(e, id);
+            let at = e[i].offset as usize + 4 * 3;
+            d[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        });
+        Model::load(&b).unwrap_or_else(|e| panic!("{id} = {v}: {e}"));
+    }
+    let base = small_spark_config();
+    let cfgs: Vec<(&str, Config)> = vec![
+        ("embed_scale", Config { embed_scale: 3e38, ..base }),
+        ("embed_scale", Config { embed_scale: 0.0, ..base }),
+        ("embed_scale", Config { embed_scale: -2.0, ..base }),
+        ("rope_theta", Config { rope_theta: 1e-45, ..base }),
+        ("rope_theta", Config { rope_theta: 0.5, ..base }),
+        ("rope_theta", Config { rope_theta: 3e38, ..base }),
+        ("norm_eps", Config { norm_eps: 2.0, ..base }),
+        ("query_pre_attn_scalar", Config { query_pre_attn_scalar: 1e-40, ..base }),
+        ("query_pre_attn_scalar", Config { query_pre_attn_scalar: 3e38, ..base }),
+        ("attn_logit_softcap", Config { attn_logit_softcap: 1e-30, ..base }),
+        ("final_logit_softcap", Config { final_logit_softcap: 3e38, ..base }),
+    ];
+    for (field, cfg) in cfgs {
+        let b = edit(&blob, |h, _, _| h.config = cfg);
+        match err(&b) {
+            ModelError::BadConfig { field: f, .. } => assert_eq!(f, field, "{cfg:?}"),
+            other => panic!("expected BadConfig({field}), got {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn too_many_tensors_and_bad_data_offset() {
     let blob = valid();

@@ -19,6 +19,20 @@ pub const MAX_VOCAB: u32 = 1 << 20;
 /// Largest context accepted.
 pub const MAX_SEQ: u32 = 1 << 16;
 
+/// Largest RoPE base accepted (SPEC models use 1e4; long-context models up to about 1e7).
+/// The base is also at least 1, so every rotation frequency `theta^(-2i/dh)` is at most 1.
+pub const MAX_ROPE_THETA: f32 = 1e12;
+/// Smallest `query_pre_attn_scalar` (the attention scale `q^-0.5` is then at most 16).
+pub const MIN_QUERY_PRE_ATTN_SCALAR: f32 = 1.0 / 256.0;
+/// Largest `query_pre_attn_scalar`.
+pub const MAX_QUERY_PRE_ATTN_SCALAR: f32 = 16_777_216.0;
+/// Smallest non-zero logit soft-cap.
+pub const MIN_SOFTCAP: f32 = 1.0 / 256.0;
+/// Largest logit soft-cap.
+pub const MAX_SOFTCAP: f32 = 16_777_216.0;
+/// Largest `embed_scale` (Gemma-2 uses `sqrt(d_model)`, at most 256 here).
+pub const MAX_EMBED_SCALE: f32 = 65_536.0;
+
 /// FFN flavour of every layer (SPEC section 4).
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,24 +176,26 @@ impl Config {
             AttnKind::Dense => check(c.attn_r == 0, "attn_r", "must be 0 for dense attention")?,
         }
         check(c.max_seq_len >= 1 && c.max_seq_len <= MAX_SEQ, "max_seq_len", "must be in 1..=65536")?;
-        check(c.rope_theta.is_finite() && c.rope_theta > 0.0, "rope_theta", "must be finite and > 0")?;
-        check(c.norm_eps.is_finite() && c.norm_eps >= 0.0, "norm_eps", "must be finite and >= 0")?;
         check(
-            c.query_pre_attn_scalar.is_finite() && c.query_pre_attn_scalar > 0.0,
+            c.rope_theta.is_finite() && (1.0..=MAX_ROPE_THETA).contains(&c.rope_theta),
+            "rope_theta",
+            "must be in 1..=1e12",
+        )?;
+        check(c.norm_eps.is_finite() && (0.0..=1.0).contains(&c.norm_eps), "norm_eps", "must be in 0..=1")?;
+        check(
+            c.query_pre_attn_scalar.is_finite()
+                && (MIN_QUERY_PRE_ATTN_SCALAR..=MAX_QUERY_PRE_ATTN_SCALAR).contains(&c.query_pre_attn_scalar),
             "query_pre_attn_scalar",
-            "must be finite and > 0",
+            "must be in 2^-8..=2^24",
         )?;
+        let cap_ok = |x: f32| x.is_finite() && (x == 0.0 || (MIN_SOFTCAP..=MAX_SOFTCAP).contains(&x));
+        check(cap_ok(c.attn_logit_softcap), "attn_logit_softcap", "must be 0 (off) or in 2^-8..=2^24")?;
+        check(cap_ok(c.final_logit_softcap), "final_logit_softcap", "must be 0 (off) or in 2^-8..=2^24")?;
         check(
-            c.attn_logit_softcap.is_finite() && c.attn_logit_softcap >= 0.0,
-            "attn_logit_softcap",
-            "must be finite and >= 0 (0 = off)",
+            c.embed_scale.is_finite() && c.embed_scale > 0.0 && c.embed_scale <= MAX_EMBED_SCALE,
+            "embed_scale",
+            "must be in (0, 65536]",
         )?;
-        check(
-            c.final_logit_softcap.is_finite() && c.final_logit_softcap >= 0.0,
-            "final_logit_softcap",
-            "must be finite and >= 0 (0 = off)",
-        )?;
-        check(c.embed_scale.is_finite(), "embed_scale", "must be finite")?;
         check(
             c.topk_cap_factor.is_finite() && c.topk_cap_factor >= 1.0 && c.topk_cap_factor <= 64.0,
             "topk_cap_factor",

@@ -152,6 +152,16 @@ pub enum ModelError {
         /// Element index.
         index: u32,
     },
+    /// A finite scale or norm weight outside the range a model may have
+    /// ([`crate::format::MAX_WEIGHT_SCALE`], [`crate::format::MAX_NORM_WEIGHT`]).
+    ValueOutOfRange {
+        /// The tensor.
+        id: TensorId,
+        /// Element index.
+        index: u32,
+        /// The largest magnitude allowed for this tensor.
+        limit: f32,
+    },
     /// The tokenizer tensors are inconsistent.
     BadTokenizer {
         /// What is wrong.
@@ -212,6 +222,9 @@ impl fmt::Display for ModelError {
                 write!(f, "tensor {second}: overlaps or precedes tensor {first} (tensors must be in ascending, disjoint byte ranges)")
             }
             NonFiniteValue { id, index } => write!(f, "tensor {id}: element {index} is NaN or infinite"),
+            ValueOutOfRange { id, index, limit } => {
+                write!(f, "tensor {id}: element {index} is outside the allowed range (magnitude <= {limit:e})")
+            }
             BadTokenizer { reason } => write!(f, "tokenizer: {reason}"),
         }
     }

@@ -41,6 +41,15 @@ pub const ALIGN: u32 = 64;
 /// Largest tensor table accepted (every kind of every layer, plus the globals).
 pub const MAX_TENSORS: u32 = (N_GLOBAL_KINDS + N_LAYER_KINDS * MAX_LAYERS) as u32;
 
+/// Largest per-row weight scale accepted (a scale is `max |w| / 127` of its row, so int8
+/// weights up to about 8.3e6 in magnitude). Scales are also never negative. Together with
+/// the config limits ([`crate::config`]) this keeps every intermediate of a forward pass
+/// far from the f32 range for any model trained in floating point (DESIGN.md, "Model value
+/// limits").
+pub const MAX_WEIGHT_SCALE: f32 = 65_536.0;
+/// Largest magnitude of an RMSNorm weight.
+pub const MAX_NORM_WEIGHT: f32 = 65_536.0;
+
 /// Tokenizer flavour stored in the file.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenizerKind {
@@ -357,12 +366,19 @@ impl<'a> Model<'a> {
         Ok(())
     }
 
-    /// Every f32 tensor (scales, norm weights) must be finite; tokenizer tables consistent.
+    /// Every f32 tensor (scales, norm weights) must be finite and inside its range
+    /// ([`MAX_WEIGHT_SCALE`], [`MAX_NORM_WEIGHT`]); tokenizer tables consistent.
     fn check_values(&self) -> Result<(), ModelError> {
         let check = |id: TensorId, v: F32Slice<'_>| -> Result<(), ModelError> {
+            let is_scale = id.kind.name().ends_with(".scale");
+            let limit = if is_scale { MAX_WEIGHT_SCALE } else { MAX_NORM_WEIGHT };
             for i in 0..v.len() {
-                if !v.get(i).is_finite() {
+                let x = v.get(i);
+                if !x.is_finite() {
                     return Err(ModelError::NonFiniteValue { id, index: i as u32 });
+                }
+                if (is_scale && x < 0.0) || x.abs() > limit {
+                    return Err(ModelError::ValueOutOfRange { id, index: i as u32, limit });
                 }
             }
             Ok(())

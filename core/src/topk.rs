@@ -206,6 +206,16 @@ const STAT_LANES: usize = 8;
 /// are folded into the Kahan-compensated totals and reset (32 scores per lane).
 const STAT_BLOCK: u32 = 256;
 
+/// Largest `|x - K|` accumulated at unit scale (`2^40`, about `1.1e12`): below it every
+/// sum of squares stays under `2^112` for up to `2^32` scores. A larger difference
+/// switches the accumulator to the scaled mode (see [`StatAccumulator`]).
+const STAT_UNSCALED_MAX: f32 = 1_099_511_627_776.0; // 2^40
+/// The scaled mode's unit, `2^-96` (exact power of two): every scaled difference is below
+/// `2^33` in magnitude, so no sum of squares can overflow.
+const STAT_SCALE: f32 = f32::from_bits(0x0F80_0000); // 2^-96
+/// `1 / STAT_SCALE = 2^96`.
+const STAT_UNSCALE: f32 = f32::from_bits(0x6F80_0000); // 2^96
+
 /// Mean, population standard deviation and count of the finite scores seen by a
 /// [`StatAccumulator`].
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -214,7 +224,8 @@ pub struct Stats {
     /// Mean of the finite scores (0 when there are none).
     pub mean: f32,
     /// Population standard deviation `sqrt((1/n) sum (x - mean)^2)` of the finite
-    /// scores (0 when there are none; never negative, NaN only after `f32` overflow).
+    /// scores (0 when there are none; never negative; always finite: saturated at
+    /// `f32::MAX` in the scaled mode).
     pub std: f32,
     /// Number of finite scores accumulated (NaN and +-inf are skipped).
     pub n_finite: u32,
@@ -244,9 +255,19 @@ pub struct Stats {
 /// magnitudes, typically far less) and the blocks are combined with compensation, so the
 /// error does not grow with the stream length. Accuracy degrades only if the first finite
 /// score lies many standard deviations from the mean (relative error of the variance
-/// grows like `1 + ((K - mean) / std)^2`), and the sums overflow (NaN statistics, never a
-/// panic) only for `|x - K|` above about `1e19`. Counts are exact as `f32` up to `2^24`
-/// finite scores.
+/// grows like `1 + ((K - mean) / std)^2`). Counts are exact as `f32` up to `2^24` finite
+/// scores.
+///
+/// **Scaled mode** (no overflow for any finite input). When a finite score has
+/// `|x - K| > 2^40` (or `x - K` overflows), the accumulator switches, before adding that
+/// score, to units of `2^-96`: every lane sum and both Kahan pairs are multiplied by
+/// `2^-96` (first moment) or `2^-192` (second moment, as two multiplies by `2^-96`), and
+/// from then on each finite score adds `d = x * 2^-96 - K * 2^-96` (two exact
+/// power-of-two multiplies, then a rounded subtract) by the same steps 2 and 3. `finish`
+/// then computes `m`, `var` and `sqrtf` the same way in scaled units and returns
+/// `mean = (K * 2^-96 + m) * 2^96` and `std = sqrtf(var) * 2^96`, each clamped to
+/// `[-f32::MAX, f32::MAX]`. Scores whose every `|x - K|` stays within `2^40` never enter
+/// it, so their statistics are the unit-scale ones, bit for bit.
 ///
 /// [`push_slice`](Self::push_slice) performs exactly the same operations as calling
 /// [`push`](Self::push) on each element, so the result never depends on how the scores
@@ -255,6 +276,7 @@ pub struct Stats {
 pub struct StatAccumulator {
     shift: f32,
     n: u32,
+    scaled: bool,
     p1: [f32; STAT_LANES],
     p2: [f32; STAT_LANES],
     s1: f32,
@@ -291,7 +313,31 @@ impl Default for StatAccumulator {
 impl StatAccumulator {
     /// An empty accumulator (no scores seen).
     pub const fn new() -> Self {
-        Self { shift: 0.0, n: 0, p1: [0.0; STAT_LANES], p2: [0.0; STAT_LANES], s1: 0.0, c1: 0.0, s2: 0.0, c2: 0.0 }
+        Self {
+            shift: 0.0,
+            n: 0,
+            scaled: false,
+            p1: [0.0; STAT_LANES],
+            p2: [0.0; STAT_LANES],
+            s1: 0.0,
+            c1: 0.0,
+            s2: 0.0,
+            c2: 0.0,
+        }
+    }
+
+    /// Switches to the scaled mode: everything accumulated so far is re-expressed in
+    /// units of `2^-96` (first moment) and `2^-192` (second moment).
+    fn enter_scaled(&mut self) {
+        self.scaled = true;
+        for l in 0..STAT_LANES {
+            self.p1[l] *= STAT_SCALE;
+            self.p2[l] = (self.p2[l] * STAT_SCALE) * STAT_SCALE;
+        }
+        self.s1 *= STAT_SCALE;
+        self.c1 *= STAT_SCALE;
+        self.s2 = (self.s2 * STAT_SCALE) * STAT_SCALE;
+        self.c2 = (self.c2 * STAT_SCALE) * STAT_SCALE;
     }
 
     /// Folds the lane partial sums into the compensated totals and resets them.
@@ -313,7 +359,16 @@ impl StatAccumulator {
             self.shift = x;
         }
         let l = (self.n as usize) % STAT_LANES;
-        let d = x - self.shift;
+        let mut d = x - self.shift;
+        // (an infinite `d` counts as beyond the limit; `x` and `K` are finite, so `d` is
+        // never NaN)
+        let within = libm::fabsf(d) <= STAT_UNSCALED_MAX;
+        if !self.scaled && !within {
+            self.enter_scaled();
+        }
+        if self.scaled {
+            d = x * STAT_SCALE - self.shift * STAT_SCALE;
+        }
         self.p1[l] += d;
         self.p2[l] += d * d;
         self.n = self.n.saturating_add(1);
@@ -331,7 +386,7 @@ impl StatAccumulator {
     pub fn push_slice(&mut self, xs: &[f32]) {
         let mut rest = xs;
         while let Some((&x, tail)) = rest.split_first() {
-            if self.n != 0 && (self.n as usize) % STAT_LANES == 0 {
+            if self.n != 0 && !self.scaled && (self.n as usize) % STAT_LANES == 0 {
                 let used = self.push_blocks(rest);
                 if used > 0 {
                     rest = &rest[used..];
@@ -344,8 +399,10 @@ impl StatAccumulator {
     }
 
     /// Consumes whole groups of eight finite scores from the front of `xs` (the caller
-    /// checked `n > 0` and lane position 0), with the lane sums held in locals; stops at
-    /// the first group holding a non-finite score. Returns the number of scores used.
+    /// checked `n > 0`, lane position 0 and unit scale), with the lane sums held in
+    /// locals; stops at the first group holding a non-finite score or one whose
+    /// `|x - K|` exceeds `2^40` (left to `push`, which switches to the scaled mode).
+    /// Returns the number of scores used.
     /// Per element the same operations as `push`, folding at the same counts.
     fn push_blocks(&mut self, xs: &[f32]) -> usize {
         let k = self.shift;
@@ -355,7 +412,8 @@ impl StatAccumulator {
         for chunk in xs.chunks_exact(STAT_LANES) {
             let mut finite = n <= u32::MAX - STAT_LANES as u32;
             for &x in chunk {
-                finite &= x.is_finite();
+                // false for NaN / infinite x and for a difference beyond 2^40
+                finite &= libm::fabsf(x - k) <= STAT_UNSCALED_MAX;
             }
             if !finite {
                 break;
@@ -396,20 +454,35 @@ impl StatAccumulator {
         }
         let nf = self.n as f32;
         let m = sum1 / nf;
-        let mean = self.shift + m;
         let mut var = sum2 / nf - m * m;
         if var < 0.0 {
             var = 0.0;
         }
-        Stats { mean, std: libm::sqrtf(var), n_finite: self.n }
+        if !self.scaled {
+            return Stats { mean: self.shift + m, std: libm::sqrtf(var), n_finite: self.n };
+        }
+        let mean = ((self.shift * STAT_SCALE + m) * STAT_UNSCALE).clamp(-f32::MAX, f32::MAX);
+        let std = (libm::sqrtf(var) * STAT_UNSCALE).min(f32::MAX);
+        Stats { mean, std, n_finite: self.n }
     }
 }
 
 /// The threshold `theta = mean + z * std` (one rounded multiply, then one rounded add;
 /// no FMA).
+///
+/// When `z`, `mean` and `std` are finite but the result overflows, it is computed again
+/// at scale `2^-96`, `(mean * 2^-96 + z * (std * 2^-96)) * 2^96`, and clamped to
+/// `[-f32::MAX, f32::MAX]`: finite statistics always give a finite threshold. A
+/// non-finite `z` (`k == 0` gives `+inf`) passes through (`+inf`, or NaN when `std` is
+/// 0), and the selection's no-pass rule applies.
 pub fn stat_topk_threshold(stats: &Stats, z: f32) -> f32 {
     let zs = z * stats.std;
-    stats.mean + zs
+    let theta = stats.mean + zs;
+    if theta.is_finite() || !(z.is_finite() && stats.mean.is_finite() && stats.std.is_finite()) {
+        return theta;
+    }
+    let ts = stats.mean * STAT_SCALE + z * (stats.std * STAT_SCALE);
+    (ts * STAT_UNSCALE).clamp(-f32::MAX, f32::MAX)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -669,6 +742,13 @@ mod tests {
         sift_down(&mut idx, &mut t, 0);
         assert!(is_heap(&idx, &t));
         assert_eq!((t[0], idx[0]), (1.0, 5));
+    }
+
+    #[test]
+    fn scale_constants_are_exact_powers_of_two() {
+        assert_eq!(STAT_SCALE, 2f32.powi(-96));
+        assert_eq!(STAT_UNSCALE, 2f32.powi(96));
+        assert_eq!(STAT_UNSCALED_MAX, 2f32.powi(40));
     }
 
     #[test]

@@ -53,6 +53,9 @@ fn dot_length_mismatch_panics() {
 }
 
 proptest! {
+    // (a few cases under Miri, which interprets every operation)
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 4 } else { 256 }))]
+
     #[test]
     fn scalar_dot_matches_i64(a in proptest::collection::vec(any::<i8>(), 0..500), s in any::<u64>()) {
         let b: Vec<i8> = a.iter().enumerate().map(|(i, _)| ((s >> (i % 57)) as u8) as i8).collect();

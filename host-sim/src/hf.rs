@@ -97,11 +97,17 @@ pub fn read_tensors(files: &[PathBuf]) -> Result<TensorMap, String> {
             std::io::ErrorKind::NotFound => format!("checkpoint file {} not found: check the path", f.display()),
             _ => format!("cannot read {}: {e}", f.display()),
         })?;
-        let st = SafeTensors::deserialize(&bytes)
-            .map_err(|e| format!("{} is not a valid safetensors file: {e}", f.display()))?;
-        for (name, view) in st.iter() {
-            out.insert(name.to_string(), (view.shape().to_vec(), decode(name, view.dtype(), view.data())?));
-        }
+        out.extend(tensors_from_bytes(&bytes, &f.display().to_string())?);
+    }
+    Ok(out)
+}
+
+/// Every tensor of one safetensors file held in memory (`label` names it in errors).
+pub fn tensors_from_bytes(bytes: &[u8], label: &str) -> Result<TensorMap, String> {
+    let mut out = HashMap::new();
+    let st = SafeTensors::deserialize(bytes).map_err(|e| format!("{label} is not a valid safetensors file: {e}"))?;
+    for (name, view) in st.iter() {
+        out.insert(name.to_string(), (view.shape().to_vec(), decode(name, view.dtype(), view.data())?));
     }
     Ok(out)
 }

@@ -463,7 +463,7 @@ pub extern "C" fn spark_sampler_size() -> usize {
 #[no_mangle]
 pub unsafe extern "C" fn spark_model_open(model: *mut spark_model_t, blob: *const u8, len: usize) -> spark_status_t {
     status((|| {
-        if model.is_null() || blob.is_null() {
+        if model.is_null() {
             return Err(SPARK_E_NULL);
         }
         if !model.is_aligned() {
@@ -472,6 +472,10 @@ pub unsafe extern "C" fn spark_model_open(model: *mut spark_model_t, blob: *cons
         // SAFETY: non-null, aligned, writable (caller contract).
         let m = unsafe { &mut *model };
         m._magic = 0;
+        // (after the reset: a failed open never leaves an earlier model usable)
+        if blob.is_null() {
+            return Err(SPARK_E_NULL);
+        }
         if !(blob as usize).is_multiple_of(SPARK_MODEL_ALIGN) {
             return Err(SPARK_E_MISALIGNED);
         }
@@ -897,15 +901,22 @@ pub unsafe extern "C" fn spark_sampler_init(
     config: *const spark_sampler_config_t,
 ) -> spark_status_t {
     status((|| {
-        if sampler.is_null() || config.is_null() {
+        if sampler.is_null() {
             return Err(SPARK_E_NULL);
         }
-        if !sampler.is_aligned() || !config.is_aligned() {
+        if !sampler.is_aligned() {
             return Err(SPARK_E_INVALID_ARGUMENT);
         }
         // SAFETY: non-null, aligned, writable (caller contract).
         let s = unsafe { &mut *sampler };
         s._magic = 0;
+        // (after the reset: a failed init never leaves an earlier sampler usable)
+        if config.is_null() {
+            return Err(SPARK_E_NULL);
+        }
+        if !config.is_aligned() {
+            return Err(SPARK_E_INVALID_ARGUMENT);
+        }
         // SAFETY: non-null, aligned, readable (caller contract); every bit pattern is a valid
         // spark_sampler_config_t (two floats and an integer).
         let c = unsafe { config.read() };

@@ -206,7 +206,8 @@ fn sum_i8(x: &[i8]) -> i32 {
     let mut k = 0;
     while k < x.len() {
         // SAFETY: `k < x.len()`; AVX-512 F/BW are enabled here.
-        acc = _mm512_dpbusd_epi32(acc, ones, unsafe { load64(x, k) });
+        let v = unsafe { load64(x, k) };
+        acc = _mm512_dpbusd_epi32(acc, ones, v);
         k += 64;
     }
     _mm512_reduce_add_epi32(acc)
@@ -331,13 +332,13 @@ unsafe fn gemv_by(src: Rows<'_>, x: &[i8], y: &mut [i32]) {
     let n = x.len();
     if let Rows::One(r) = src {
         let corr = _mm512_set1_epi32(sum_i8(x).wrapping_mul(128));
-        // SAFETY: the CPU features are enabled here; `r` has `n` elements.
         let mut acc = [_mm512_setzero_si512(); 16];
+        // SAFETY: the CPU features are enabled here; `r` has `n` elements.
         acc[0] = unsafe { row_dot(r, x, false) };
         store_rows16(&acc, corr, &mut y[..1]);
         return;
     }
-    // SAFETY (all calls): forwarded from this function's contract; `n` is in the range of
+    // SAFETY: (all calls) forwarded from this function's contract; `n` is in the range of
     // each `gemv_short` arm, and every row passed to `row_dot` has `n` elements.
     unsafe {
         match n.div_ceil(64) {
@@ -407,8 +408,10 @@ unsafe fn gemv_short<const NC: usize>(src: Rows<'_>, x: &[i8], y: &mut [i32]) {
     let flip = _mm512_set1_epi8(-128);
     let last = byte_mask(n - 64 * (NC - 1));
     let full = n == 64 * NC;
-    // SAFETY: chunk `c < NC` starts at `64 c < n`.
-    let xv: [__m512i; NC] = core::array::from_fn(|c| unsafe { load64(x, 64 * c) });
+    let xv: [__m512i; NC] = core::array::from_fn(|c| {
+        // SAFETY: chunk `c < NC` starts at `64 c < n`.
+        unsafe { load64(x, 64 * c) }
+    });
     // `sum_k (r[k] ^ 0x80) * x[k]` for a row `r` of `n` bytes, in the lanes.
     let dot = |r: &[i8], page: bool| -> __m512i {
         debug_assert_eq!(r.len(), n);
@@ -570,7 +573,8 @@ fn store_add(acc: [__m512i; 4], y: &mut [i32]) {
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn flipped(r: &[i8], k: usize) -> __m512i {
     // SAFETY: forwarded from the caller's contract.
-    _mm512_xor_si512(unsafe { load64(r, k) }, _mm512_set1_epi8(-128))
+    let v = unsafe { load64(r, k) };
+    _mm512_xor_si512(v, _mm512_set1_epi8(-128))
 }
 
 /// Rows of the quad starting at list position `j` (the missing ones of a last partial quad
@@ -700,7 +704,7 @@ unsafe fn t_long(w: &[i8], rows: &[u32], c: &[i8], y: &mut [i32]) {
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn gemv_t_rows(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
     debug_assert_eq!(cols, y.len());
-    // SAFETY (all arms): the CPU features are enabled on this function, `cols = y.len()`
+    // SAFETY: (all arms) the CPU features are enabled on this function, `cols = y.len()`
     // is every row's length and within each arm's bound.
     unsafe {
         match cols.div_ceil(64) {
