@@ -33,6 +33,11 @@ cargo test --workspace
 # load and session; and every fuzz target for a short bounded time.
 # ---------------------------------------------------------------------------------------
 REL_T0=$SECONDS
+# The nightly toolchain is installed when missing (Miri and cargo-fuzz need it); set
+# SPARK_NO_NIGHTLY=1 to skip this section on a machine that must not fetch it.
+if [ -z "${SPARK_NO_NIGHTLY:-}" ] && ! rustup toolchain list | grep -q '^nightly'; then
+  rustup toolchain install nightly --profile minimal
+fi
 if rustup toolchain list | grep -q '^nightly'; then
   step "Miri (cargo +nightly miri test): spark-hal scalar kernels and arena, spark-core, a tiny model"
   rustup +nightly component list --installed 2>/dev/null | grep -q '^miri' || rustup component add miri rust-src --toolchain nightly
@@ -68,7 +73,7 @@ if rustup toolchain list | grep -q '^nightly'; then
   echo "fuzz: $((SECONDS - FUZZ_T0)) s"
 else
   step "Miri and fuzz targets"
-  echo "skipped: no nightly toolchain (rustup toolchain install nightly)"
+  echo "skipped: SPARK_NO_NIGHTLY is set"
 fi
 echo "reliability section: $((SECONDS - REL_T0)) s"
 
