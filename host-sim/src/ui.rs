@@ -162,21 +162,9 @@ macro_rules! with_backend {
     };
 }
 
-/// Human-readable byte count (`1.50 MiB`).
-pub fn human_bytes(b: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < U.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.2} {}", U[i])
-    }
-}
+/// Human-readable byte count (`1.50 MiB`): the board table's formatter, so `plan` and the
+/// firmware build print the same figures.
+pub use spark_boards::human_bytes;
 
 /// Median of a sample (sorts a copy); 0 for an empty one.
 pub fn median(xs: &[f64]) -> f64 {
