@@ -133,7 +133,7 @@ done
 # ---------------------------------------------------------------------------------------
 
 step "kernel targets and emulators"
-for t in aarch64-unknown-linux-gnu thumbv8m.main-none-eabihf; do
+for t in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf thumbv8m.main-none-eabihf; do
   rustup target list --installed | grep -qx "$t" || rustup target add "$t"
 done
 need_pkgs=""
@@ -141,6 +141,8 @@ command -v qemu-aarch64 >/dev/null || need_pkgs="$need_pkgs qemu-user"
 command -v qemu-system-arm >/dev/null || need_pkgs="$need_pkgs qemu-system-arm"
 command -v aarch64-linux-gnu-gcc >/dev/null || need_pkgs="$need_pkgs gcc-aarch64-linux-gnu"
 [ -e /usr/aarch64-linux-gnu/lib/libc.so ] || need_pkgs="$need_pkgs libc6-dev-arm64-cross"
+command -v arm-linux-gnueabihf-gcc >/dev/null || need_pkgs="$need_pkgs gcc-arm-linux-gnueabihf"
+[ -e /usr/arm-linux-gnueabihf/lib/libc.so ] || need_pkgs="$need_pkgs libc6-dev-armhf-cross"
 if [ -n "$need_pkgs" ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
@@ -183,6 +185,24 @@ aarch64_test cortex-a53
 # elementwise functions of spark_hal::math are tested in the spark-hal steps above.
 step "spark-core tests on aarch64 under qemu-aarch64 -cpu max"
 aarch64_cargo max test -p spark-core --lib --tests
+
+# A 32-bit target (usize = u32) under qemu-arm: spark-core's tests, the loader and format
+# tests (every corruption, the address-space limits of tests/miri.rs, now on a real 32-bit
+# build rather than only Miri's i686), the extreme-value forward passes, and every
+# committed fuzz input replayed (fuzz/entry): the arena and offset arithmetic must refuse,
+# not wrap, where usize has 32 bits.
+step "32-bit: spark-core, loader, extreme values and fuzz replays on armv7 under qemu-arm"
+CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc \
+CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER="qemu-arm -L /usr/arm-linux-gnueabihf" \
+  cargo test -q --target armv7-unknown-linux-gnueabihf -p spark-core --lib --tests \
+    -p spark-tests --test format --test miri --test extreme
+# (release with overflow checks and debug assertions: the debug build replays too slowly
+# under QEMU)
+CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true \
+CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc \
+CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER="qemu-arm -L /usr/arm-linux-gnueabihf" \
+  cargo test -q --release --target armv7-unknown-linux-gnueabihf -p spark-fuzz-entry --test replay 2>&1 |
+  grep -v -e '/corpus/' -e '/regressions/'
 
 # Cross-target determinism: the bundled model on aarch64 (NEON + sdot, and NEON without
 # dotprod) must reproduce the token ids and the logits digest that the x86 scalar

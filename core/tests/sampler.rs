@@ -283,7 +283,7 @@ fn bad_parameters() {
     assert_eq!(s.sample(&[f32::NAN; 3], &mut []), Err(SampleError::AllNan));
     for e in [
         SampleError::EmptyLogits,
-        SampleError::TooManyLogits { len: 1 << 33 },
+        SampleError::TooManyLogits { len: usize::MAX },
         SampleError::AllNan,
         SampleError::BadTemperature { t: 0.0 },
         SampleError::BadTopP { p: 2.0 },
