@@ -35,6 +35,7 @@
 //! | `x86` | `Auto`: run-time dispatch to the best of the above | x86-64 with `std` |
 //! | `arm::neon` | `Neon` (`smull` + `sadalp`), `NeonDot` (`sdot`), `Auto` (with `std`) | little-endian aarch64 with NEON (`cfg(spark_neon)`) |
 //! | `arm::dsp` | `Dsp` (`sxtb16` + `smlad`) | `thumbv7em-*`, `thumbv8m.main-*` (`cfg(spark_dsp)`) |
+//! | `arm::mve` | `Mve` (Helium: `vldrb.8` + `vmladava.s8`, tail-predicated loops) | `thumbv8m.main-*` with the `mve` feature (`cfg(spark_mve)`; Cortex-M55/M85) |
 //!
 //! [`Native`] is the backend `spark-core` uses by default (see its docs for the selection
 //! rules) and [`native_backend_name`] says which kernels actually run.
@@ -45,7 +46,8 @@
 //! x86-64 natively, on aarch64 under `qemu-aarch64` with and without `dotprod`, see
 //! `test.sh`). Cortex-M DSP is tested on QEMU by the `firmware/kernel-test` binary, which
 //! runs the same case table (`testing::cases`, `testing::check_case`: `no_std`, no
-//! allocation) on M4, M7, M33 and M55.
+//! allocation) on M4, M7, M33 and M55, and with its `mve` feature the Helium kernels on
+//! M55 (`mps3-an547`).
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -221,6 +223,7 @@ mod native {
             /// compiled in, or [`Scalar`](crate::Scalar) with the `force-scalar` feature.
             ///
             /// - `force-scalar`: `Scalar`.
+            /// - `thumbv8m.main` with the `mve` feature (`spark_mve`): `arm::mve::Mve`.
             /// - `thumbv7em`/`thumbv8m.main` (`spark_dsp`): `arm::dsp::Dsp`.
             /// - aarch64 (`spark_neon`): with `std`, `arm::Auto` (`NeonDot` when the CPU has
             ///   `dotprod`, else `Neon`); without `std`, `NeonDot` if the target enables
@@ -235,7 +238,8 @@ mod native {
 
     native! {
         #[cfg(feature = "force-scalar")] crate::Scalar;
-        #[cfg(all(not(feature = "force-scalar"), spark_dsp))] crate::arm::dsp::Dsp;
+        #[cfg(all(not(feature = "force-scalar"), spark_mve))] crate::arm::mve::Mve;
+        #[cfg(all(not(feature = "force-scalar"), spark_dsp, not(spark_mve)))] crate::arm::dsp::Dsp;
         #[cfg(all(not(feature = "force-scalar"), spark_neon, feature = "std"))] crate::arm::Auto;
         #[cfg(all(not(feature = "force-scalar"), spark_neon, not(feature = "std"), target_feature = "dotprod"))]
             crate::arm::neon::NeonDot;
@@ -270,7 +274,7 @@ mod native {
     }
 
     /// Name of the kernels [`Native`] actually runs on this machine (for an `Auto`
-    /// backend, the one it dispatches to), e.g. `"avx2"`, `"neon-sdot"`, `"dsp"`, `"scalar"`.
+    /// backend, the one it dispatches to), e.g. `"avx2"`, `"neon-sdot"`, `"dsp"`, `"mve"`, `"scalar"`.
     pub fn native_backend_name() -> &'static str {
         #[cfg(all(not(feature = "force-scalar"), any(spark_neon, target_arch = "x86_64"), feature = "std"))]
         {
