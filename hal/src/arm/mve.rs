@@ -98,22 +98,19 @@ fn dot(a: &[i8], b: &[i8]) -> i32 {
     acc
 }
 
-/// `[r[0] . x, r[1] . x, r[2] . x, r[3] . x]` (each row at least `x.len()` long): one
-/// activation load feeds four rows, 10 instructions per 16 columns.
+/// `[r0 . x, r1 . x, r2 . x, r3 . x]` for four rows starting at `r[q]`: one activation
+/// load feeds four rows, 10 instructions per 16 columns.
+///
+/// # Safety
+/// `x.len() >= 1` and each `r[q]` points at `x.len()` readable bytes.
 #[inline(always)]
-fn dot4(r: [&[i8]; 4], x: &[i8]) -> [i32; 4] {
-    let n = x.len();
-    // Bounds: every row has the `n` bytes read (panics otherwise).
-    let r = r.map(|s| &s[..n]);
+unsafe fn dot4(r: [*const i8; 4], x: &[i8]) -> [i32; 4] {
     let (mut a0, mut a1, mut a2, mut a3) = (0i32, 0i32, 0i32, 0i32);
-    if n == 0 {
-        return [0; 4];
-    }
-    // SAFETY: the tail-predicated loop runs `ceil(n / 16)` times (`n >= 1`); iteration `i`
-    // reads the `min(16, n - 16 i)` active bytes at offset `16 i` of `x` and of each of the
-    // four row slices (all `n` long; predicated-off lanes are not accessed). It writes the
-    // accumulators `r0, r2, r4, r8`, `lr`, `q0..q3` (= `s0..s15`) and the tail predicate,
-    // and no memory.
+    // SAFETY: the tail-predicated loop runs `ceil(n / 16)` times (`n = x.len() >= 1`, the
+    // caller's promise); iteration `i` reads the `min(16, n - 16 i)` active bytes at offset
+    // `16 i` of `x` and of each row (`n` readable bytes each, the caller's promise;
+    // predicated-off lanes are not accessed). It writes the accumulators `r0, r2, r4, r8`,
+    // `lr`, `q0..q3` (= `s0..s15`) and the tail predicate, and no memory.
     unsafe {
         asm!(
             mve_ext!(),
@@ -129,12 +126,12 @@ fn dot4(r: [&[i8]; 4], x: &[i8]) -> [i32; 4] {
             "vldrb.8 q1, [{p3}], #16",
             "vmladava.s8 r8, q1, q0",
             "letp lr, 2b",
-            n = in(reg) n,
+            n = in(reg) x.len(),
             px = inout(reg) x.as_ptr() => _,
-            p0 = inout(reg) r[0].as_ptr() => _,
-            p1 = inout(reg) r[1].as_ptr() => _,
-            p2 = inout(reg) r[2].as_ptr() => _,
-            p3 = inout(reg) r[3].as_ptr() => _,
+            p0 = inout(reg) r[0] => _,
+            p1 = inout(reg) r[1] => _,
+            p2 = inout(reg) r[2] => _,
+            p3 = inout(reg) r[3] => _,
             inout("r0") a0,
             inout("r2") a1,
             inout("r4") a2,
@@ -150,19 +147,43 @@ fn dot4(r: [&[i8]; 4], x: &[i8]) -> [i32; 4] {
     [a0, a1, a2, a3]
 }
 
-/// `y[i] = row(i) . x` for `i in 0..y.len()`; every `row(i)` has at least `x.len()` elements.
+/// `y[i] = W[i] . x` for the consecutive rows of `w` (`[y.len(), x.len()]`, `x` not empty).
 #[inline(always)]
-fn gemv_by<'w>(row: impl Fn(usize) -> &'w [i8], x: &[i8], y: &mut [i32]) {
-    let m = y.len();
-    let mut i = 0;
-    while i + 4 <= m {
-        let s = dot4([row(i), row(i + 1), row(i + 2), row(i + 3)], x);
-        y[i..i + 4].copy_from_slice(&s);
-        i += 4;
+fn gemv_contiguous(w: &[i8], x: &[i8], y: &mut [i32]) {
+    let cols = x.len();
+    // Bounds: the rows read are all inside `w` (panics otherwise).
+    let w = &w[..y.len() * cols];
+    let done = y.len() / 4 * 4;
+    let mut chunks = y.chunks_exact_mut(4);
+    let mut p = w.as_ptr();
+    for yq in &mut chunks {
+        // SAFETY: `cols >= 1`; this chunk's four rows, `cols` bytes each from `p + q * cols`,
+        // lie inside `w` (`p` advances by four rows per chunk of `y`).
+        let s = unsafe { dot4([p, p.add(cols), p.add(2 * cols), p.add(3 * cols)], x) };
+        yq.copy_from_slice(&s);
+        p = p.wrapping_add(4 * cols);
     }
-    while i < m {
-        y[i] = dot(&row(i)[..x.len()], x);
-        i += 1;
+    for (i, yi) in chunks.into_remainder().iter_mut().enumerate() {
+        let r = (done + i) * cols;
+        *yi = dot(&w[r..r + cols], x);
+    }
+}
+
+/// `y[j] = W[rows[j]] . x` (`x` not empty); each listed row is bounds-checked.
+#[inline(always)]
+fn gemv_listed(w: &[i8], rows: &[u32], x: &[i8], y: &mut [i32]) {
+    let cols = x.len();
+    let row = |r: u32| check::row(w, cols, r).as_ptr();
+    let done = y.len() / 4 * 4;
+    let mut chunks = y.chunks_exact_mut(4);
+    for (yq, rq) in (&mut chunks).zip(rows.chunks_exact(4)) {
+        let p = [row(rq[0]), row(rq[1]), row(rq[2]), row(rq[3])];
+        // SAFETY: `cols >= 1` and each pointer starts a `cols`-byte row of `w`
+        // (`check::row` bounds-checks it).
+        yq.copy_from_slice(&unsafe { dot4(p, x) });
+    }
+    for (yi, &r) in chunks.into_remainder().iter_mut().zip(&rows[done..]) {
+        *yi = dot(check::row(w, cols, r), x);
     }
 }
 
@@ -229,6 +250,109 @@ fn gemv_t_rows(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
     }
 }
 
+/// `2^-60`: the smallest absolute maximum [`quantize`] quantizes with vector float
+/// multiplies; below it the scalar oracle runs (see there).
+const VECTOR_QUANT_MIN_ABSMAX: f32 = 1.0 / (1u64 << 60) as f32;
+
+/// `max |x[i]|` over the finite entries (0 when there are none), in integer arithmetic:
+/// `bits << 1` drops the sign, an entry is finite exactly when that is below
+/// `0xff00_0000`, and for non-negative floats the order of the bit patterns is the order
+/// of the values, so the largest pattern is the oracle's maximum, bit for bit.
+#[inline(always)]
+fn absmax_finite(x: &[f32]) -> f32 {
+    let mut m2 = 0u32;
+    if x.is_empty() {
+        return 0.0;
+    }
+    // SAFETY: the tail-predicated loop runs `ceil(n / 4)` times (`n = x.len() >= 1`);
+    // iteration `i` reads the `min(4, n - 4 i)` active `f32` at offset `4 i` of `x`
+    // (4-byte aligned, as `vldrw` needs; predicated-off lanes are not accessed). It writes
+    // `m2`, `lr`, `q0`, `q2`, `q3` (= `s0..s3`, `s8..s15`), the predicates, and no memory.
+    unsafe {
+        asm!(
+            mve_ext!(),
+            "vmov.i32 q2, #0",
+            "vdup.32 q3, {lim}",
+            "dlstp.32 lr, {n}",
+            "2:",
+            "vldrw.u32 q0, [{px}], #16",
+            "vshl.i32 q0, q0, #1",
+            "vpt.u32 hi, q3, q0",
+            "vmaxt.u32 q2, q2, q0",
+            "letp lr, 2b",
+            "vmaxv.u32 {m2}, q2",
+            n = in(reg) x.len(),
+            px = inout(reg) x.as_ptr() => _,
+            lim = in(reg) 0xff00_0000u32,
+            m2 = inout(reg) m2,
+            out("lr") _,
+            out("s0") _, out("s1") _, out("s2") _, out("s3") _,
+            out("s8") _, out("s9") _, out("s10") _, out("s11") _,
+            out("s12") _, out("s13") _, out("s14") _, out("s15") _,
+            options(nostack, readonly)
+        );
+    }
+    f32::from_bits(m2 >> 1)
+}
+
+/// The oracle's `quantize_sym_i8`, bit for bit. Per four entries: one `vmul.f32` by
+/// `inv = 127 / absmax` (one IEEE multiply rounded to nearest, as the scalar `x * inv`),
+/// `vcvta.s32.f32` (round to nearest, ties away from zero: the oracle's
+/// `round_half_away`), a clamp to `[-127, 127]`, zero for the non-finite entries, a
+/// narrowing `vstrb.32`.
+///
+/// Vector float arithmetic may flush subnormal inputs and results to zero where the
+/// scalar FPU does not, so the vector loop runs only when `absmax >= 2^-60`: then
+/// `inv <= 127 * 2^60`, a subnormal `x[i]` (below `2^-126`) gives `|x[i] * inv| < 2^-59`,
+/// and a subnormal product is below `2^-126`; both quantize to 0 flushed or not. Smaller
+/// maxima (subnormal ones included, whose `inv` may be infinite) take the scalar code.
+fn quantize(x: &[f32], q: &mut [i8]) -> f32 {
+    let absmax = absmax_finite(x);
+    if absmax < VECTOR_QUANT_MIN_ABSMAX {
+        return Scalar::quantize_sym_i8(x, q);
+    }
+    let inv = 127.0 / absmax;
+    let q = &mut q[..x.len()];
+    // SAFETY: `x` is not empty (`absmax > 0`). The tail-predicated loop runs
+    // `ceil(n / 4)` times (`n = x.len() = q.len()`); iteration `i` reads the
+    // `min(4, n - 4 i)` active `f32` at offset `4 i` of `x` (4-byte aligned) and writes as
+    // many bytes at offset `4 i` of `q` (predicated-off lanes are not accessed). It writes
+    // `lr`, `q0..q4` (= `s0..s19`), the predicates, and no memory but `q`.
+    unsafe {
+        asm!(
+            mve_ext!(),
+            "vmov.i32 q2, #0",
+            "vmov.i32 q3, #127",
+            "vmvn.i32 q4, #126",
+            "dlstp.32 lr, {n}",
+            "2:",
+            "vldrw.u32 q0, [{px}], #16",
+            "vshl.i32 q1, q0, #1",
+            "vmul.f32 q0, q0, {inv}",
+            "vcvta.s32.f32 q0, q0",
+            "vmin.s32 q0, q0, q3",
+            "vmax.s32 q0, q0, q4",
+            "vcmp.u32 cs, q1, {lim}",
+            "vpsel q0, q2, q0",
+            "vstrb.32 q0, [{pq}], #4",
+            "letp lr, 2b",
+            n = in(reg) x.len(),
+            px = inout(reg) x.as_ptr() => _,
+            pq = inout(reg) q.as_mut_ptr() => _,
+            inv = in(reg) inv.to_bits(),
+            lim = in(reg) 0xff00_0000u32,
+            out("lr") _,
+            out("s0") _, out("s1") _, out("s2") _, out("s3") _,
+            out("s4") _, out("s5") _, out("s6") _, out("s7") _,
+            out("s8") _, out("s9") _, out("s10") _, out("s11") _,
+            out("s12") _, out("s13") _, out("s14") _, out("s15") _,
+            out("s16") _, out("s17") _, out("s18") _, out("s19") _,
+            options(nostack)
+        );
+    }
+    absmax / 127.0
+}
+
 impl Kernels for Mve {
     const NAME: &'static str = "mve";
 
@@ -243,7 +367,7 @@ impl Kernels for Mve {
             y.fill(0);
             return;
         }
-        gemv_by(|i| &w[i * cols..(i + 1) * cols], x, y);
+        gemv_contiguous(w, x, y);
     }
 
     fn gemv_rows_i8(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
@@ -251,7 +375,7 @@ impl Kernels for Mve {
             y.fill(0);
             return;
         }
-        gemv_by(|j| check::row(w, cols, rows[j]), x, y);
+        gemv_listed(w, rows, x, y);
     }
 
     fn gemv_t_rows_i8(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
@@ -262,6 +386,6 @@ impl Kernels for Mve {
 
     fn quantize_sym_i8(x: &[f32], q: &mut [i8]) -> f32 {
         check::quantize(x, q);
-        Scalar::quantize_sym_i8(x, q)
+        quantize(x, q)
     }
 }
