@@ -196,6 +196,53 @@ fn measure(b: &mut Buffers<'_>, clock: &Clock) -> u32 {
     missed
 }
 
+/// Instructions per element (thousandths) of the float kernels on 1024 values:
+/// `quantize_sym_i8` per backend, and the soft-cap and softmax-numerator loops, which every
+/// backend here runs as the shared scalar code (`spark_hal::math`).
+fn measure_float(b: &mut Buffers<'_>, clock: &Clock) {
+    let n = 1024;
+    let fill = |f: &mut [f32]| {
+        for (v, p) in f.iter_mut().zip(spark_hal::testing::pattern_i8(n, 60)) {
+            *v = p as f32 * 0.0625;
+        }
+    };
+    let (f, q) = (&mut b.f[..n], &mut b.q0[..n]);
+    fill(f);
+    let s = per_mac(clock, n, 8, || {
+        core::hint::black_box(Scalar::quantize_sym_i8(f, q));
+    });
+    let d = per_mac(clock, n, 8, || {
+        core::hint::black_box(Dsp::quantize_sym_i8(f, q));
+    });
+    out!("{} quantize_sym_i8 {}: scalar {}, dsp {}", BOARD, n, milli(s), milli(d));
+    #[cfg(feature = "mve")]
+    {
+        let v = per_mac(clock, n, 8, || {
+            core::hint::black_box(Mve::quantize_sym_i8(f, q));
+        });
+        out!(", mve {} ({}x fewer than scalar)", milli(v), Ratio(s, v));
+    }
+    outln!(" {}/element", UNIT);
+    let c = per_mac(clock, n, 1, || {
+        fill(f);
+        Scalar::softcap_f32(f, 30.0);
+    });
+    let e = per_mac(clock, n, 1, || {
+        fill(f);
+        Scalar::exp_shifted_f32(f, 8.0);
+    });
+    let r = per_mac(clock, n, 1, || fill(f));
+    outln!(
+        "{} shared scalar float loops {}: softcap_f32 {}, exp_shifted_f32 {} {}/element (each including a refill of {})",
+        BOARD,
+        n,
+        milli(c),
+        milli(e),
+        UNIT,
+        milli(r)
+    );
+}
+
 #[cortex_m_rt::entry]
 fn main() -> ! {
     rt::paint_stack();
@@ -238,6 +285,7 @@ fn main() -> ! {
     }
     outln!("cases checked in {} {}", clock.count(t0, clock.now()), UNIT);
     let missed = measure(&mut b, &clock);
+    measure_float(&mut b, &clock);
     outln!("stack high-water: {} bytes (measured by stack painting)", rt::stack_high_water());
     outln!("{}: {} failed", PROG, failed + missed);
     rt::exit(failed + missed == 0)
