@@ -9,7 +9,9 @@
 //! | [`Kernels::gemv_rows_i8`] | `y[j] = W[rows[j]] . x` | K2 row gather, attention over selected keys |
 //! | [`Kernels::gemv_t_rows_i8`] | `y += sum_j c[j] * W[rows[j]]` | sparse vector-matrix (FFN `V`, attention values) |
 //!
-//! plus [`Kernels::quantize_sym_i8`], the symmetric per-vector activation quantizer.
+//! plus [`Kernels::quantize_sym_i8`], the symmetric per-vector activation quantizer, and
+//! the elementwise `f32` kernels whose oracles are in [`math`] (soft-cap, attention scores,
+//! [`Kernels::dequantize_f32`] of kernel outputs, softmax numerators, top-k threshold masks).
 //!
 //! # Layout
 //! Matrices are row-major `[rows, cols]` int8 slices: row `i` is `w[i*cols .. (i+1)*cols]`.
@@ -83,6 +85,9 @@ macro_rules! dispatching_kernels {
             }
             fn exp_shifted_f32(x: &mut [f32], max: f32) {
                 $dispatch!(exp_shifted_f32(x, max))
+            }
+            fn dequantize_f32(acc: &[i32], a: f32, row_scale: &[u8], out: &mut [f32]) {
+                $dispatch!(dequantize_f32(acc, a, row_scale, out))
             }
             fn scores_f32(acc: &[i32], a: f32, row_scale: &[f32], c: f32, softcap: f32, out: &mut [f32]) {
                 $dispatch!(scores_f32(acc, a, row_scale, c, softcap, out))
@@ -173,6 +178,15 @@ pub trait Kernels {
     #[inline(always)]
     fn scores_f32(acc: &[i32], a: f32, row_scale: &[f32], c: f32, softcap: f32, out: &mut [f32]) {
         math::scores_in_place(acc, a, row_scale, c, softcap, out)
+    }
+
+    /// Dequantization of integer kernel outputs with a per-vector and a per-row scale:
+    /// `out[i] = acc[i] as f32 * a * scale_i`, `scale_i` the little-endian `f32` at
+    /// `row_scale[4 i ..]` (the model's row scales, in place); exactly the bits of
+    /// [`math::dequantize`] (the default). The shortest of `acc`, `out` and the scales decides.
+    #[inline(always)]
+    fn dequantize_f32(acc: &[i32], a: f32, row_scale: &[u8], out: &mut [f32]) {
+        math::dequantize(acc, a, row_scale, out)
     }
 
     /// Softmax numerators in place: `x[i] <- e^(x[i] - max)`, with exactly the bits of

@@ -68,7 +68,7 @@ struct Kind {
 
 /// The shared case table on `K` vs `Scalar`; returns the number of failed cases.
 fn correctness<K: Kernels>(b: &mut Buffers<'_>) -> u32 {
-    let mut kinds: [Kind; 5] = Default::default();
+    let mut kinds: [Kind; 6] = Default::default();
     let mut failed = 0;
     for case in cases() {
         let k = match case {
@@ -76,7 +76,8 @@ fn correctness<K: Kernels>(b: &mut Buffers<'_>) -> u32 {
             Case::Extreme { .. } => 1,
             Case::MaxLength => 2,
             Case::Quant(_) => 3,
-            Case::Random(_) => 4,
+            Case::Float(_) => 4,
+            Case::Random(_) => 5,
         };
         kinds[k].cases += 1;
         match check_case::<K>(case, b) {
@@ -89,7 +90,14 @@ fn correctness<K: Kernels>(b: &mut Buffers<'_>) -> u32 {
             }
         }
     }
-    let names = ["edge lengths", "extreme values", "max-length rows", "quantization fixtures", "random"];
+    let names = [
+        "edge lengths",
+        "extreme values",
+        "max-length rows",
+        "quantization fixtures",
+        "float-kernel fixtures",
+        "random",
+    ];
     for (k, name) in kinds.iter().zip(names) {
         outln!("cases {}: {} cases, {} kernel calls equal to the scalar oracle", name, k.cases, k.calls);
     }

@@ -31,14 +31,26 @@
 //!   row's coefficient in a GPR, one `vstrw`: 11 instructions per 16 MACs. The last 1-3
 //!   rows repeat a row under a zero coefficient.
 //!
-//! Every sum is exact integer arithmetic: `vmladava.s8` adds the 16 int8 x int8 products
+//! Every integer sum is exact integer arithmetic: `vmladava.s8` adds the 16 int8 x int8 products
 //! of a vector into a 32-bit register, `vmla.s32` multiplies int8 values held in 32-bit
 //! lanes; both wrap like the scalar oracle's `wrapping_add`, and no true sum overflows
 //! (see [`crate::MAX_ACC_TERMS`]). The results are the oracle's bit for bit.
 //!
-//! Float work (`quantize_sym_i8`, the soft-cap, softmax and statistics loops) is the scalar
-//! code: see `docs/PERFORMANCE.md` ("Cortex-M55 with Helium") for the measured share of
-//! that work per token.
+//! Float kernels, each the oracle's bits:
+//! - `quantize_sym_i8`: the absolute maximum in integer arithmetic on the bit patterns,
+//!   then `vmul.f32` + `vcvta.s32.f32` (round half away from zero) + clamp + narrowing store.
+//! - `dequantize_f32` (`acc as f32 * a * scale`): `vcvt.f32.s32` and two `vmul.f32`.
+//! - `above_masks_f32`: integer compares of order keys (no float compare at all).
+//!
+//! The vector unit's float arithmetic does not treat subnormals (and NaN payloads) as the
+//! scalar FPU does: under QEMU, with the guards below removed, the kernel test's fixtures
+//! with subnormal values differ. So each float kernel either avoids float arithmetic
+//! (`above_masks_f32`) or runs the vector loop only where no subnormal or NaN can change a
+//! bit and falls back to the scalar code otherwise (`quantize_sym_i8`: an absolute maximum
+//! below `2^-60`; `dequantize_f32`: any zero-from-non-zero, subnormal or NaN result). No
+//! fused multiply-add anywhere. The soft-cap (`tanh` needs a division per element, and MVE
+//! has no vector divide), softmax numerators and the top-k statistics stay the scalar code;
+//! `docs/PERFORMANCE.md` ("Cortex-M55 with Helium") has the measurements.
 //!
 //! # Testing
 //! `firmware/kernel-test` built with its `mve` feature runs `spark_hal::testing`'s case
@@ -355,6 +367,162 @@ fn quantize(x: &[f32], q: &mut [i8]) -> f32 {
     absmax / 127.0
 }
 
+/// The `f32` bits as an integer that orders like the value for every non-NaN float
+/// (`+0` and `-0` both 0): the magnitude, negated for a negative sign.
+#[inline(always)]
+fn order_key(v: f32) -> i32 {
+    let b = v.to_bits();
+    let m = (b & 0x7fff_ffff) as i32;
+    if b >> 31 == 1 {
+        -m
+    } else {
+        m
+    }
+}
+
+/// `[1, 2, 4, 8]`: the mask bit of each lane of the first vector of a group.
+#[repr(C, align(16))]
+struct LaneBits([u32; 4]);
+
+static LANE_BITS: LaneBits = LaneBits([1, 2, 4, 8]);
+
+/// The asm text for one vector of four scores of [`above_masks`]: load, order keys
+/// (`(magnitude ^ sign) - sign` with `sign` = 0 or -1), the two compares, the predicated
+/// sum of the lanes' bits into `r0`, then the bits of the next vector.
+macro_rules! mask_vector {
+    () => {
+        concat!(
+            "vldrw.u32 q0, [{ps}], #16\n",
+            "vshr.s32 q1, q0, #31\n",
+            "vbic.i32 q0, #0x80000000\n",
+            "veor q0, q0, q1\n",
+            "vsub.i32 q0, q0, q1\n",
+            "vpt.s32 gt, q0, {tk}\n",
+            "vcmpt.s32 lt, q0, {ik}\n",
+            "vpst\n",
+            "vaddvat.u32 r0, q2\n",
+            "vshl.i32 q2, q2, #4\n"
+        )
+    };
+}
+
+/// The oracle's [`math::above_masks`](crate::math::above_masks), bit for bit, in integer
+/// compares: with `k` = [`order_key`], a non-NaN `s > theta` is `k(s) > k(theta)`
+/// (subnormals and signed zeros included) and a non-NaN `s < +inf` is `k(s) < k(+inf)`; a
+/// NaN score has a key above `k(+inf)` or below `k(-inf)` and fails one of the two, as it
+/// fails both float compares; a NaN `theta` passes nothing. Per four scores: one `vldrw`,
+/// four instructions for the keys, two compares, a predicated `vaddva` of the lanes' bit
+/// values (`[1, 2, 4, 8] << 4 v` for vector `v` of the group) and a shift of those.
+fn above_masks(scores: &[f32], theta: f32, masks: &mut [u32]) {
+    let groups = masks.len().min(scores.len() / 32);
+    if theta.is_nan() {
+        masks[..groups].fill(0);
+        return;
+    }
+    let (tk, ik) = (order_key(theta), order_key(f32::INFINITY));
+    for (m, group) in masks[..groups].iter_mut().zip(scores.chunks_exact(32)) {
+        let mut bits = 0u32;
+        // SAFETY: reads the 32 `f32` of `group` (8 vectors of 4; `f32` is 4-byte aligned as
+        // `vldrw` needs) and the 16-byte-aligned `LANE_BITS`; writes `bits` (`r0`),
+        // `q0..q2` (= `s0..s11`), the predicates, and no memory.
+        unsafe {
+            asm!(
+                mve_ext!(),
+                "vldrw.u32 q2, [{lb}]",
+                mask_vector!(),
+                mask_vector!(),
+                mask_vector!(),
+                mask_vector!(),
+                mask_vector!(),
+                mask_vector!(),
+                mask_vector!(),
+                mask_vector!(),
+                ps = inout(reg) group.as_ptr() => _,
+                lb = in(reg) LANE_BITS.0.as_ptr(),
+                tk = in(reg) tk,
+                ik = in(reg) ik,
+                inout("r0") bits,
+                out("s0") _, out("s1") _, out("s2") _, out("s3") _,
+                out("s4") _, out("s5") _, out("s6") _, out("s7") _,
+                out("s8") _, out("s9") _, out("s10") _, out("s11") _,
+                options(nostack, readonly)
+            );
+        }
+        *m = bits;
+    }
+}
+
+/// The oracle's [`math::dequantize`](crate::math::dequantize), bit for bit: per four
+/// entries `vcvt.f32.s32` (exact or rounded to nearest, as the scalar `as f32`),
+/// `vmul.f32` by `a` and `vmul.f32` by the four row scales (two roundings, no fused
+/// multiply-add, as the oracle), `vstrw`. A vector unit may flush subnormal inputs,
+/// intermediates and results to zero and give NaNs another payload; where that could
+/// change a bit the result shows it: a zero or subnormal result from a non-zero `acc`, or a
+/// NaN. The loop counts those lanes, and if there is any the whole call is redone by the
+/// scalar code (normal model values never get there; the kernel-test fixtures do). Scales
+/// that are not 4-byte aligned, and the last 0-3 entries, take the scalar code too.
+fn dequantize(acc: &[i32], a: f32, row_scale: &[u8], out: &mut [f32]) {
+    let n = acc.len().min(out.len()).min(row_scale.len() / 4);
+    let (acc, out, row_scale) = (&acc[..n], &mut out[..n], &row_scale[..4 * n]);
+    if row_scale.as_ptr() as usize % 4 != 0 {
+        return crate::math::dequantize(acc, a, row_scale, out);
+    }
+    let body = n / 4 * 4;
+    let mut suspects = 0u32;
+    if body > 0 {
+        // SAFETY: the low-overhead loop runs `body / 4 >= 1` times; iteration `i` reads the
+        // four `i32` at offset `4 i` of `acc`, the 16 bytes at offset `16 i` of `row_scale`
+        // (4-byte aligned, checked above, as `vldrw` needs) and writes the four `f32` at
+        // offset `4 i` of `out`: `body <= n` entries of each. It writes `suspects` (`r0`),
+        // `lr`, `q0..q4` (= `s0..s19`), the predicates, and no memory but `out`.
+        unsafe {
+            asm!(
+                mve_ext!(),
+                "vdup.32 q3, {lim}",
+                "vmov.i32 q4, #1",
+                "wls lr, {cnt}, 3f",
+                "2:",
+                "vldrw.u32 q0, [{pa}], #16",
+                "vcvt.f32.s32 q1, q0",
+                "vmul.f32 q1, q1, {a}",
+                "vldrw.u32 q2, [{ps}], #16",
+                "vmul.f32 q1, q1, q2",
+                "vstrw.32 q1, [{po}], #16",
+                // |result| bits: zero or subnormal below 0x0100_0000, NaN above 0xff00_0000
+                "vshl.i32 q2, q1, #1",
+                "vpt.i32 ne, q0, {zero}",
+                "vcmpt.u32 hi, q3, q2",
+                "vpst",
+                "vaddvat.u32 r0, q4",
+                "vpt.u32 hi, q2, {nan}",
+                "vaddvat.u32 r0, q4",
+                "le lr, 2b",
+                "3:",
+                cnt = in(reg) body / 4,
+                pa = inout(reg) acc.as_ptr() => _,
+                ps = inout(reg) row_scale.as_ptr() => _,
+                po = inout(reg) out.as_mut_ptr() => _,
+                a = in(reg) a.to_bits(),
+                lim = in(reg) 0x0100_0000u32,
+                nan = in(reg) 0xff00_0000u32,
+                zero = in(reg) 0u32,
+                inout("r0") suspects,
+                out("lr") _,
+                out("s0") _, out("s1") _, out("s2") _, out("s3") _,
+                out("s4") _, out("s5") _, out("s6") _, out("s7") _,
+                out("s8") _, out("s9") _, out("s10") _, out("s11") _,
+                out("s12") _, out("s13") _, out("s14") _, out("s15") _,
+                out("s16") _, out("s17") _, out("s18") _, out("s19") _,
+                options(nostack)
+            );
+        }
+    }
+    if suspects != 0 {
+        return crate::math::dequantize(acc, a, row_scale, out);
+    }
+    crate::math::dequantize(&acc[body..], a, &row_scale[4 * body..], &mut out[body..]);
+}
+
 impl Kernels for Mve {
     const NAME: &'static str = "mve";
 
@@ -389,5 +557,13 @@ impl Kernels for Mve {
     fn quantize_sym_i8(x: &[f32], q: &mut [i8]) -> f32 {
         check::quantize(x, q);
         quantize(x, q)
+    }
+
+    fn above_masks_f32(scores: &[f32], theta: f32, masks: &mut [u32]) {
+        above_masks(scores, theta, masks)
+    }
+
+    fn dequantize_f32(acc: &[i32], a: f32, row_scale: &[u8], out: &mut [f32]) {
+        dequantize(acc, a, row_scale, out)
     }
 }
