@@ -205,7 +205,8 @@ fn measure(b: &mut Buffers<'_>, clock: &Clock) -> u32 {
 }
 
 /// Instructions per element (thousandths) of the float kernels on 1024 values:
-/// `quantize_sym_i8` per backend, and the soft-cap and softmax-numerator loops, which every
+/// `quantize_sym_i8`, `dequantize_f32` and `above_masks_f32` per backend (`Dsp` runs the
+/// scalar code for all three), and the soft-cap and softmax-numerator loops, which every
 /// backend here runs as the shared scalar code (`spark_hal::math`).
 fn measure_float(b: &mut Buffers<'_>, clock: &Clock) {
     let n = 1024;
@@ -230,6 +231,28 @@ fn measure_float(b: &mut Buffers<'_>, clock: &Clock) {
         });
         out!(", mve {} ({}x fewer than scalar)", milli(v), Ratio(s, v));
     }
+    outln!(" {}/element", UNIT);
+    // dequantize_f32: the kernel outputs of `measure` against row scales 2^-10 .. 2^-3.
+    let mut scale_bytes = [0u8; 4 * 1024];
+    for (j, s) in scale_bytes.chunks_exact_mut(4).enumerate() {
+        s.copy_from_slice(&(((j % 8) + 1) as f32 / 1024.0).to_le_bytes());
+    }
+    let acc = &b.y1[..n];
+    let s = per_mac(clock, n, 8, || Scalar::dequantize_f32(acc, 0.01, &scale_bytes, core::hint::black_box(&mut *f)));
+    #[cfg(feature = "mve")]
+    let v = per_mac(clock, n, 8, || Mve::dequantize_f32(acc, 0.01, &scale_bytes, core::hint::black_box(&mut *f)));
+    out!("{} dequantize_f32 {}: scalar {}", BOARD, n, milli(s));
+    #[cfg(feature = "mve")]
+    out!(", mve {} ({}x fewer)", milli(v), Ratio(s, v));
+    outln!(" {}/element", UNIT);
+    fill(f);
+    let mut masks = [0u32; 32];
+    let s = per_mac(clock, n, 8, || Scalar::above_masks_f32(f, 0.5, core::hint::black_box(&mut masks)));
+    #[cfg(feature = "mve")]
+    let v = per_mac(clock, n, 8, || Mve::above_masks_f32(f, 0.5, core::hint::black_box(&mut masks)));
+    out!("{} above_masks_f32 {}: scalar {}", BOARD, n, milli(s));
+    #[cfg(feature = "mve")]
+    out!(", mve {} ({}x fewer)", milli(v), Ratio(s, v));
     outln!(" {}/element", UNIT);
     let c = per_mac(clock, n, 1, || {
         fill(f);
