@@ -163,6 +163,8 @@ cargo clippy -p spark-hal --all-targets --target aarch64-unknown-linux-gnu -- -D
 for t in aarch64-unknown-linux-gnu thumbv7em-none-eabihf thumbv8m.main-none-eabihf thumbv6m-none-eabi; do
   cargo clippy -p spark-hal --target "$t" -- -D warnings
 done
+# the Helium backend (feature mve, cfg(spark_mve): Native = Mve)
+cargo clippy -p spark-hal --target thumbv8m.main-none-eabihf --features mve -- -D warnings
 
 # The linker and runner are set per command, not in a global cargo config, so host builds
 # are unaffected. `-cpu max` has dotprod (NeonDot runs); `-cpu cortex-a53` has not (NeonDot
@@ -226,18 +228,22 @@ hal/icount-aarch64.sh 1024
 # spark-hal's shared kernel cases (spark_hal::testing, the table kernel_suite! runs on the
 # host) with the DSP kernels against the scalar oracle on four QEMU boards (boards are
 # cargo features; memory maps and clocks from firmware/boards, runtime from
-# firmware/common): M4 and M7 run thumbv7em images, M33 and M55 thumbv8m.main images.
+# firmware/common): M4 and M7 run thumbv7em images, M33 and M55 thumbv8m.main images;
+# with the feature mve the M55 image also checks the Helium kernels (and fails if MVE
+# gemv_i8 / gemv_rows_i8 exceed 0.40 / 0.45 instructions per MAC).
 FW_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/kernel-test"
 FW_KT_T0=$SECONDS
-step "Cortex-M kernel test (firmware/kernel-test): fmt and clippy (mps2-an386; mps3-an547)"
+step "Cortex-M kernel test (firmware/kernel-test): fmt and clippy (mps2-an386; mps3-an547; mps3-an547 with mve)"
 (cd firmware/kernel-test && cargo fmt --check &&
   cargo clippy -q --release --target-dir "$FW_TARGET_DIR" -- -D warnings &&
   cargo clippy -q --release --target thumbv8m.main-none-eabihf --no-default-features --features mps3-an547 \
+    --target-dir "$FW_TARGET_DIR" -- -D warnings &&
+  cargo clippy -q --release --target thumbv8m.main-none-eabihf --no-default-features --features mps3-an547,mve \
     --target-dir "$FW_TARGET_DIR" -- -D warnings)
 
-kernel_qemu() { # board target cpu
+kernel_qemu() { # board target cpu [features]
   (cd firmware/kernel-test && cargo build -q --release --target "$2" --target-dir "$FW_TARGET_DIR" \
-    --no-default-features --features "$1")
+    --no-default-features --features "$1${4:+,$4}")
   timeout 300 qemu-system-arm -machine "$1" -cpu "$3" -nographic -icount shift=0 \
     -semihosting-config enable=on,target=native \
     -kernel "$FW_TARGET_DIR/$2/release/spark-kernel-test"
@@ -250,12 +256,15 @@ step "Cortex-M33 DSP kernels: spark-hal's cases under qemu-system-arm -machine m
 kernel_qemu mps2-an505 thumbv8m.main-none-eabihf cortex-m33
 step "Cortex-M55 DSP kernels: spark-hal's cases under qemu-system-arm -machine mps3-an547"
 kernel_qemu mps3-an547 thumbv8m.main-none-eabihf cortex-m55
+step "Cortex-M55 Helium (MVE) kernels and DSP kernels: spark-hal's cases under qemu-system-arm -machine mps3-an547 (feature mve)"
+kernel_qemu mps3-an547 thumbv8m.main-none-eabihf cortex-m55 mve
 echo "firmware/kernel-test section: $((SECONDS - FW_KT_T0)) s"
 
 # firmware/app: the firmware a user flashes (own cargo project like kernel-test): boards
 # are cargo features, the board table and memory maps live in firmware/boards (shared with
 # `spark-sim plan`). firmware/run-qemu.sh builds it for the five QEMU boards (Cortex-M3
-# running the ARMv6-M build, M4, M7, M33, M55), runs each greedy and sampled under QEMU
+# running the ARMv6-M build, M4, M7, M33, M55) and the M55 with the Helium kernels
+# (mps3-an547-mve: feature mve), runs each greedy and sampled under QEMU
 # with a timeout and compares every JSON line with `spark-sim generate --json` (dev-profile
 # spark-sim, built by the workspace tests); the greedy runs also count the dense twin's
 # instructions per token and check models/expected_int8.json bit for bit; a model too big
@@ -265,7 +274,7 @@ FW_APP_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/app"
 FW_APP_T0=$SECONDS
 step "spark-core / spark-hal with the defmt feature (thumbv7em-none-eabihf)"
 cargo build -q -p spark-core --features defmt --target thumbv7em-none-eabihf
-step "Cortex-M firmware (firmware/app): fmt and clippy (mps2-an386; mps2-an385 ARMv6-M with force-panic; mps3-an547 with expected-int8 and compare-dense; pico2; nucleo-h743zi)"
+step "Cortex-M firmware (firmware/app): fmt and clippy (mps2-an386; mps2-an385 ARMv6-M with force-panic; mps3-an547 with expected-int8 and compare-dense, with and without mve; pico2; nucleo-h743zi)"
 # (the compare-dense configuration needs the dense twin: converted as run-qemu.sh does it,
 # replaced only when it changed)
 FW_DENSE="${CARGO_TARGET_DIR:-$PWD/target}/demo_dense.spark"
@@ -277,13 +286,15 @@ if cmp -s "$FW_DENSE.new" "$FW_DENSE"; then rm "$FW_DENSE.new"; else mv "$FW_DEN
     --target-dir "$FW_APP_TARGET_DIR" -- -D warnings &&
   cargo clippy -q --release --target thumbv8m.main-none-eabihf --no-default-features \
     --features mps3-an547,expected-int8,compare-dense --target-dir "$FW_APP_TARGET_DIR" -- -D warnings &&
+  cargo clippy -q --release --target thumbv8m.main-none-eabihf --no-default-features \
+    --features mps3-an547,mve,expected-int8,compare-dense --target-dir "$FW_APP_TARGET_DIR" -- -D warnings &&
   cargo clippy -q --release --target thumbv8m.main-none-eabihf --no-default-features --features pico2 \
     --target-dir "$FW_APP_TARGET_DIR" -- -D warnings &&
   cargo clippy -q --release --target thumbv7em-none-eabihf --no-default-features --features nucleo-h743zi \
     --target-dir "$FW_APP_TARGET_DIR" -- -D warnings &&
   cargo clippy -q --release --target thumbv8m.main-none-eabihf --no-default-features \
     --features mps2-an505,runtime-model --target-dir "$FW_APP_TARGET_DIR" -- -D warnings)
-step "firmware/run-qemu.sh: five QEMU boards, greedy and sampled, JSON lines equal to spark-sim generate --json; Pico 2 and Nucleo-H743ZI images built (+ UF2)"
+step "firmware/run-qemu.sh: five QEMU boards and mps3-an547 with mve (Helium), greedy and sampled, JSON lines equal to spark-sim generate --json; Pico 2 and Nucleo-H743ZI images built (+ UF2)"
 SPARK_SIM="${CARGO_TARGET_DIR:-target}/debug/spark-sim" firmware/run-qemu.sh
 echo "firmware/app section: $((SECONDS - FW_APP_T0)) s"
 

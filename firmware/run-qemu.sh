@@ -10,7 +10,10 @@
 # status 1 within the timeout (no hang). Then it checks that a model too big for mps2-an386
 # fails the build.
 #
-#   firmware/run-qemu.sh                 # all five boards
+# `mps3-an547-mve` is the M55 board built with the feature mve (the Helium kernels,
+# Native = Mve), run and checked like the others.
+#
+#   firmware/run-qemu.sh                 # all five boards and mps3-an547-mve
 #   firmware/run-qemu.sh mps2-an505 ...  # some of them
 #
 # Environment: SPARK_SIM (the spark-sim binary; default target/release/spark-sim, else
@@ -41,15 +44,18 @@ DENSE="${CARGO_TARGET_DIR:-$ROOT/target}/demo_dense.spark"
 if cmp -s "$DENSE.new" "$DENSE"; then rm "$DENSE.new"; else mv "$DENSE.new" "$DENSE"; fi
 export SPARK_DENSE_MODEL="$DENSE"
 
+# board configuration -> board (a `-mve` configuration is its board with the feature mve)
+board_of() { echo "${1%-mve}"; }
+features_of() { case $1 in *-mve) echo "${1%-mve},mve" ;; *) echo "$1" ;; esac; }
 # board -> target and qemu -cpu (the board table is firmware/boards/src/lib.rs)
 target_of() {
-  case $1 in
+  case $(board_of "$1") in
     mps2-an385) echo thumbv6m-none-eabi ;; mps2-an386 | mps2-an500) echo thumbv7em-none-eabihf ;;
     mps2-an505 | mps3-an547) echo thumbv8m.main-none-eabihf ;; *) echo "unknown board $1" >&2; return 1 ;;
   esac
 }
 cpu_of() {
-  case $1 in
+  case $(board_of "$1") in
     mps2-an385) echo cortex-m3 ;; mps2-an386) echo cortex-m4 ;; mps2-an500) echo cortex-m7 ;;
     mps2-an505) echo cortex-m33 ;; mps3-an547) echo cortex-m55 ;;
   esac
@@ -61,7 +67,7 @@ for b in "$@"; do
   case $b in pico2 | nucleo-h743zi) REAL+=("$b") ;; *) BOARDS+=("$b") ;; esac
 done
 if [ $# -eq 0 ]; then
-  BOARDS=(mps2-an385 mps2-an386 mps2-an500 mps2-an505 mps3-an547)
+  BOARDS=(mps2-an385 mps2-an386 mps2-an500 mps2-an505 mps3-an547 mps3-an547-mve)
   REAL=(pico2 nucleo-h743zi)
 fi
 
@@ -72,7 +78,7 @@ build_run() {
   local target
   target=$(target_of "$board")
   if ! (cd firmware/app && env "$@" cargo build -q --release --target "$target" --target-dir "$TARGET_DIR" \
-    --no-default-features --features "$board$features" >"$OUT/$board-$cfg.build.log" 2>&1); then
+    --no-default-features --features "$(features_of "$board")$features" >"$OUT/$board-$cfg.build.log" 2>&1); then
     cat "$OUT/$board-$cfg.build.log"
     echo "$board $cfg: the build failed"
     return 1
@@ -80,7 +86,7 @@ build_run() {
   local elf="$OUT/$board-$cfg.elf"
   cp "$TARGET_DIR/$target/release/spark-app" "$elf"
   local rc=0
-  timeout "$QEMU_TIMEOUT" qemu-system-arm -machine "$board" -cpu "$(cpu_of "$board")" -nographic \
+  timeout "$QEMU_TIMEOUT" qemu-system-arm -machine "$(board_of "$board")" -cpu "$(cpu_of "$board")" -nographic \
     -icount shift=0 -semihosting-config enable=on,target=native -kernel "$elf" >"$OUT/$board-$cfg.log" 2>&1 || rc=$?
   if [ $rc -ne 0 ]; then
     cat "$OUT/$board-$cfg.log"

@@ -139,9 +139,8 @@ pub fn spark_ffn<K: Kernels>(w: &SparkFfn<'_>, h: &[f32], s: &mut FfnScratch<'_>
     while c0 < f {
         let c1 = (c0 + PREDICTOR_CHUNK).min(f);
         K::gemv_i8(&w.k1.data[c0 * r..c1 * r], r, &s.xq[..r], &mut s.acc[c0..c1]);
-        for i in c0..c1 {
-            s.scores[i] = s.acc[i] as f32 * xs * w.k1.scales.get(i);
-        }
+        // scores[i] = acc[i] * xs * scale_i
+        K::dequantize_f32(&s.acc[c0..c1], xs, &w.k1.scales.0[4 * c0..4 * c1], &mut s.scores[c0..c1]);
         stats.push_slice(&s.scores[c0..c1]);
         c0 = c1;
     }

@@ -52,9 +52,7 @@ pub fn matvec<K: Kernels>(m: &QMatrix<'_>, x: &[f32], xq: &mut [i8], acc: &mut [
     let acc = &mut acc[..m.rows];
     let xs = K::quantize_sym_i8(x, xq);
     K::gemv_i8(m.data, m.cols, xq, acc);
-    for i in 0..m.rows {
-        out[i] = acc[i] as f32 * xs * m.scales.get(i);
-    }
+    K::dequantize_f32(acc, xs, &m.scales.0[..4 * m.rows], &mut out[..m.rows]);
     xs
 }
 

@@ -9,7 +9,9 @@
 //! | [`Kernels::gemv_rows_i8`] | `y[j] = W[rows[j]] . x` | K2 row gather, attention over selected keys |
 //! | [`Kernels::gemv_t_rows_i8`] | `y += sum_j c[j] * W[rows[j]]` | sparse vector-matrix (FFN `V`, attention values) |
 //!
-//! plus [`Kernels::quantize_sym_i8`], the symmetric per-vector activation quantizer.
+//! plus [`Kernels::quantize_sym_i8`], the symmetric per-vector activation quantizer, and
+//! the elementwise `f32` kernels whose oracles are in [`math`] (soft-cap, attention scores,
+//! [`Kernels::dequantize_f32`] of kernel outputs, softmax numerators, top-k threshold masks).
 //!
 //! # Layout
 //! Matrices are row-major `[rows, cols]` int8 slices: row `i` is `w[i*cols .. (i+1)*cols]`.
@@ -35,6 +37,7 @@
 //! | `x86` | `Auto`: run-time dispatch to the best of the above | x86-64 with `std` |
 //! | `arm::neon` | `Neon` (`smull` + `sadalp`), `NeonDot` (`sdot`), `Auto` (with `std`) | little-endian aarch64 with NEON (`cfg(spark_neon)`) |
 //! | `arm::dsp` | `Dsp` (`sxtb16` + `smlad`) | `thumbv7em-*`, `thumbv8m.main-*` (`cfg(spark_dsp)`) |
+//! | `arm::mve` | `Mve` (Helium: `vldrb.8` + `vmladava.s8`, tail-predicated loops) | `thumbv8m.main-*` with the `mve` feature (`cfg(spark_mve)`; Cortex-M55/M85) |
 //!
 //! [`Native`] is the backend `spark-core` uses by default (see its docs for the selection
 //! rules) and [`native_backend_name`] says which kernels actually run.
@@ -45,7 +48,8 @@
 //! x86-64 natively, on aarch64 under `qemu-aarch64` with and without `dotprod`, see
 //! `test.sh`). Cortex-M DSP is tested on QEMU by the `firmware/kernel-test` binary, which
 //! runs the same case table (`testing::cases`, `testing::check_case`: `no_std`, no
-//! allocation) on M4, M7, M33 and M55.
+//! allocation) on M4, M7, M33 and M55, and with its `mve` feature the Helium kernels on
+//! M55 (`mps3-an547`).
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -81,6 +85,9 @@ macro_rules! dispatching_kernels {
             }
             fn exp_shifted_f32(x: &mut [f32], max: f32) {
                 $dispatch!(exp_shifted_f32(x, max))
+            }
+            fn dequantize_f32(acc: &[i32], a: f32, row_scale: &[u8], out: &mut [f32]) {
+                $dispatch!(dequantize_f32(acc, a, row_scale, out))
             }
             fn scores_f32(acc: &[i32], a: f32, row_scale: &[f32], c: f32, softcap: f32, out: &mut [f32]) {
                 $dispatch!(scores_f32(acc, a, row_scale, c, softcap, out))
@@ -173,6 +180,15 @@ pub trait Kernels {
         math::scores_in_place(acc, a, row_scale, c, softcap, out)
     }
 
+    /// Dequantization of integer kernel outputs with a per-vector and a per-row scale:
+    /// `out[i] = acc[i] as f32 * a * scale_i`, `scale_i` the little-endian `f32` at
+    /// `row_scale[4 i ..]` (the model's row scales, in place); exactly the bits of
+    /// [`math::dequantize`] (the default). The shortest of `acc`, `out` and the scales decides.
+    #[inline(always)]
+    fn dequantize_f32(acc: &[i32], a: f32, row_scale: &[u8], out: &mut [f32]) {
+        math::dequantize(acc, a, row_scale, out)
+    }
+
     /// Softmax numerators in place: `x[i] <- e^(x[i] - max)`, with exactly the bits of
     /// [`math::exp_shifted_in_place`] (the default).
     #[inline(always)]
@@ -221,6 +237,7 @@ mod native {
             /// compiled in, or [`Scalar`](crate::Scalar) with the `force-scalar` feature.
             ///
             /// - `force-scalar`: `Scalar`.
+            /// - `thumbv8m.main` with the `mve` feature (`spark_mve`): `arm::mve::Mve`.
             /// - `thumbv7em`/`thumbv8m.main` (`spark_dsp`): `arm::dsp::Dsp`.
             /// - aarch64 (`spark_neon`): with `std`, `arm::Auto` (`NeonDot` when the CPU has
             ///   `dotprod`, else `Neon`); without `std`, `NeonDot` if the target enables
@@ -235,7 +252,8 @@ mod native {
 
     native! {
         #[cfg(feature = "force-scalar")] crate::Scalar;
-        #[cfg(all(not(feature = "force-scalar"), spark_dsp))] crate::arm::dsp::Dsp;
+        #[cfg(all(not(feature = "force-scalar"), spark_mve))] crate::arm::mve::Mve;
+        #[cfg(all(not(feature = "force-scalar"), spark_dsp, not(spark_mve)))] crate::arm::dsp::Dsp;
         #[cfg(all(not(feature = "force-scalar"), spark_neon, feature = "std"))] crate::arm::Auto;
         #[cfg(all(not(feature = "force-scalar"), spark_neon, not(feature = "std"), target_feature = "dotprod"))]
             crate::arm::neon::NeonDot;
@@ -270,7 +288,7 @@ mod native {
     }
 
     /// Name of the kernels [`Native`] actually runs on this machine (for an `Auto`
-    /// backend, the one it dispatches to), e.g. `"avx2"`, `"neon-sdot"`, `"dsp"`, `"scalar"`.
+    /// backend, the one it dispatches to), e.g. `"avx2"`, `"neon-sdot"`, `"dsp"`, `"mve"`, `"scalar"`.
     pub fn native_backend_name() -> &'static str {
         #[cfg(all(not(feature = "force-scalar"), any(spark_neon, target_arch = "x86_64"), feature = "std"))]
         {

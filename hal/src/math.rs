@@ -145,6 +145,18 @@ pub fn softcap_in_place(z: &mut [f32], cap: f32) {
     }
 }
 
+/// Dequantized kernel outputs: `out[i] = acc[i] as f32 * a * scale_i` (in that order,
+/// `f32`, two roundings), where `scale_i` is the little-endian `f32` at
+/// `row_scale[4 i .. 4 i + 4]` (a model's stored row scales, read in place). The oracle of
+/// [`Kernels::dequantize_f32`](crate::Kernels::dequantize_f32). Shapes: `acc`, `out` and
+/// the whole scales of `row_scale` (the shortest decides).
+#[inline(always)]
+pub fn dequantize(acc: &[i32], a: f32, row_scale: &[u8], out: &mut [f32]) {
+    for ((o, &x), s) in out.iter_mut().zip(acc).zip(row_scale.chunks_exact(4)) {
+        *o = x as f32 * a * f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+    }
+}
+
 /// Threshold bit masks: bit `j` of `masks[g]` is set when `scores[32 g + j]` is finite
 /// and above `theta` (`s > theta && s < +inf`: NaN fails both comparisons, `-inf` the
 /// first). Only whole groups of 32 are tested: `min(masks.len(), scores.len() / 32)`

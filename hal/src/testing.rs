@@ -4,7 +4,9 @@
 //! bit-exact against the [`Scalar`](crate::Scalar) oracle: the shared case table of this
 //! module ([`cases`], checked by [`check_case`]: every kernel at the named edge lengths,
 //! rows of all -127 / all -128 values, max-length rows, quantization ties and non-finite
-//! values, and [`RANDOM_CASES`] pseudo-random shapes), proptest over shapes and values
+//! values, the float kernels a backend may replace (`above_masks_f32`, `dequantize_f32`) on
+//! fixtures with signed zeros, subnormals and non-finite values, and [`RANDOM_CASES`]
+//! pseudo-random shapes), proptest over shapes and values
 //! (including random seeds of the table's generator), and the elementwise float kernels. A
 //! new ISA backend gets the whole suite with one line:
 //!
@@ -41,6 +43,9 @@ pub const RANDOM_CASES: u32 = 400;
 
 /// Quantization fixtures ([`Case::Quant`]).
 pub const QUANT_FIXTURES: usize = 12;
+
+/// Float-kernel fixtures ([`Case::Float`]).
+pub const FLOAT_FIXTURES: usize = 6;
 
 /// A deterministic pseudo-random int8 vector (xorshift), for edge-case fixtures.
 pub fn pattern_i8(len: usize, seed: u32) -> impl Iterator<Item = i8> {
@@ -114,6 +119,12 @@ pub enum Case {
     /// `quantize_sym_i8` on fixture `0..QUANT_FIXTURES`: empty, zeros, NaN and infinities,
     /// subnormals, exact ties, `f32::MAX`.
     Quant(usize),
+    /// `above_masks_f32` over thresholds at, between and around the scores of fixture
+    /// `0..FLOAT_FIXTURES` (NaN, both infinities, signed zeros, subnormals, every bit
+    /// position, ragged tails, one mask more than there are whole groups), and
+    /// `dequantize_f32` of the fixture's values as row scales (aligned and not) over scales
+    /// `a` from subnormal to infinite and NaN, at lengths 0 to 128.
+    Float(usize),
     /// Pseudo-random shapes and values from a seed: rows 0..12, columns 0..800, row lists
     /// of 0..24 entries, initial accumulators within +-2^19, 0..300 floats for quantization.
     Random(u32),
@@ -126,19 +137,21 @@ impl core::fmt::Display for Case {
             Case::Extreme { len, a, b } => write!(f, "extreme values {a}/{b}, length {len}"),
             Case::MaxLength => write!(f, "max-length rows ({MAX_ACC_TERMS})"),
             Case::Quant(i) => write!(f, "quantization fixture {i}"),
+            Case::Float(i) => write!(f, "float-kernel fixture {i}"),
             Case::Random(s) => write!(f, "random seed {s}"),
         }
     }
 }
 
 /// Every case of the table, in order: edge lengths, extreme values, max-length rows,
-/// quantization fixtures, then the random cases.
+/// quantization fixtures, float-kernel fixtures, then the random cases.
 pub fn cases() -> impl Iterator<Item = Case> {
     let edge = EDGE_LENGTHS.iter().enumerate().map(|(n, &len)| Case::Edge { n, len });
     let extreme = EDGE_LENGTHS.iter().flat_map(|&len| EXTREMES.iter().map(move |&(a, b)| Case::Extreme { len, a, b }));
     edge.chain(extreme)
         .chain(core::iter::once(Case::MaxLength))
         .chain((0..QUANT_FIXTURES).map(Case::Quant))
+        .chain((0..FLOAT_FIXTURES).map(Case::Float))
         .chain((0..RANDOM_CASES).map(Case::Random))
 }
 
@@ -255,6 +268,52 @@ pub fn check_case<B: Kernels>(case: Case, b: &mut Buffers<'_>) -> Result<u32, Mi
             let n = quant_fixture(i, b.f);
             k.quant::<B>(&b.f[..n], b.q0, b.q1)?;
         }
+        Case::Float(i) => {
+            let n = float_fixture(i, b.f);
+            let x = &b.f[..n];
+            for theta in [0.0f32, -0.0, 0.125, -6.25, 6.25, 1e-40, -1e-40, f32::NEG_INFINITY, f32::INFINITY, f32::NAN] {
+                let groups = (n / 32).min(16);
+                let (mut m0, mut m1) = ([7u32; 17], [7u32; 17]);
+                Scalar::above_masks_f32(x, theta, &mut m0[..groups + 1]);
+                B::above_masks_f32(x, theta, &mut m1[..groups + 1]);
+                k.expect(m0 == m1, "above_masks_f32", groups + 1, n)?;
+            }
+            // Row scales: the fixture's values as little-endian bytes, at an aligned and an
+            // odd address.
+            const D: usize = 128;
+            #[repr(C, align(4))]
+            struct ScaleBytes([u8; 4 * D + 4]);
+            let mut sb = ScaleBytes([0; 4 * D + 4]);
+            for (s, v) in sb.0[..4 * D].chunks_exact_mut(4).zip(x.iter().cycle()) {
+                s.copy_from_slice(&v.to_le_bytes());
+            }
+            let mut acc = [0i32; D];
+            let mut r = Rng::new(0xDE0 + i as u32);
+            for (j, v) in acc.iter_mut().enumerate() {
+                *v = match j % 7 {
+                    0 => 0,
+                    1 => r.next() as i32,
+                    2 => i32::MIN,
+                    3 => (r.next() >> 20) as i32 - 2048,
+                    _ => (r.next() >> 8) as i32 - (1 << 23),
+                };
+            }
+            let scales_a = [0.02f32, 1.0, -0.5, 0.0, 1e-30, 1e-41, f32::MAX, f32::INFINITY, f32::NAN];
+            for (t, &a) in scales_a.iter().enumerate() {
+                for (len, offset) in
+                    [(0usize, 0usize), (1, 0), (3, 1), (4, 0), (5, 1), (17, 0), (64, 0), (D, 0), (D - 1, 1)]
+                {
+                    let rs = &sb.0[offset..offset + 4 * len];
+                    let (mut o0, mut o1) = ([0f32; D], [1f32; D]);
+                    let acc = &acc[(t + len) % 3..][..len.min(D - 2)];
+                    Scalar::dequantize_f32(acc, a, rs, &mut o0);
+                    B::dequantize_f32(acc, a, rs, &mut o1);
+                    let n = acc.len();
+                    let same = o0[..n].iter().zip(&o1[..n]).all(|(p, q)| p.to_bits() == q.to_bits());
+                    k.expect(same && o1[n..].iter().all(|&v| v == 1.0), "dequantize_f32", 1, n)?;
+                }
+            }
+        }
         Case::Random(seed) => {
             let mut r = Rng::new(seed ^ 0x5EED_0000);
             let rows = r.below(13);
@@ -314,6 +373,58 @@ fn quant_fixture(i: usize, f: &mut [f32]) -> usize {
         _ => (0..75).for_each(|i| push([1e-40, 0.0, -1e-40, -0.0, 5e-41][i % 5])),
     }
     n
+}
+
+/// Fills `f` with float-kernel fixture `i` and returns its length.
+fn float_fixture(i: usize, f: &mut [f32]) -> usize {
+    let specials = [
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        0.0,
+        -0.0,
+        1e-40,
+        -1e-40,
+        f32::MAX,
+        f32::MIN,
+        0.125,
+        -0.125,
+        f32::MIN_POSITIVE,
+        6.25,
+        -6.25,
+        1.0,
+        1.0,
+    ];
+    match i {
+        // scores spread around the thresholds, then the specials, rotated so every
+        // special meets every bit position of some mask
+        0..=3 => {
+            let n = 300 + specials.len();
+            for (j, v) in f[..n].iter_mut().enumerate() {
+                let k = (j + [0, 5, 17, 31][i]) % n;
+                *v = if k < 300 { ((k * 37 % 101) as f32 - 50.0) * 0.125 } else { specials[k - 300] };
+            }
+            n
+        }
+        // subnormals and signed zeros only
+        4 => {
+            for (j, v) in f[..96].iter_mut().enumerate() {
+                *v = [1e-40, 0.0, -1e-40, -0.0, 5e-41, -1e-45][j % 6];
+            }
+            96
+        }
+        // magnitudes from 2^-100 to 2^100, both signs
+        _ => {
+            let mut r = Rng::new(0xF10A7);
+            for v in &mut f[..517] {
+                let e = (r.next() % 200) as i32 - 100;
+                let m = 1.0 + (r.next() >> 9) as f32 / (1u32 << 23) as f32;
+                let s = if r.next() & 1 == 1 { -1.0 } else { 1.0 };
+                *v = s * m * f32::from_bits(((e + 127) as u32) << 23);
+            }
+            517
+        }
+    }
 }
 
 /// One case's kernel comparisons.
@@ -535,6 +646,15 @@ macro_rules! kernel_suite {
                     return;
                 }
                 table(|c| matches!(c, Case::Quant(_)));
+            }
+
+            /// The table's float-kernel fixtures (`above_masks_f32`, `dequantize_f32`).
+            #[test]
+            fn float_kernel_fixtures() {
+                if skip() {
+                    return;
+                }
+                table(|c| matches!(c, Case::Float(_)));
             }
 
             /// The table's random cases (the ones the Cortex-M kernel test runs).

@@ -1,6 +1,8 @@
 //! Cortex-M kernel test for QEMU: `spark-hal`'s shared kernel cases
 //! (`spark_hal::testing`, the table `kernel_suite!` runs on the host) with the DSP backend
-//! ([`Dsp`]) against the scalar oracle bit for bit, then executed-instruction counts per MAC.
+//! ([`Dsp`]) and, with the `mve` feature (Cortex-M55, `mps3-an547`), the Helium backend
+//! (`Mve`) against the scalar oracle bit for bit, then executed-instruction counts per MAC
+//! of every backend in the same run.
 //!
 //! Proptest does not run on a microcontroller; the case table is `no_std` and allocation-free
 //! and is run here over `static` buffers: every kernel at the edge lengths (0, 1, tile - 1,
@@ -13,12 +15,14 @@
 //!
 //! Instruction counts: the executed-instruction clock of `firmware/common/rt.rs` (SysTick
 //! under `-icount shift=0`, calibrated with a loop of known length; SPEC section 10). These
-//! are executed-instruction counts, not cycles. The target, `gemv_i8` at most 1.5
-//! instructions per MAC for rows of 256-1024 columns, is enforced.
+//! are executed-instruction counts, not cycles. The targets for rows of 256-1024 columns are
+//! enforced: DSP `gemv_i8` at most 1.5 instructions per MAC; MVE `gemv_i8` at most 0.40 and
+//! `gemv_rows_i8` at most 0.45.
 //!
 //! Boards are cargo features as in `firmware/app` (memory maps from `firmware/boards`):
 //! `mps2-an386` (M4, default) and `mps2-an500` (M7) on thumbv7em, `mps2-an505` (M33) and
-//! `mps3-an547` (M55) on thumbv8m.main. `test.sh` runs all four under `timeout`.
+//! `mps3-an547` (M55) on thumbv8m.main, plus the `mve` feature on `mps3-an547`. `test.sh`
+//! runs all five configurations under `timeout`.
 #![no_std]
 #![no_main]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -26,6 +30,8 @@
 use core::ptr::addr_of_mut;
 
 use spark_hal::arm::dsp::Dsp;
+#[cfg(feature = "mve")]
+use spark_hal::arm::mve::Mve;
 use spark_hal::testing::{cases, check_case, Buffers, Case, W_LEN, X_LEN, Y_LEN};
 use spark_hal::{native_backend_name, Kernels, Scalar};
 
@@ -60,9 +66,9 @@ struct Kind {
     calls: u32,
 }
 
-/// The shared case table on `Dsp` vs `Scalar`; returns the number of failed cases.
-fn correctness(b: &mut Buffers<'_>) -> u32 {
-    let mut kinds: [Kind; 5] = Default::default();
+/// The shared case table on `K` vs `Scalar`; returns the number of failed cases.
+fn correctness<K: Kernels>(b: &mut Buffers<'_>) -> u32 {
+    let mut kinds: [Kind; 6] = Default::default();
     let mut failed = 0;
     for case in cases() {
         let k = match case {
@@ -70,25 +76,33 @@ fn correctness(b: &mut Buffers<'_>) -> u32 {
             Case::Extreme { .. } => 1,
             Case::MaxLength => 2,
             Case::Quant(_) => 3,
-            Case::Random(_) => 4,
+            Case::Float(_) => 4,
+            Case::Random(_) => 5,
         };
         kinds[k].cases += 1;
-        match check_case::<Dsp>(case, b) {
+        match check_case::<K>(case, b) {
             Ok(calls) => kinds[k].calls += calls,
             Err(m) => {
                 failed += 1;
                 if failed <= 20 {
-                    outln!("FAIL {}", m);
+                    outln!("FAIL {}: {}", K::NAME, m);
                 }
             }
         }
     }
-    let names = ["edge lengths", "extreme values", "max-length rows", "quantization fixtures", "random"];
+    let names = [
+        "edge lengths",
+        "extreme values",
+        "max-length rows",
+        "quantization fixtures",
+        "float-kernel fixtures",
+        "random",
+    ];
     for (k, name) in kinds.iter().zip(names) {
         outln!("cases {}: {} cases, {} kernel calls equal to the scalar oracle", name, k.cases, k.calls);
     }
     let total: u32 = kinds.iter().map(|k| k.cases).sum();
-    outln!("spark_hal::testing cases on {} (dsp vs scalar): {} cases, {} failed", BOARD, total, failed);
+    outln!("spark_hal::testing cases on {} ({} vs scalar): {} cases, {} failed", BOARD, K::NAME, total, failed);
     failed
 }
 
@@ -107,11 +121,28 @@ fn milli(v: u64) -> Ratio {
     Ratio(v, 1000)
 }
 
-/// Instructions per MAC of every int8 kernel, scalar and DSP; returns 1 if `gemv_i8`
-/// misses its target.
+/// Instructions per MAC (thousandths) of `K`'s four int8 kernels on the shapes of
+/// [`measure`]: `gemv_i8`, `gemv_rows_i8`, `gemv_t_rows_i8`, `dot_i8` (one row).
+fn kernel_counts<K: Kernels>(b: &mut Buffers<'_>, clock: &Clock, rows: usize, cols: usize) -> [u64; 4] {
+    let (w, x, y) = (&b.w[..rows * cols], &b.x[..cols], &mut b.y0[..rows]);
+    let (idx, c) = (&b.idx[..rows], &b.c[..rows]);
+    let macs = rows * cols;
+    let gemv = per_mac(clock, macs, 4, || K::gemv_i8(w, cols, x, y));
+    let gemv_rows = per_mac(clock, macs, 4, || K::gemv_rows_i8(w, cols, idx, x, y));
+    let yt = &mut b.y1[..cols];
+    let gemv_t = per_mac(clock, macs, 4, || K::gemv_t_rows_i8(w, cols, idx, c, yt));
+    let dot = per_mac(clock, cols, 16, || {
+        core::hint::black_box(K::dot_i8(&w[..cols], x));
+    });
+    [gemv, gemv_rows, gemv_t, dot]
+}
+
+/// Instructions per MAC of every int8 kernel, scalar, DSP and (with `mve`) MVE, in one run;
+/// returns the number of missed targets.
 fn measure(b: &mut Buffers<'_>, clock: &Clock) -> u32 {
     let mut missed = 0;
     let rows = 64;
+    let names = ["gemv_i8", "gemv_rows_i8", "gemv_t_rows_i8", "dot_i8"];
     for (n, &cols) in [256usize, 512, 1024].iter().enumerate() {
         for (v, p) in b.w[..rows * cols].iter_mut().zip(spark_hal::testing::pattern_i8(rows * cols, 70 + n as u32)) {
             *v = p;
@@ -125,41 +156,122 @@ fn measure(b: &mut Buffers<'_>, clock: &Clock) -> u32 {
         for (i, v) in b.idx[..rows].iter_mut().enumerate() {
             *v = ((i * 37) % rows) as u32;
         }
-        let (w, x, y) = (&b.w[..rows * cols], &b.x[..cols], &mut b.y0[..rows]);
-        let macs = rows * cols;
-        let s = per_mac(clock, macs, 4, || Scalar::gemv_i8(w, cols, x, y));
-        let d = per_mac(clock, macs, 4, || Dsp::gemv_i8(w, cols, x, y));
-        outln!(
-            "{} gemv_i8 {}x{}: scalar {} {u}/MAC, dsp {} {u}/MAC ({}x fewer)",
-            BOARD,
-            rows,
-            cols,
-            milli(s),
-            milli(d),
-            Ratio(s, d),
-            u = UNIT
-        );
-        if d > 1500 {
-            outln!("FAIL gemv_i8 {}x{}: {} {}/MAC, target <= 1.5", rows, cols, milli(d), UNIT);
-            missed = 1;
+        let s = kernel_counts::<Scalar>(b, clock, rows, cols);
+        let d = kernel_counts::<Dsp>(b, clock, rows, cols);
+        #[cfg(feature = "mve")]
+        let v = kernel_counts::<Mve>(b, clock, rows, cols);
+        for k in 0..4 {
+            let shape = if k == 3 { 1 } else { rows };
+            out!(
+                "{} {} {}x{}: scalar {}, dsp {} ({}x fewer)",
+                BOARD,
+                names[k],
+                shape,
+                cols,
+                milli(s[k]),
+                milli(d[k]),
+                Ratio(s[k], d[k])
+            );
+            #[cfg(feature = "mve")]
+            out!(
+                ", mve {} ({}x fewer than scalar, {}x fewer than dsp)",
+                milli(v[k]),
+                Ratio(s[k], v[k]),
+                Ratio(d[k], v[k])
+            );
+            outln!(" {}/MAC", UNIT);
         }
-        let (idx, c) = (&b.idx[..rows], &b.c[..rows]);
-        let s = per_mac(clock, macs, 4, || Scalar::gemv_rows_i8(w, cols, idx, x, y));
-        let d = per_mac(clock, macs, 4, || Dsp::gemv_rows_i8(w, cols, idx, x, y));
-        outln!("{} gemv_rows_i8 {}x{}: scalar {}, dsp {} {}/MAC", BOARD, rows, cols, milli(s), milli(d), UNIT);
-        let yt = &mut b.y1[..cols];
-        let s = per_mac(clock, macs, 4, || Scalar::gemv_t_rows_i8(w, cols, idx, c, yt));
-        let d = per_mac(clock, macs, 4, || Dsp::gemv_t_rows_i8(w, cols, idx, c, yt));
-        outln!("{} gemv_t_rows_i8 {}x{}: scalar {}, dsp {} {}/MAC", BOARD, rows, cols, milli(s), milli(d), UNIT);
-        let s = per_mac(clock, cols, 16, || {
-            core::hint::black_box(Scalar::dot_i8(&w[..cols], x));
-        });
-        let d = per_mac(clock, cols, 16, || {
-            core::hint::black_box(Dsp::dot_i8(&w[..cols], x));
-        });
-        outln!("{} dot_i8 {}: scalar {}, dsp {} {}/MAC", BOARD, cols, milli(s), milli(d), UNIT);
+        if d[0] > 1500 {
+            outln!("FAIL dsp gemv_i8 {}x{}: {} {}/MAC, target <= 1.5", rows, cols, milli(d[0]), UNIT);
+            missed += 1;
+        }
+        #[cfg(feature = "mve")]
+        for (k, target) in [(0, 400), (1, 450)] {
+            if v[k] > target {
+                outln!(
+                    "FAIL mve {} {}x{}: {} {}/MAC, target <= {}",
+                    names[k],
+                    rows,
+                    cols,
+                    milli(v[k]),
+                    UNIT,
+                    milli(target)
+                );
+                missed += 1;
+            }
+        }
     }
     missed
+}
+
+/// Instructions per element (thousandths) of the float kernels on 1024 values:
+/// `quantize_sym_i8`, `dequantize_f32` and `above_masks_f32` per backend (`Dsp` runs the
+/// scalar code for all three), and the soft-cap and softmax-numerator loops, which every
+/// backend here runs as the shared scalar code (`spark_hal::math`).
+fn measure_float(b: &mut Buffers<'_>, clock: &Clock) {
+    let n = 1024;
+    let fill = |f: &mut [f32]| {
+        for (v, p) in f.iter_mut().zip(spark_hal::testing::pattern_i8(n, 60)) {
+            *v = p as f32 * 0.0625;
+        }
+    };
+    let (f, q) = (&mut b.f[..n], &mut b.q0[..n]);
+    fill(f);
+    let s = per_mac(clock, n, 8, || {
+        core::hint::black_box(Scalar::quantize_sym_i8(f, q));
+    });
+    let d = per_mac(clock, n, 8, || {
+        core::hint::black_box(Dsp::quantize_sym_i8(f, q));
+    });
+    out!("{} quantize_sym_i8 {}: scalar {}, dsp {}", BOARD, n, milli(s), milli(d));
+    #[cfg(feature = "mve")]
+    {
+        let v = per_mac(clock, n, 8, || {
+            core::hint::black_box(Mve::quantize_sym_i8(f, q));
+        });
+        out!(", mve {} ({}x fewer than scalar)", milli(v), Ratio(s, v));
+    }
+    outln!(" {}/element", UNIT);
+    // dequantize_f32: the kernel outputs of `measure` against row scales 2^-10 .. 2^-3.
+    let mut scale_bytes = [0u8; 4 * 1024];
+    for (j, s) in scale_bytes.chunks_exact_mut(4).enumerate() {
+        s.copy_from_slice(&(((j % 8) + 1) as f32 / 1024.0).to_le_bytes());
+    }
+    let acc = &b.y1[..n];
+    let s = per_mac(clock, n, 8, || Scalar::dequantize_f32(acc, 0.01, &scale_bytes, core::hint::black_box(&mut *f)));
+    #[cfg(feature = "mve")]
+    let v = per_mac(clock, n, 8, || Mve::dequantize_f32(acc, 0.01, &scale_bytes, core::hint::black_box(&mut *f)));
+    out!("{} dequantize_f32 {}: scalar {}", BOARD, n, milli(s));
+    #[cfg(feature = "mve")]
+    out!(", mve {} ({}x fewer)", milli(v), Ratio(s, v));
+    outln!(" {}/element", UNIT);
+    fill(f);
+    let mut masks = [0u32; 32];
+    let s = per_mac(clock, n, 8, || Scalar::above_masks_f32(f, 0.5, core::hint::black_box(&mut masks)));
+    #[cfg(feature = "mve")]
+    let v = per_mac(clock, n, 8, || Mve::above_masks_f32(f, 0.5, core::hint::black_box(&mut masks)));
+    out!("{} above_masks_f32 {}: scalar {}", BOARD, n, milli(s));
+    #[cfg(feature = "mve")]
+    out!(", mve {} ({}x fewer)", milli(v), Ratio(s, v));
+    outln!(" {}/element", UNIT);
+    let c = per_mac(clock, n, 1, || {
+        fill(f);
+        Scalar::softcap_f32(f, 30.0);
+    });
+    let e = per_mac(clock, n, 1, || {
+        fill(f);
+        Scalar::exp_shifted_f32(f, 8.0);
+    });
+    let r = per_mac(clock, n, 1, || fill(f));
+    outln!(
+        "{} shared scalar float loops {}: softcap_f32 {}, exp_shifted_f32 {} {}/element (each including a refill of {})",
+        BOARD,
+        n,
+        milli(c),
+        milli(e),
+        UNIT,
+        milli(r)
+    );
 }
 
 #[cortex_m_rt::entry]
@@ -182,12 +294,29 @@ fn main() -> ! {
     };
     let Some(mut p) = cortex_m::Peripherals::take() else { fail("peripherals", &"already taken") };
     let clock = rt::start(&mut p);
-    outln!("{}: board {} ({}), backend dsp vs scalar (Native = {})", PROG, BOARD, CORE, native_backend_name());
+    #[cfg(not(feature = "mve"))]
+    let backends = "dsp";
+    #[cfg(feature = "mve")]
+    let backends = "mve and dsp";
+    outln!(
+        "{}: board {} ({}), backends {} vs scalar (Native = {})",
+        PROG,
+        BOARD,
+        CORE,
+        backends,
+        native_backend_name()
+    );
     clock.report(IPT_MILLI);
     let t0 = clock.now();
-    let failed = correctness(&mut b);
+    #[allow(unused_mut)]
+    let mut failed = correctness::<Dsp>(&mut b);
+    #[cfg(feature = "mve")]
+    {
+        failed += correctness::<Mve>(&mut b);
+    }
     outln!("cases checked in {} {}", clock.count(t0, clock.now()), UNIT);
     let missed = measure(&mut b, &clock);
+    measure_float(&mut b, &clock);
     outln!("stack high-water: {} bytes (measured by stack painting)", rt::stack_high_water());
     outln!("{}: {} failed", PROG, failed + missed);
     rt::exit(failed + missed == 0)
