@@ -65,26 +65,9 @@ fn run() -> Res<()> {
     println!("cargo::rerun-if-changed=build.rs");
 
     // Board.
-    let on: Vec<&str> = BOARD_FEATURES
-        .iter()
-        .copied()
-        .filter(|f| env::var_os(format!("CARGO_FEATURE_{}", f.to_uppercase().replace('-', "_"))).is_some())
-        .collect();
-    let name = match on.as_slice() {
-        [one] => *one,
-        [] => return Err(format!("no board feature: enable one of {BOARD_FEATURES:?}")),
-        many => {
-            return Err(format!("several board features {many:?}: build with --no-default-features --features <board>"))
-        }
-    };
-    let board: &Board = spark_boards::board(name).ok_or_else(|| format!("{name} is not in the board table"))?;
     let target = env::var("TARGET").unwrap_or_default();
-    if target != board.target {
-        return Err(format!(
-            "board {name} ({}) runs the {} build, not {target}: pass --target {}",
-            board.core, board.target, board.target
-        ));
-    }
+    let board: &Board = spark_boards::select_board(&BOARD_FEATURES, spark_boards::cargo_feature_on, &target)?;
+    let name = board.name;
     for f in [board.memory_x(), "model.x".to_string()] {
         let src = boards_dir.join(&f);
         println!("cargo::rerun-if-changed={}", src.display());

@@ -20,26 +20,9 @@ fn run() -> Result<(), String> {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
     let out = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
     println!("cargo::rerun-if-changed=build.rs");
-    let on: Vec<&str> = BOARDS
-        .iter()
-        .copied()
-        .filter(|f| env::var_os(format!("CARGO_FEATURE_{}", f.to_uppercase().replace('-', "_"))).is_some())
-        .collect();
-    let name = match on.as_slice() {
-        [one] => *one,
-        [] => return Err(format!("no board feature: enable one of {BOARDS:?}")),
-        many => {
-            return Err(format!("several board features {many:?}: build with --no-default-features --features <board>"))
-        }
-    };
-    let board = spark_boards::board(name).ok_or_else(|| format!("{name} is not in the board table"))?;
     let target = env::var("TARGET").unwrap_or_default();
-    if target != board.target {
-        return Err(format!(
-            "board {name} runs the {} build, not {target}: pass --target {}",
-            board.target, board.target
-        ));
-    }
+    let board = spark_boards::select_board(&BOARDS, spark_boards::cargo_feature_on, &target)?;
+    let name = board.name;
     let Runs::Qemu { instructions_per_tick_milli, .. } = board.runs else {
         return Err(format!("{name} is not a QEMU board"));
     };

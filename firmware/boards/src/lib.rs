@@ -167,6 +167,34 @@ pub fn board(name: &str) -> Option<&'static Board> {
     BOARDS.iter().find(|b| b.name == name)
 }
 
+/// The board a firmware build script builds for: of `features` (board names, each a cargo
+/// feature of the firmware crate) exactly one must be on (`is_on`), it must be in the
+/// table, and `target` must be its target triple. The error is the message the build
+/// script prints. Used by `firmware/app/build.rs` and `firmware/kernel-test/build.rs`.
+pub fn select_board(features: &[&str], is_on: impl Fn(&str) -> bool, target: &str) -> Result<&'static Board, String> {
+    let on: Vec<&str> = features.iter().copied().filter(|f| is_on(f)).collect();
+    let name = match on.as_slice() {
+        [one] => *one,
+        [] => return Err(format!("no board feature: enable one of {features:?}")),
+        many => {
+            return Err(format!("several board features {many:?}: build with --no-default-features --features <board>"))
+        }
+    };
+    let b = board(name).ok_or_else(|| format!("{name} is not in the board table"))?;
+    if target != b.target {
+        return Err(format!(
+            "board {name} ({}) runs the {} build, not {target}: pass --target {}",
+            b.core, b.target, b.target
+        ));
+    }
+    Ok(b)
+}
+
+/// Whether the cargo feature `name` is on, in a build script (`CARGO_FEATURE_<NAME>`).
+pub fn cargo_feature_on(name: &str) -> bool {
+    std::env::var_os(format!("CARGO_FEATURE_{}", name.to_uppercase().replace('-', "_"))).is_some()
+}
+
 impl Board {
     /// Path of the board's linker map, relative to `firmware/boards/`.
     pub fn memory_x(&self) -> String {
@@ -356,6 +384,18 @@ pub fn largest(lo: u64, hi: u64, ok: impl Fn(u64) -> bool) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn board_selection_from_features() {
+        let f = ["mps2-an386", "mps3-an547"];
+        let b = select_board(&f, |x| x == "mps3-an547", "thumbv8m.main-none-eabihf").unwrap();
+        assert_eq!(b.name, "mps3-an547");
+        assert!(select_board(&f, |_| false, "x").unwrap_err().starts_with("no board feature"));
+        assert!(select_board(&f, |_| true, "x").unwrap_err().starts_with("several board features"));
+        let e = select_board(&f, |x| x == "mps2-an386", "thumbv6m-none-eabi").unwrap_err();
+        assert!(e.contains("pass --target thumbv7em-none-eabihf"), "{e}");
+        assert!(select_board(&["no-such"], |_| true, "x").unwrap_err().contains("not in the board table"));
+    }
 
     #[test]
     fn every_qemu_board_and_its_clock() {
