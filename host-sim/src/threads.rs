@@ -60,6 +60,16 @@ impl Pool {
         Pool { threads: 1, grain: Grain::DEFAULT, pool: None }
     }
 
+    /// Runs `f(i)` once on each of the pool's threads (`i` in `0..threads`) and returns
+    /// the results in thread order (one thread: in the caller). For measurements that
+    /// load every thread at once (the benchmarks' read bandwidth).
+    pub fn on_every_thread<R: Send>(&self, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
+        match &self.pool {
+            Some(p) => p.broadcast(|ctx| f(ctx.index())),
+            None => vec![f(0)],
+        }
+    }
+
     /// The same pool splitting products as `grain` says (tests: [`Grain::FINEST`]).
     pub fn with_grain(self, grain: Grain) -> Pool {
         Pool { grain, ..self }
@@ -99,6 +109,12 @@ mod tests {
         for bad in ["0", "257", "-1", "99999999999999999999999", "two", ""] {
             assert!(parse_threads(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn every_thread_runs_once() {
+        assert_eq!(Pool::new(Some(3)).unwrap().on_every_thread(|i| i * 10), vec![0, 10, 20]);
+        assert_eq!(Pool::single().on_every_thread(|i| i + 1), vec![1]);
     }
 
     #[test]
