@@ -2,7 +2,7 @@
 //! greedy continuations and logits digests equal `models/expected_int8.json` (written by
 //! the single-threaded scalar runtime) for every thread count, and every golden model of
 //! `tests/golden/` gives the same token ids and digests with every thread count as with
-//! the sequential executor. Each multi-threaded run uses `Grain::FINEST` (every product
+//! the sequential executor. The multi-threaded runs use `Grain::FINEST` (every product
 //! split into one-row chunks and the narrowest column ranges, so even these small models
 //! exercise every split path) and the default grain (the thresholds the CLI uses).
 //!
@@ -51,14 +51,14 @@ fn greedy<E: Executor>(model: &Model<'_>, e: E, prompt: &[u32], n: usize) -> (Ve
     (out, digest.to_string())
 }
 
-/// The pools every test compares: 2, 3 and 4 threads, each at the finest and the default
-/// grain.
+/// The pools every test compares: 2, 3 and 4 threads at the finest grain, and 2 threads
+/// at the default grain (which splits only the bundled model's logits here).
 fn pools() -> Vec<(String, Pool)> {
     let mut v = Vec::new();
     for t in 2..=4 {
         v.push((format!("{t} threads, finest grain"), Pool::new(Some(t)).unwrap().with_grain(Grain::FINEST)));
-        v.push((format!("{t} threads"), Pool::new(Some(t)).unwrap()));
     }
+    v.push(("2 threads".to_string(), Pool::new(Some(2)).unwrap()));
     v
 }
 
@@ -97,7 +97,8 @@ fn golden_models_decode_identically_with_1_to_4_threads() {
         let model = Model::load(&blob).expect("loads");
         let max_seq = model.config().max_seq_len as usize;
         let prompt: Vec<u32> = (0..8).map(|i| (i * 7 + 1) % model.config().vocab_size).collect();
-        let n = max_seq - prompt.len();
+        // Past the window (64) and the attention budgets (12-32) of every golden model.
+        let n = (max_seq - prompt.len()).min(72);
         let want = greedy(&model, spark_core::Sequential, &prompt, n);
         assert_eq!(greedy(&model, Pool::single(), &prompt, n), want, "{name}: 1 thread");
         for (pname, pool) in &pools {
