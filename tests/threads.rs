@@ -27,6 +27,12 @@ fn ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array().expect("array of ids").iter().map(|x| x.as_u64().expect("id") as u32).collect()
 }
 
+/// Greedy decode of `n` tokens after `prompt` with `pool` (on one of its threads, as the
+/// CLI runs).
+fn greedy_on(model: &Model<'_>, pool: &Pool, prompt: &[u32], n: usize) -> (Vec<u32>, String) {
+    pool.run(|| greedy(model, pool, prompt, n))
+}
+
 /// Greedy decode of `n` tokens after `prompt` on executor `e`: the tokens and the digest
 /// of every step's logits.
 fn greedy<E: Executor>(model: &Model<'_>, e: E, prompt: &[u32], n: usize) -> (Vec<u32>, String) {
@@ -78,7 +84,7 @@ fn bundled_model_is_the_committed_output_with_1_to_4_threads() {
         let one = greedy(&model, Pool::single(), &buf[..n], want.0.len());
         assert_eq!(one, want, "{prompt_text}: 1 thread differs from models/expected_int8.json");
         for (name, pool) in &pools {
-            let got = greedy(&model, pool, &buf[..n], want.0.len());
+            let got = greedy_on(&model, pool, &buf[..n], want.0.len());
             assert_eq!(got, want, "{prompt_text}: {name} differs from models/expected_int8.json");
         }
         println!("{prompt_text:<24} 1-4 threads: {} tokens, digest {}", want.0.len(), want.1);
@@ -102,7 +108,7 @@ fn golden_models_decode_identically_with_1_to_4_threads() {
         let want = greedy(&model, spark_core::Sequential, &prompt, n);
         assert_eq!(greedy(&model, Pool::single(), &prompt, n), want, "{name}: 1 thread");
         for (pname, pool) in &pools {
-            assert_eq!(greedy(&model, pool, &prompt, n), want, "{name}: {pname} differs from sequential");
+            assert_eq!(greedy_on(&model, pool, &prompt, n), want, "{name}: {pname} differs from sequential");
         }
         println!("{name:<20} 1-4 threads: {n} tokens, digest {}", want.1);
     }

@@ -205,7 +205,9 @@ pub struct Session<'m, 'a, K: Kernels = spark_hal::Native, E: Executor = Sequent
     ffn: FfnPlan,
     /// Per-layer counters `[n_layers]`.
     stats: heapless::Vec<LayerStats, MAX_LAYERS>,
-    _k: PhantomData<K>,
+    /// The backend is a type only (`fn() -> K`: the session is `Send` and `Sync` whatever
+    /// `K` is).
+    _k: PhantomData<fn() -> K>,
 }
 
 impl<'m, 'a, K: Kernels> Session<'m, 'a, K, Sequential> {

@@ -90,16 +90,14 @@ fn evaluate<K: Kernels>(
     model: &Model<'_>,
     ck: &crate::checkpoint::F32Checkpoint,
     windows: &[Vec<u32>],
-    threads: Option<usize>,
+    pool: &Pool,
     show: bool,
 ) -> CliResult<EvalReport> {
     let cfg = *model.config();
     let n_layers = cfg.n_layers as usize;
     let max_seq = windows.iter().map(Vec::len).max().unwrap_or(1).max(1);
     let mut arena = session_arena(model, max_seq)?;
-    let pool = Pool::new(threads)?;
-    let mut sess =
-        Session::<K, _>::with_executor(model, &mut arena, max_seq, &pool).map_err(|e| fail(e.to_string()))?;
+    let mut sess = Session::<K, _>::with_executor(model, &mut arena, max_seq, pool).map_err(|e| fail(e.to_string()))?;
     let mut oracle = OracleSession::new(ck).map_err(|e| fail(e.to_string()))?;
     let mut r = EvalReport { int8_stats: vec![LayerStats::EMPTY; n_layers], ..Default::default() };
     let mut oracle_ffn_sum = vec![0u64; n_layers];
@@ -202,7 +200,8 @@ pub fn eval(a: &EvalArgs) -> CliResult {
     ids.truncate(a.max_tokens as usize);
     let windows = windows(&ids, tok.bos_id(), cfg.max_seq_len as usize, &a.text)?;
     let (ck, oracle_what) = oracle_checkpoint(&model, a.checkpoint.as_deref())?;
-    let r = with_backend!(a.backend, evaluate(&model, &ck, &windows, a.threads, !a.json))?;
+    let pool = Pool::new(a.threads)?;
+    let r = pool.run(|| with_backend!(a.backend, evaluate(&model, &ck, &windows, &pool, !a.json)))?;
     let n = r.predicted.max(1) as f64;
     let s = Summary {
         path: &path,

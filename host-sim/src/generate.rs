@@ -107,7 +107,8 @@ pub fn generate(a: &GenerateArgs) -> CliResult {
             prompt.len()
         )));
     }
-    with_backend!(a.backend, run(&model, tok.as_ref(), &prompt, sampling, a, &path))
+    let pool = Pool::new(a.threads)?;
+    pool.run(|| with_backend!(a.backend, run(&model, tok.as_ref(), &prompt, sampling, a, &path, &pool)))
 }
 
 /// The text of a run: streamed to stdout as it is decoded (unless `--json`) and collected
@@ -252,6 +253,7 @@ fn run<K: Kernels>(
     sampling: Sampling,
     a: &GenerateArgs,
     path: &std::path::Path,
+    pool: &Pool,
 ) -> CliResult {
     let cfg = *model.config();
     let max_seq = cfg.max_seq_len as usize;
@@ -260,9 +262,8 @@ fn run<K: Kernels>(
     let tokens = a.tokens as usize;
     let session_len = prompt.len().saturating_add(tokens - 1).min(max_seq);
     let mut arena = session_arena(model, session_len)?;
-    let pool = Pool::new(a.threads)?;
     let mut sess =
-        Session::<K, _>::with_executor(model, &mut arena, session_len, &pool).map_err(|e| fail(e.to_string()))?;
+        Session::<K, _>::with_executor(model, &mut arena, session_len, pool).map_err(|e| fail(e.to_string()))?;
     let mut sampler = Sampler::new(sampling, a.seed).map_err(|e| usage(e.to_string()))?;
     let mut digest = Fnv1a64::new();
     let eos = tok.and_then(|t| t.eos_id()).or(model.tokenizer_meta().eos_id);

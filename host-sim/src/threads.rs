@@ -3,7 +3,8 @@
 //! `generate`, `eval` and `bench`.
 //!
 //! The pool is built once per command and lives as long as its sessions (no thread is
-//! spawned per token). With one thread there is no pool: every product runs in the
+//! spawned per token); the command's decode loop runs on one of its threads
+//! ([`Pool::run`]), which then works on every split product with the others. With one thread there is no pool: every product runs in the
 //! caller, exactly the single-threaded path. Any thread count gives the same bits (the
 //! chunks are fixed by the shape and write disjoint outputs).
 //!
@@ -58,6 +59,16 @@ impl Pool {
     /// A pool of exactly one thread (no pool: every product runs in the caller).
     pub fn single() -> Pool {
         Pool { threads: 1, grain: Grain::DEFAULT, pool: None }
+    }
+
+    /// Runs `f` on one of the pool's threads and returns its result (one thread: in the
+    /// caller). Commands run their whole decode loop this way, so the thread that steps the
+    /// session takes part in every split product instead of waiting for the pool.
+    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(p) => p.install(f),
+            None => f(),
+        }
     }
 
     /// Runs `f(i)` once on each of the pool's threads (`i` in `0..threads`) and returns

@@ -41,10 +41,12 @@ pub fn bench(a: &BenchArgs) -> CliResult {
     if a.dense.is_some() && a.what != BenchWhat::Model {
         return Err(usage("--dense only applies to `bench model`"));
     }
+    // The whole benchmark runs on a pool thread (Pool::run): the timed calls' thread
+    // works on the split products with the others.
     let pool = Pool::new(a.threads)?;
-    match a.what {
+    pool.run(|| match a.what {
         BenchWhat::Ffn => with_backend!(a.backend, bench_ffn(a, &pool, &shape)),
         BenchWhat::Attn => with_backend!(a.backend, bench_attn(a, &pool, &shape)),
         BenchWhat::Model => with_backend!(a.backend, bench_model(a, &pool, file.as_deref())),
-    }
+    })
 }
