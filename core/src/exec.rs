@@ -125,7 +125,7 @@ pub fn splits<E: Executor>(e: &E, bytes: usize) -> bool {
 }
 
 /// `y[i] = W[i] . x` for every row (`w` `[rows, cols]`, `x` `[cols]`, `y` `[rows]`): as
-/// `K::gemv_i8`, in blocks of [`row_block`] rows.
+/// `K::gemv_i8`, in blocks of [`Grain::row_block`] rows.
 pub fn gemv<K: Kernels, E: Executor>(e: &E, w: &[i8], cols: usize, x: &[i8], y: &mut [i32]) {
     if !splits(e, y.len() * cols) {
         K::gemv_i8(w, cols, x, y);
@@ -139,7 +139,7 @@ pub fn gemv<K: Kernels, E: Executor>(e: &E, w: &[i8], cols: usize, x: &[i8], y: 
 }
 
 /// `y[j] = W[rows[j]] . x` for every listed row (`w` `[n_rows, cols]`, `rows` `[m]`,
-/// `y` `[m]`): as `K::gemv_rows_i8`, in blocks of [`row_block`] list entries.
+/// `y` `[m]`): as `K::gemv_rows_i8`, in blocks of [`Grain::row_block`] list entries.
 pub fn gemv_rows<K: Kernels, E: Executor>(e: &E, w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
     if !splits(e, rows.len() * cols) {
         K::gemv_rows_i8(w, cols, rows, x, y);
@@ -162,7 +162,7 @@ const ROW_BATCH: usize = 64;
 ///
 /// Column range `p` of width `cw = cols / n` of row `r` is row `r * n + p` of the same
 /// bytes seen as `[n_rows * n, cw]`, so each chunk runs the unchanged kernel over that
-/// view with its own row list (built [`ROW_BATCH`] entries at a time). Integer sums: the
+/// view with its own row list (built 64 entries at a time). Integer sums: the
 /// same bits as one call.
 pub fn gemv_t_rows<K: Kernels, E: Executor>(e: &E, w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
     let n = e.grain().col_split(cols);
