@@ -13,12 +13,14 @@
 //! - [`gemv_rows`] (the `K2` / `Wu` row gathers of the FFN, `K2` rows of attention):
 //!   fixed blocks of the selected-row list;
 //! - [`gemv_t_rows`] (the sparse output products, FFN `V` / `Wd` and attention values):
-//!   the columns of `y`, [`Grain::col_split`] equal ranges, each chunk running every selected row
-//!   over its own columns (no partial vectors, nothing to reduce).
+//!   [`Grain::parts`] equal parts of the row list, each summed into its own partial output
+//!   vector in spare accumulator space the caller already has, then added into `y` in part
+//!   order.
 //!
-//! Every chunk computes exact `i32` sums of exactly the products the single call would, so
-//! the results are bit-identical for every thread count, every chunk order and the
-//! single-threaded path. Chunk boundaries depend only on the shape; none of the float work
+//! Every chunk computes exact `i32` sums of exactly the products the single call would
+//! (and the partial vectors add exactly: the same total as one call, which never
+//! overflows), so the results are bit-identical for every thread count, every chunk order
+//! and the single-threaded path. Chunk boundaries depend only on the shape; none of the float work
 //! is split (the top-k statistics, the dequantization and softmax loops stay in the
 //! caller's fixed order). Products reading fewer than [`Grain::min_bytes`] bytes run as
 //! one kernel call in the caller, whatever the executor: a pool costs more than it saves
@@ -86,32 +88,31 @@ pub struct Grain {
     /// Weight bytes per chunk of a row-split product (rows are never split): rows per
     /// chunk `max(1, chunk_bytes / cols)`.
     pub chunk_bytes: usize,
-    /// Narrowest column range of a column-split product.
-    pub min_cols: usize,
-    /// Column ranges are a multiple of this many columns wide (SIMD width).
-    pub col_align: usize,
+    /// Most partial output vectors a sparse output product is split into.
+    pub max_parts: usize,
 }
 
 impl Grain {
-    /// Splits products of 96 KiB and more into chunks of 32 KiB; column ranges at least
-    /// 64 and a multiple of 16 wide (measured in `docs/PERFORMANCE.md`).
-    pub const DEFAULT: Grain = Grain { min_bytes: 96 * 1024, chunk_bytes: 32 * 1024, min_cols: 64, col_align: 16 };
-    /// Splits everything as finely as possible: one row per chunk, any column width (for
-    /// tests on small models; slow).
-    pub const FINEST: Grain = Grain { min_bytes: 0, chunk_bytes: 1, min_cols: 1, col_align: 1 };
+    /// Splits products of 96 KiB and more into chunks of 32 KiB, sparse output products
+    /// into at most 8 parts (measured in `docs/PERFORMANCE.md`).
+    pub const DEFAULT: Grain = Grain { min_bytes: 96 * 1024, chunk_bytes: 32 * 1024, max_parts: 8 };
+    /// Splits everything as finely as possible: one row per chunk (for tests on small
+    /// models; slow).
+    pub const FINEST: Grain = Grain { min_bytes: 0, chunk_bytes: 1, max_parts: 8 };
 
     /// Rows (or selected rows) per chunk for rows of `cols` bytes.
     pub fn row_block(&self, cols: usize) -> usize {
         (self.chunk_bytes / cols.max(1)).max(1)
     }
 
-    /// Column ranges of a sparse output product with `cols` columns: the first of 12, 16,
-    /// 8, 6, 4, 2 that splits `cols` into equal ranges at least `min_cols` and a multiple
-    /// of `col_align` wide; else 1 (not split).
-    pub fn col_split(&self, cols: usize) -> usize {
-        for n in [12, 16, 8, 6, 4, 2] {
-            if cols % n == 0 && cols / n >= self.min_cols && (cols / n) % self.col_align.max(1) == 0 {
-                return n;
+    /// Parts of a sparse output product over `m` listed rows of `cols` bytes with room
+    /// for `room` partial vectors: the largest of 8, 6, 4, 3, 2 that is at most
+    /// `max_parts` and `room` and leaves every part at least [`Grain::row_block`] rows;
+    /// else 1 (not split). Depends only on the shape and the selection's size.
+    pub fn parts(&self, m: usize, cols: usize, room: usize) -> usize {
+        for p in [8, 6, 4, 3, 2] {
+            if p <= self.max_parts && p <= room && m / p >= self.row_block(cols) {
+                return p;
             }
         }
         1
@@ -152,37 +153,41 @@ pub fn gemv_rows<K: Kernels, E: Executor>(e: &E, w: &[i8], cols: usize, rows: &[
     });
 }
 
-/// Selected rows per kernel call inside one column chunk of [`gemv_t_rows`] (the chunk's
-/// row list `[ROW_BATCH]` lives on the stack).
-const ROW_BATCH: usize = 64;
-
 /// `y[col] += sum_j c[j] * W[rows[j]][col]` (`w` `[n_rows, cols]`, `rows` `[m]`, `c`
-/// `[m]`, `y` `[cols]`): as `K::gemv_t_rows_i8`, split into [`Grain::col_split`] column
-/// ranges.
-///
-/// Column range `p` of width `cw = cols / n` of row `r` is row `r * n + p` of the same
-/// bytes seen as `[n_rows * n, cw]`, so each chunk runs the unchanged kernel over that
-/// view with its own row list (built 64 entries at a time). Integer sums: the
-/// same bits as one call.
-pub fn gemv_t_rows<K: Kernels, E: Executor>(e: &E, w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
-    let n = e.grain().col_split(cols);
-    if n == 1 || !splits(e, rows.len() * cols) {
+/// `[m]`, `y` `[cols]`): as `K::gemv_t_rows_i8`, with the row list cut into
+/// [`Grain::parts`] equal parts (the last one shorter). Part `p` sums its rows into its own
+/// zeroed partial vector `spare[p * cols..(p + 1) * cols]` (one kernel call); then
+/// `y += part 0 + part 1 + ...`, in part order. `spare` is accumulator space the caller
+/// has beyond `y` (its length bounds the number of parts; empty: not split). Integer
+/// sums: the same bits as one call.
+pub fn gemv_t_rows<K: Kernels, E: Executor>(
+    e: &E,
+    w: &[i8],
+    cols: usize,
+    rows: &[u32],
+    c: &[i8],
+    y: &mut [i32],
+    spare: &mut [i32],
+) {
+    let m = rows.len();
+    let n = if cols == 0 { 1 } else { e.grain().parts(m, cols, spare.len() / cols) };
+    if n == 1 || !splits(e, m * cols) {
         K::gemv_t_rows_i8(w, cols, rows, c, y);
         return;
     }
-    let cw = cols / n;
-    e.for_each_chunk(y, cw, |p, yc| {
-        let mut view_rows = [0u32; ROW_BATCH]; // rows of the [n_rows * n, cw] view
-        let mut j0 = 0;
-        while j0 < rows.len() {
-            let j1 = (j0 + ROW_BATCH).min(rows.len());
-            for j in j0..j1 {
-                view_rows[j - j0] = rows[j] * n as u32 + p as u32;
-            }
-            K::gemv_t_rows_i8(w, cw, &view_rows[..j1 - j0], &c[j0..j1], yc);
-            j0 = j1;
-        }
+    let per = m.div_ceil(n); // listed rows per part
+    let parts = &mut spare[..n * cols]; // [n, cols]
+    e.for_each_chunk(parts, cols, |p, part| {
+        let (j0, j1) = ((p * per).min(m), ((p + 1) * per).min(m));
+        part.fill(0);
+        K::gemv_t_rows_i8(w, cols, &rows[j0..j1], &c[j0..j1], part);
     });
+    for p in 0..n {
+        let part = &parts[p * cols..(p + 1) * cols];
+        for i in 0..cols {
+            y[i] += part[i];
+        }
+    }
 }
 
 #[cfg(test)]
@@ -234,13 +239,14 @@ mod tests {
     #[test]
     fn shapes_give_fixed_chunks() {
         let g = Grain::DEFAULT;
-        assert_eq!(g.col_split(2304), 12); // 192 columns
-        assert_eq!(g.col_split(256), 4); // 64 columns
-        assert_eq!(g.col_split(100), 1);
         assert_eq!(g.row_block(2304), 14);
         assert_eq!(g.row_block(1 << 20), 1);
-        assert_eq!(Grain::FINEST.col_split(40), 8);
+        assert_eq!(g.parts(1106, 2304, 5), 4); // Spark FFN V: 4 parts in acc[d..f]
+        assert_eq!(g.parts(4096, 256, 15), 8); // dense attention values at ctx 4096
+        assert_eq!(g.parts(20, 2304, 5), 1); // too few rows per part
+        assert_eq!(g.parts(1106, 2304, 0), 1); // no room
         assert_eq!(Grain::FINEST.row_block(40), 1);
+        assert_eq!(Grain::FINEST.parts(3, 40, 100), 3);
     }
 
     proptest! {
@@ -248,7 +254,7 @@ mod tests {
         #[test]
         fn every_chunking_equals_one_kernel_call(
             rows in 1usize..200, cols_i in 0usize..8, m in 0usize..300, seed in any::<u64>(), threads in 1usize..5,
-            finest in any::<bool>(),
+            finest in any::<bool>(), spare_parts in 0usize..10,
         ) {
             let cols = [1, 40, 64, 96, 256, 768, 1152, 2304][cols_i];
             let w = bytes(seed, rows * cols);
@@ -266,8 +272,9 @@ mod tests {
             gemv_rows::<Scalar, _>(&e, &w, cols, &list, &x, &mut b);
             prop_assert_eq!(&a, &b);
             let (mut a, mut b) = (vec![5i32; cols], vec![5i32; cols]);
+            let mut spare = vec![7i32; spare_parts * cols];
             Scalar::gemv_t_rows_i8(&w, cols, &list, &c, &mut a);
-            gemv_t_rows::<Scalar, _>(&e, &w, cols, &list, &c, &mut b);
+            gemv_t_rows::<Scalar, _>(&e, &w, cols, &list, &c, &mut b, &mut spare);
             prop_assert_eq!(&a, &b);
         }
     }
@@ -291,8 +298,9 @@ mod tests {
             gemv_rows::<Scalar, _>(&e, &w, cols, &list, &x, &mut b);
             assert_eq!(a, b);
             let (mut a, mut b) = (vec![0i32; cols], vec![0i32; cols]);
+            let mut spare = vec![0i32; 8 * cols];
             Scalar::gemv_t_rows_i8(&w, cols, &list, &c, &mut a);
-            gemv_t_rows::<Scalar, _>(&e, &w, cols, &list, &c, &mut b);
+            gemv_t_rows::<Scalar, _>(&e, &w, cols, &list, &c, &mut b, &mut spare);
             assert_eq!(a, b);
         }
     }

@@ -71,7 +71,8 @@ pub fn matvec<K: Kernels, E: Executor>(
 /// coefficients are quantized to int8 with one scale, the rows whose int8 coefficient is 0
 /// are dropped (they add exactly nothing), and one sparse vector-matrix kernel call reads
 /// only the rows left, listed in `kept`. Returns how many rows it read (`kept[..len]`).
-/// The product runs in column ranges on `e` ([`exec::gemv_t_rows`]).
+/// The product runs in parts on `e` ([`exec::gemv_t_rows`]), their partial vectors in
+/// `acc[cols..]`.
 #[allow(clippy::too_many_arguments)]
 pub fn sparse_rows_out<K: Kernels, E: Executor>(
     e: &E,
@@ -97,9 +98,9 @@ pub fn sparse_rows_out<K: Kernels, E: Executor>(
         kept[m] = rows[j];
         m += (c != 0) as usize;
     }
-    let acc = &mut acc[..cols];
+    let (acc, spare) = acc.split_at_mut(cols);
     acc.fill(0);
-    exec::gemv_t_rows::<K, E>(e, w, cols, &kept[..m], &xq[..m], acc);
+    exec::gemv_t_rows::<K, E>(e, w, cols, &kept[..m], &xq[..m], acc, spare);
     for i in 0..cols {
         y[i] = acc[i] as f32 * cs;
     }

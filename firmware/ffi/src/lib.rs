@@ -494,8 +494,8 @@ impl spark_core::Executor for CallbackExecutor {
 }
 
 /// Give `session` an executor: from the next token on, the chunks of its large integer
-/// products (row blocks of the projections and logits, the FFN's row gathers, column ranges
-/// of the sparse output products) are handed to `exec(ctx, n_chunks, run_chunk, job)`.
+/// products (row blocks of the projections and logits, the FFN's row gathers, parts of the
+/// sparse output products) are handed to `exec(ctx, n_chunks, run_chunk, job)`.
 /// `threads` is how many threads `exec` runs chunks on; products are only split when it is
 /// above 1 and they read at least 96 KiB (below that a hand-off costs more than it saves).
 /// `exec` NULL or `threads <= 1`: back to the sequential path. Any executor gives exactly
