@@ -25,6 +25,12 @@ cargo clippy --workspace --all-targets -- -D warnings -W clippy::undocumented_un
 step "cargo test --workspace"
 cargo test --workspace
 
+step "determinism across threads: spark-sim generate --threads 1-4, same token ids and logits digest"
+for t in 1 2 3 4; do
+  cargo run -q -p spark-sim -- generate --prompt "Once upon a time" -n 64 --json --threads "$t" |
+    python3 -c 'import json, sys; d = json.load(sys.stdin); print(d["logits_digest"], d["token_ids"])'
+done | sort -u | awk 'END { if (NR != 1) { print "thread counts disagree"; exit 1 } print "1-4 threads: one result" }'
+
 # ---------------------------------------------------------------------------------------
 # Reliability (docs/RELIABILITY.md). `cargo test --workspace` above already replayed every
 # committed fuzz input (fuzz/corpus, fuzz/regressions) on stable (fuzz/entry/tests) and ran
@@ -216,6 +222,10 @@ step "determinism: bundled model on aarch64 under qemu-aarch64 -cpu max (NEON + 
 aarch64_demo max
 step "determinism: bundled model on aarch64 under qemu-aarch64 -cpu cortex-a53 (NEON, no dotprod)"
 aarch64_demo cortex-a53
+THREADS_T0=$SECONDS
+step "determinism across threads: bundled and golden models with 1-4 threads on aarch64 under qemu-aarch64 -cpu max"
+aarch64_cargo max test -p spark-tests --test threads -- --nocapture
+echo "aarch64 threads: $((SECONDS - THREADS_T0)) s"
 
 # Executed instructions per MAC of the aarch64 kernels (docs/PERFORMANCE.md, "Kernels"):
 # fails unless NeonDot's gemv executes fewer instructions than Neon's, and Neon's fewer

@@ -12,6 +12,7 @@
 //! whole forward passes against the f32 oracle, every backend bit-exact).
 
 use crate::config::{AttnKind, Config};
+use crate::exec::{self, Executor, Sequential};
 use crate::ops::sparse_rows_out;
 use crate::topk::{stat_topk_with, topk_capacity, topk_z, Selection};
 use spark_hal::math::softplus_f32;
@@ -134,12 +135,27 @@ pub fn attend_head<K: Kernels>(
     s: &mut AttnScratch<'_>,
     out: &mut [f32],
 ) -> AttnRun {
+    attend_head_on::<K, Sequential>(&Sequential, q, kv, start, end, p, s, out)
+}
+
+/// [`attend_head`] with its integer products (key scores, `K2` row gather, value product)
+/// split into chunks run by `e` (see [`crate::exec`]): the same bits for every executor.
+pub fn attend_head_on<K: Kernels, E: Executor>(
+    e: &E,
+    q: &[f32],
+    kv: &KvView<'_>,
+    start: usize,
+    end: usize,
+    p: &AttnParams,
+    s: &mut AttnScratch<'_>,
+    out: &mut [f32],
+) -> AttnRun {
     let (ra, rb, dh) = (kv.ra, kv.rb, kv.ra + kv.rb);
     let n = end + 1 - start;
 
     // Predictor scores over the visible keys.
     let qs = K::quantize_sym_i8(&q[..ra], &mut s.xq[..ra]);
-    K::gemv_i8(&kv.k1[start * ra..(end + 1) * ra], ra, &s.xq[..ra], &mut s.acc[..n]);
+    exec::gemv::<K, E>(e, &kv.k1[start * ra..(end + 1) * ra], ra, &s.xq[..ra], &mut s.acc[..n]);
     // s1_j = acc_j * scale_q * scale_K1_j * c, soft-capped when the model says so.
     let s1 = &mut s.scores[..n];
     K::scores_f32(&s.acc[..n], qs, &kv.k1_scale[start..=end], p.c, p.softcap, s1);
@@ -189,7 +205,7 @@ pub fn attend_head<K: Kernels>(
     // Spark: w_j *= softplus(c q2 . k2_j), reading K2 rows of the selected only.
     if p.spark {
         let q2s = K::quantize_sym_i8(&q[ra..dh], &mut s.xq[..rb]);
-        K::gemv_rows_i8(kv.k2, rb, idx, &s.xq[..rb], &mut s.acc[..len]);
+        exec::gemv_rows::<K, E>(e, kv.k2, rb, idx, &s.xq[..rb], &mut s.acc[..len]);
         // The scores are no longer needed: their buffer holds the softplus arguments, so
         // the softplus loop runs over a contiguous slice (and vectorises).
         let g = &mut s.scores[..len];
@@ -206,7 +222,7 @@ pub fn attend_head<K: Kernels>(
     for j in 0..len {
         w[j] *= kv.v_scale[idx[j] as usize];
     }
-    let v_rows = sparse_rows_out::<K>(kv.v, dh, idx, w, s.xq, s.kept, s.acc, out);
+    let v_rows = sparse_rows_out::<K, E>(e, kv.v, dh, idx, w, s.xq, s.kept, s.acc, out);
     AttnRun { len, sel, v_rows }
 }
 

@@ -12,6 +12,7 @@
 //! of the plan below.
 
 use crate::config::Config;
+use crate::exec::{self, Executor, Sequential};
 use crate::format::{F32Slice, Model, QMatrix};
 use crate::ops::{gelu, matvec, sparse_rows_out};
 use crate::tensor::TensorKind as T;
@@ -130,15 +131,35 @@ pub struct FfnRun {
 /// of the selected neurons and `V` rows of those among them whose int8 coefficient is not
 /// zero.
 pub fn spark_ffn<K: Kernels>(w: &SparkFfn<'_>, h: &[f32], s: &mut FfnScratch<'_>, y: &mut [f32]) -> FfnRun {
+    spark_ffn_on::<K, Sequential>(&Sequential, w, h, s, y)
+}
+
+/// [`spark_ffn`] with its integer products split into chunks run by `e` (see
+/// [`crate::exec`]): the same bits for every executor.
+pub fn spark_ffn_on<K: Kernels, E: Executor>(
+    e: &E,
+    w: &SparkFfn<'_>,
+    h: &[f32],
+    s: &mut FfnScratch<'_>,
+    y: &mut [f32],
+) -> FfnRun {
     let (f, r) = (w.k1.rows, w.k1.cols);
     // Predictor s = K1 h[0..r) over all neurons, chunk by chunk, each chunk's scores
     // pushed into the top-k statistics while they are still in L1; then the selection.
+    // With threads the whole predictor gemv runs first, split by rows; the scores and
+    // their statistics follow in the same fixed order either way.
     let xs = K::quantize_sym_i8(&h[..r], &mut s.xq[..r]);
+    let predicted = exec::splits(e, f * r);
+    if predicted {
+        exec::gemv::<K, E>(e, w.k1.data, r, &s.xq[..r], &mut s.acc[..f]);
+    }
     let mut stats = StatAccumulator::new();
     let mut c0 = 0;
     while c0 < f {
         let c1 = (c0 + PREDICTOR_CHUNK).min(f);
-        K::gemv_i8(&w.k1.data[c0 * r..c1 * r], r, &s.xq[..r], &mut s.acc[c0..c1]);
+        if !predicted {
+            K::gemv_i8(&w.k1.data[c0 * r..c1 * r], r, &s.xq[..r], &mut s.acc[c0..c1]);
+        }
         // scores[i] = acc[i] * xs * scale_i
         K::dequantize_f32(&s.acc[c0..c1], xs, &w.k1.scales.0[4 * c0..4 * c1], &mut s.scores[c0..c1]);
         stats.push_slice(&s.scores[c0..c1]);
@@ -161,12 +182,12 @@ pub fn spark_ffn<K: Kernels>(w: &SparkFfn<'_>, h: &[f32], s: &mut FfnScratch<'_>
     // u_i = K2_i . h[r..d) for the selected neurons only.
     let h2 = &h[r..];
     let hs = K::quantize_sym_i8(h2, &mut s.xq[..h2.len()]);
-    K::gemv_rows_i8(w.k2.data, w.k2.cols, idx, &s.xq[..h2.len()], &mut s.acc[..sel.len]);
+    exec::gemv_rows::<K, E>(e, w.k2.data, w.k2.cols, idx, &s.xq[..h2.len()], &mut s.acc[..sel.len]);
 
     // coef_i = gelu(t_i) * u_i * scale_V_i, then y = sum_i coef_i V_i.
     let coef = &mut s.t[..sel.len];
     gated_coefficients(coef, idx, &s.acc[..sel.len], hs, w.k2.scales, w.v.scales);
-    let out_rows = sparse_rows_out::<K>(w.v.data, w.v.cols, idx, coef, s.xq, s.kept, s.acc, y);
+    let out_rows = sparse_rows_out::<K, E>(e, w.v.data, w.v.cols, idx, coef, s.xq, s.kept, s.acc, y);
     FfnRun { sel, out_rows }
 }
 
@@ -198,23 +219,35 @@ impl<'m> GegluFfn<'m> {
 /// the gate (Gemma 3n style), in which case `Wu` and `Wd` rows of the selected neurons only
 /// are read. Either way `Wd` rows whose int8 coefficient is zero are skipped.
 pub fn geglu_ffn<K: Kernels>(w: &GegluFfn<'_>, h: &[f32], s: &mut FfnScratch<'_>, y: &mut [f32]) -> FfnRun {
+    geglu_ffn_on::<K, Sequential>(&Sequential, w, h, s, y)
+}
+
+/// [`geglu_ffn`] with its integer products split into chunks run by `e` (see
+/// [`crate::exec`]): the same bits for every executor.
+pub fn geglu_ffn_on<K: Kernels, E: Executor>(
+    e: &E,
+    w: &GegluFfn<'_>,
+    h: &[f32],
+    s: &mut FfnScratch<'_>,
+    y: &mut [f32],
+) -> FfnRun {
     // Gate g = Wg h, then top-k on the gate (identity when k >= f).
-    let hs = matvec::<K>(&w.wg, h, s.xq, s.acc, s.scores);
+    let hs = matvec::<K, E>(e, &w.wg, h, s.xq, s.acc, s.scores);
     let sel = stat_topk_with::<K>(&s.scores[..w.wg.rows], w.plan.k, w.plan.z, s.idx, s.t);
     let idx = &s.idx[..sel.len];
 
     // u_i = Wu_i . h for the selected neurons (s.xq still holds h quantized); when every
     // neuron is selected (dense) the plain gemv streams Wu without an index list.
     if sel.len == w.wu.rows {
-        K::gemv_i8(w.wu.data, w.wu.cols, &s.xq[..h.len()], &mut s.acc[..sel.len]);
+        exec::gemv::<K, E>(e, w.wu.data, w.wu.cols, &s.xq[..h.len()], &mut s.acc[..sel.len]);
     } else {
         K::prefetch_rows(w.wu.scales.0, 4, idx); // as in `spark_ffn`
         K::prefetch_rows(w.wd_t.scales.0, 4, idx);
-        K::gemv_rows_i8(w.wu.data, w.wu.cols, idx, &s.xq[..h.len()], &mut s.acc[..sel.len]);
+        exec::gemv_rows::<K, E>(e, w.wu.data, w.wu.cols, idx, &s.xq[..h.len()], &mut s.acc[..sel.len]);
     }
     let coef = &mut s.t[..sel.len];
     gated_coefficients(coef, idx, &s.acc[..sel.len], hs, w.wu.scales, w.wd_t.scales);
-    let out_rows = sparse_rows_out::<K>(w.wd_t.data, w.wd_t.cols, idx, coef, s.xq, s.kept, s.acc, y);
+    let out_rows = sparse_rows_out::<K, E>(e, w.wd_t.data, w.wd_t.cols, idx, coef, s.xq, s.kept, s.acc, y);
     FfnRun { sel, out_rows }
 }
 

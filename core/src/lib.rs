@@ -20,7 +20,10 @@
 //!    (the determinism contract: the same digest on every target).
 //!
 //! Every integer product runs on a `spark-hal` kernel backend `K` (static dispatch);
-//! every float operation is fixed-order code here, identical on every target.
+//! every float operation is fixed-order code here, identical on every target. The big
+//! integer products are split into fixed chunks for an [`exec::Executor`] `E` (the
+//! session's second type parameter, [`exec::Sequential`] by default; a thread pool on a
+//! desktop), with the same bits for any thread count.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![forbid(unsafe_code)]
@@ -30,6 +33,7 @@ pub mod attention;
 pub mod config;
 pub mod digest;
 pub mod error;
+pub mod exec;
 pub mod ffn;
 pub mod format;
 pub mod ops;
@@ -42,6 +46,7 @@ pub mod topk;
 
 pub use config::{AttnKind, Config, FfnKind};
 pub use error::{ModelError, RunError};
+pub use exec::{Executor, Sequential};
 pub use format::{Model, TokenizerKind, TokenizerMeta};
 pub use session::Session;
 pub use stats::{LayerStats, Observer};

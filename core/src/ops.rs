@@ -7,6 +7,7 @@
 //! `session`), whose tests compare whole forward passes with the f32 oracle and across
 //! backends (the workspace's `tests/` package).
 
+use crate::exec::{self, Executor};
 use crate::format::{F32Slice, QMatrix};
 use spark_hal::math::tanh_f32;
 use spark_hal::Kernels;
@@ -46,12 +47,20 @@ pub fn rope(x: &mut [f32], cos: &[f32], sin: &[f32]) {
 
 /// `out[i] = (W x)[i]`: quantize `x` into `xq[..cols]`, integer gemv, dequantize with both
 /// scales (`acc * x_scale * row_scale`). Returns the activation scale; `xq` keeps the
-/// quantized `x` for a following row gather.
-pub fn matvec<K: Kernels>(m: &QMatrix<'_>, x: &[f32], xq: &mut [i8], acc: &mut [i32], out: &mut [f32]) -> f32 {
+/// quantized `x` for a following row gather. The gemv runs in row blocks on `e`
+/// ([`exec::gemv`]).
+pub fn matvec<K: Kernels, E: Executor>(
+    e: &E,
+    m: &QMatrix<'_>,
+    x: &[f32],
+    xq: &mut [i8],
+    acc: &mut [i32],
+    out: &mut [f32],
+) -> f32 {
     let xq = &mut xq[..m.cols];
     let acc = &mut acc[..m.rows];
     let xs = K::quantize_sym_i8(x, xq);
-    K::gemv_i8(m.data, m.cols, xq, acc);
+    exec::gemv::<K, E>(e, m.data, m.cols, xq, acc);
     K::dequantize_f32(acc, xs, &m.scales.0[..4 * m.rows], &mut out[..m.rows]);
     xs
 }
@@ -60,8 +69,11 @@ pub fn matvec<K: Kernels>(m: &QMatrix<'_>, x: &[f32], xq: &mut [i8], acc: &mut [
 /// coefficients are quantized to int8 with one scale, the rows whose int8 coefficient is 0
 /// are dropped (they add exactly nothing), and one sparse vector-matrix kernel call reads
 /// only the rows left, listed in `kept`. Returns how many rows it read (`kept[..len]`).
+/// The product runs in parts on `e` ([`exec::gemv_t_rows`]), their partial vectors in
+/// `acc[cols..]`.
 #[allow(clippy::too_many_arguments)]
-pub fn sparse_rows_out<K: Kernels>(
+pub fn sparse_rows_out<K: Kernels, E: Executor>(
+    e: &E,
     w: &[i8],
     cols: usize,
     rows: &[u32],
@@ -84,9 +96,9 @@ pub fn sparse_rows_out<K: Kernels>(
         kept[m] = rows[j];
         m += (c != 0) as usize;
     }
-    let acc = &mut acc[..cols];
+    let (acc, spare) = acc.split_at_mut(cols);
     acc.fill(0);
-    K::gemv_t_rows_i8(w, cols, &kept[..m], &xq[..m], acc);
+    exec::gemv_t_rows::<K, E>(e, w, cols, &kept[..m], &xq[..m], acc, spare);
     for i in 0..cols {
         y[i] = acc[i] as f32 * cs;
     }

@@ -19,10 +19,11 @@
 //! every path, logits and active sets against the f32 oracle on the golden models, and
 //! the bundled model's token ids and logits digests on every backend.
 
-use crate::attention::{attend_head, AttnParams, AttnRun, AttnScratch, KvView};
+use crate::attention::{attend_head_on, AttnParams, AttnRun, AttnScratch, KvView};
 use crate::config::{AttnKind, Config, FfnKind, MAX_LAYERS};
 use crate::error::RunError;
-use crate::ffn::{geglu_ffn, spark_ffn, FfnPlan, FfnScratch, GegluFfn, SparkFfn};
+use crate::exec::{Executor, Sequential};
+use crate::ffn::{geglu_ffn_on, spark_ffn_on, FfnPlan, FfnScratch, GegluFfn, SparkFfn};
 use crate::format::{Model, QMatrix};
 use crate::ops::{matvec, rmsnorm, rope};
 use crate::stats::{LayerStats, Observer};
@@ -188,9 +189,13 @@ pub fn arena_bytes(cfg: &Config, max_seq: usize) -> usize {
 }
 
 /// A decoding session: the KV cache and scratch of one sequence, over a borrowed arena.
-/// Generic over the kernel backend `K` (static dispatch, no `dyn`).
-pub struct Session<'m, 'a, K: Kernels = spark_hal::Native> {
+/// Generic over the kernel backend `K` (static dispatch, no `dyn`) and the executor `E`
+/// that runs the chunks of its integer products ([`Sequential`] unless built with
+/// [`Session::with_executor`]; the logits are the same bits for every executor).
+pub struct Session<'m, 'a, K: Kernels = spark_hal::Native, E: Executor = Sequential> {
     model: &'m Model<'m>,
+    /// Runs the chunks of the integer products.
+    exec: E,
     cfg: Config,
     dims: Dims,
     b: Buffers<'a>,
@@ -200,10 +205,12 @@ pub struct Session<'m, 'a, K: Kernels = spark_hal::Native> {
     ffn: FfnPlan,
     /// Per-layer counters `[n_layers]`.
     stats: heapless::Vec<LayerStats, MAX_LAYERS>,
-    _k: PhantomData<K>,
+    /// The backend is a type only (`fn() -> K`: the session is `Send` and `Sync` whatever
+    /// `K` is).
+    _k: PhantomData<fn() -> K>,
 }
 
-impl<'m, 'a, K: Kernels> Session<'m, 'a, K> {
+impl<'m, 'a, K: Kernels> Session<'m, 'a, K, Sequential> {
     /// A session with the model's full context (`max_seq_len`).
     pub fn new(model: &'m Model<'m>, arena: &'a mut [u8]) -> Result<Self, RunError> {
         Self::with_max_seq(model, arena, model.config().max_seq_len as usize)
@@ -211,6 +218,14 @@ impl<'m, 'a, K: Kernels> Session<'m, 'a, K> {
 
     /// A session with a shorter context `max_seq` (less arena).
     pub fn with_max_seq(model: &'m Model<'m>, arena: &'a mut [u8], max_seq: usize) -> Result<Self, RunError> {
+        Self::with_executor(model, arena, max_seq, Sequential)
+    }
+}
+
+impl<'m, 'a, K: Kernels, E: Executor> Session<'m, 'a, K, E> {
+    /// A session with context `max_seq` whose integer products run on `exec` (the same
+    /// arena as any other session: the chunks write disjoint parts of its buffers).
+    pub fn with_executor(model: &'m Model<'m>, arena: &'a mut [u8], max_seq: usize, exec: E) -> Result<Self, RunError> {
         let cfg = *model.config();
         if max_seq == 0 || max_seq > cfg.max_seq_len as usize {
             return Err(RunError::BadMaxSeq { requested: max_seq, max_seq_len: cfg.max_seq_len });
@@ -237,7 +252,18 @@ impl<'m, 'a, K: Kernels> Session<'m, 'a, K> {
             // Cannot fail: a loaded model has at most MAX_LAYERS layers (Config::validate).
             let _ = stats.push(LayerStats::EMPTY);
         }
-        Ok(Session { model, cfg, dims, b, pos: 0, ffn, stats, _k: PhantomData })
+        Ok(Session { model, exec, cfg, dims, b, pos: 0, ffn, stats, _k: PhantomData })
+    }
+
+    /// The executor that runs the chunks of the integer products.
+    pub fn executor(&self) -> &E {
+        &self.exec
+    }
+
+    /// The executor, to change (a new one takes effect at the next step; results do not
+    /// change).
+    pub fn executor_mut(&mut self) -> &mut E {
+        &mut self.exec
     }
 
     /// Tokens currently in the context.
@@ -362,18 +388,19 @@ impl<'m, 'a, K: Kernels> Session<'m, 'a, K> {
         }
     }
 
-    fn matvec(m: &QMatrix<'_>, x: &[f32], xq: &mut [i8], acc: &mut [i32], out: &mut [f32]) -> f32 {
-        matvec::<K>(m, x, xq, acc, out)
+    fn matvec(e: &E, m: &QMatrix<'_>, x: &[f32], xq: &mut [i8], acc: &mut [i32], out: &mut [f32]) -> f32 {
+        matvec::<K, E>(e, m, x, xq, acc, out)
     }
 
     /// Attention block of layer `l`: reads `h`, writes `y` (after `Wo`).
     fn attention<O: Observer>(&mut self, l: usize, obs: &mut O) {
         let m = self.model;
         let d = self.dims;
+        let e = &self.exec;
         let b = &mut self.b;
-        Self::matvec(&m.layer_matrix(l, T::Wq), b.h, b.xq, b.acc, b.q);
-        Self::matvec(&m.layer_matrix(l, T::Wk), b.h, b.xq, b.acc, b.k);
-        Self::matvec(&m.layer_matrix(l, T::Wv), b.h, b.xq, b.acc, b.v);
+        Self::matvec(e, &m.layer_matrix(l, T::Wq), b.h, b.xq, b.acc, b.q);
+        Self::matvec(e, &m.layer_matrix(l, T::Wk), b.h, b.xq, b.acc, b.k);
+        Self::matvec(e, &m.layer_matrix(l, T::Wv), b.h, b.xq, b.acc, b.v);
 
         // RoPE on each part of every query and key head.
         for hd in 0..d.n_heads {
@@ -424,11 +451,11 @@ impl<'m, 'a, K: Kernels> Session<'m, 'a, K> {
             };
             let q = &b.q[hd * d.dh..(hd + 1) * d.dh];
             let out = &mut b.att[hd * d.dh..(hd + 1) * d.dh];
-            let AttnRun { len, sel, .. } = attend_head::<K>(q, &kv, start, p, &params, &mut scratch, out);
+            let AttnRun { len, sel, .. } = attend_head_on::<K, E>(e, q, &kv, start, p, &params, &mut scratch, out);
             obs.attn(l, hd, &b.att_idx[..len], sel.as_ref());
             self.stats[l].attn(len, sel.as_ref());
         }
-        Self::matvec(&m.layer_matrix(l, T::Wo), b.att, b.xq, b.acc, b.y);
+        Self::matvec(e, &m.layer_matrix(l, T::Wo), b.att, b.xq, b.acc, b.y);
     }
 
     /// Spark FFN of layer `l` (SPEC section 4): reads `h`, writes `y`.
@@ -436,7 +463,7 @@ impl<'m, 'a, K: Kernels> Session<'m, 'a, K> {
         let m = self.model;
         let w = SparkFfn::for_layer(m, l, self.ffn);
         let b = &mut self.b;
-        let sel = spark_ffn::<K>(&w, b.h, &mut ffn_scratch!(b), b.y).sel;
+        let sel = spark_ffn_on::<K, E>(&self.exec, &w, b.h, &mut ffn_scratch!(b), b.y).sel;
         obs.ffn(l, &b.ffn_idx[..sel.len], &sel);
         self.stats[l].ffn(sel.len, &sel);
     }
@@ -446,7 +473,7 @@ impl<'m, 'a, K: Kernels> Session<'m, 'a, K> {
         let m = self.model;
         let w = GegluFfn::for_layer(m, l, self.ffn);
         let b = &mut self.b;
-        let sel = geglu_ffn::<K>(&w, b.h, &mut ffn_scratch!(b), b.y).sel;
+        let sel = geglu_ffn_on::<K, E>(&self.exec, &w, b.h, &mut ffn_scratch!(b), b.y).sel;
         obs.ffn(l, &b.ffn_idx[..sel.len], &sel);
         self.stats[l].ffn(sel.len, &sel);
     }
@@ -456,7 +483,7 @@ impl<'m, 'a, K: Kernels> Session<'m, 'a, K> {
         let m = self.model;
         let b = &mut self.b;
         rmsnorm(b.h, b.x, m.global_f32(T::FinalNorm), self.cfg.norm_eps);
-        Self::matvec(&m.head_matrix(), b.h, b.xq, b.acc, b.logits);
+        Self::matvec(&self.exec, &m.head_matrix(), b.h, b.xq, b.acc, b.logits);
         let cap = self.cfg.final_logit_softcap;
         if cap > 0.0 {
             K::softcap_f32(b.logits, cap);

@@ -15,6 +15,7 @@ use crate::inputs::{
 use crate::metrics::{kl, log_softmax};
 use crate::oracle::{OracleSession, EVENT_OVERFLOW, EVENT_UNDERFLOW};
 use crate::stats::stats_json;
+use crate::threads::Pool;
 use crate::ui::{fail, print_json, progress, Backend, CliResult};
 use crate::with_backend;
 use spark_core::sampler::argmax;
@@ -45,6 +46,10 @@ pub struct EvalArgs {
     /// Kernel backend of the int8 runtime.
     #[arg(long, value_enum, default_value_t)]
     pub backend: Backend,
+    /// Threads that run the int8 runtime's integer products (1 to 256) [default: the cores
+    /// available]. Any count gives the same tokens and logits.
+    #[arg(long, value_parser = crate::threads::parse_threads, value_name = "N")]
+    pub threads: Option<usize>,
     /// Print machine-readable JSON.
     #[arg(long)]
     pub json: bool,
@@ -85,13 +90,14 @@ fn evaluate<K: Kernels>(
     model: &Model<'_>,
     ck: &crate::checkpoint::F32Checkpoint,
     windows: &[Vec<u32>],
+    pool: &Pool,
     show: bool,
 ) -> CliResult<EvalReport> {
     let cfg = *model.config();
     let n_layers = cfg.n_layers as usize;
     let max_seq = windows.iter().map(Vec::len).max().unwrap_or(1).max(1);
     let mut arena = session_arena(model, max_seq)?;
-    let mut sess = Session::<K>::with_max_seq(model, &mut arena, max_seq).map_err(|e| fail(e.to_string()))?;
+    let mut sess = Session::<K, _>::with_executor(model, &mut arena, max_seq, pool).map_err(|e| fail(e.to_string()))?;
     let mut oracle = OracleSession::new(ck).map_err(|e| fail(e.to_string()))?;
     let mut r = EvalReport { int8_stats: vec![LayerStats::EMPTY; n_layers], ..Default::default() };
     let mut oracle_ffn_sum = vec![0u64; n_layers];
@@ -194,7 +200,8 @@ pub fn eval(a: &EvalArgs) -> CliResult {
     ids.truncate(a.max_tokens as usize);
     let windows = windows(&ids, tok.bos_id(), cfg.max_seq_len as usize, &a.text)?;
     let (ck, oracle_what) = oracle_checkpoint(&model, a.checkpoint.as_deref())?;
-    let r = with_backend!(a.backend, evaluate(&model, &ck, &windows, !a.json))?;
+    let pool = Pool::new(a.threads)?;
+    let r = pool.run(|| with_backend!(a.backend, evaluate(&model, &ck, &windows, &pool, !a.json)))?;
     let n = r.predicted.max(1) as f64;
     let s = Summary {
         path: &path,

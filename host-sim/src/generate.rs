@@ -5,12 +5,13 @@
 use crate::arena::session_arena;
 use crate::inputs::{load_model, model_tokenizer, prompt_ids, read_model_file, resolve_model};
 use crate::stats::{stats_json, stats_table};
+use crate::threads::Pool;
 use crate::ui::{fail, note, print_json, progress, usage, Backend, CliResult};
 use crate::with_backend;
 use spark_core::digest::Fnv1a64;
 use spark_core::sampler::{Sampler, Sampling};
 use spark_core::tokenizer::{Tokenizer, Utf8Stream};
-use spark_core::{Model, Session};
+use spark_core::{Executor, Model, Session};
 use spark_hal::Kernels;
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -46,6 +47,10 @@ pub struct GenerateArgs {
     /// Kernel backend: auto = fastest for this CPU, scalar = the portable oracle kernels.
     #[arg(long, value_enum, default_value_t)]
     pub backend: Backend,
+    /// Threads that run the int8 runtime's integer products (1 to 256) [default: the cores
+    /// available]. Any count gives the same tokens and logits.
+    #[arg(long, value_parser = crate::threads::parse_threads, value_name = "N")]
+    pub threads: Option<usize>,
     /// Do not prepend the tokenizer's BOS token to a text prompt.
     #[arg(long)]
     pub no_bos: bool,
@@ -102,7 +107,8 @@ pub fn generate(a: &GenerateArgs) -> CliResult {
             prompt.len()
         )));
     }
-    with_backend!(a.backend, run(&model, tok.as_ref(), &prompt, sampling, a, &path))
+    let pool = Pool::new(a.threads)?;
+    pool.run(|| with_backend!(a.backend, run(&model, tok.as_ref(), &prompt, sampling, a, &path, &pool)))
 }
 
 /// The text of a run: streamed to stdout as it is decoded (unless `--json`) and collected
@@ -187,8 +193,8 @@ impl<'t> TextOut<'t, '_> {
 }
 
 /// Feed the prompt; every step's logits go into the digest. Returns the seconds taken.
-fn prefill<K: Kernels>(
-    sess: &mut Session<'_, '_, K>,
+fn prefill<K: Kernels, E: Executor>(
+    sess: &mut Session<'_, '_, K, E>,
     prompt: &[u32],
     digest: &mut Fnv1a64,
     show: bool,
@@ -208,8 +214,8 @@ fn prefill<K: Kernels>(
 /// the model's context `max_seq` (the session may be shorter: it ends where `tokens`
 /// does); every fed token's logits go into the digest.
 #[allow(clippy::too_many_arguments)]
-fn decode<K: Kernels>(
-    sess: &mut Session<'_, '_, K>,
+fn decode<K: Kernels, E: Executor>(
+    sess: &mut Session<'_, '_, K, E>,
     sampler: &mut Sampler,
     digest: &mut Fnv1a64,
     eos: Option<u32>,
@@ -247,6 +253,7 @@ fn run<K: Kernels>(
     sampling: Sampling,
     a: &GenerateArgs,
     path: &std::path::Path,
+    pool: &Pool,
 ) -> CliResult {
     let cfg = *model.config();
     let max_seq = cfg.max_seq_len as usize;
@@ -255,7 +262,8 @@ fn run<K: Kernels>(
     let tokens = a.tokens as usize;
     let session_len = prompt.len().saturating_add(tokens - 1).min(max_seq);
     let mut arena = session_arena(model, session_len)?;
-    let mut sess = Session::<K>::with_max_seq(model, &mut arena, session_len).map_err(|e| fail(e.to_string()))?;
+    let mut sess =
+        Session::<K, _>::with_executor(model, &mut arena, session_len, pool).map_err(|e| fail(e.to_string()))?;
     let mut sampler = Sampler::new(sampling, a.seed).map_err(|e| usage(e.to_string()))?;
     let mut digest = Fnv1a64::new();
     let eos = tok.and_then(|t| t.eos_id()).or(model.tokenizer_meta().eos_id);
@@ -275,6 +283,7 @@ fn run<K: Kernels>(
         let v = serde_json::json!({
             "model": path.display().to_string(),
             "backend": a.backend.kernel_name(),
+            "threads": pool.threads(),
             "prompt_ids": prompt,
             "token_ids": generated,
             "text": if tok.is_some() { serde_json::Value::String(text.text) } else { serde_json::Value::Null },
@@ -299,10 +308,11 @@ fn run<K: Kernels>(
         Stop::Tokens => {}
     }
     note(format!(
-        "[{} prompt tokens at {prefill_tps:.1} tok/s, {} generated at {tps:.1} tok/s, kernels {}, logits digest {}]",
+        "[{} prompt tokens at {prefill_tps:.1} tok/s, {} generated at {tps:.1} tok/s, kernels {}, {} thread(s), logits digest {}]",
         prompt.len(),
         generated.len(),
         a.backend.kernel_name(),
+        pool.threads(),
         digest
     ));
     if a.stats {

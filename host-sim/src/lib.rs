@@ -11,7 +11,8 @@
 //!   (model and input files, tokenizer, prompts, the oracle's checkpoint), [`arena`] (the
 //!   session arena), [`hugemem`] (huge-page-advised buffers), [`metrics`]
 //!   (log-softmax, KL), [`stats`] (sparsity tables), [`npy`], and [`ui`]
-//!   (errors and exit statuses, output, progress, the kernel backend switch).
+//!   (errors and exit statuses, output, progress, the kernel backend switch), [`threads`]
+//!   (the thread pool that runs the runtime's chunks, `--threads`).
 //! - One module per subcommand: [`cli`] (`inspect`, `convert`, `random-model`),
 //!   [`generate`], [`eval`], [`logits`], [`bench`](mod@bench) (one file per benchmark), [`plan`].
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -37,5 +38,6 @@ pub mod quant;
 pub mod rng;
 pub mod stats;
 pub mod testmodel;
+pub mod threads;
 pub mod tokenizer;
 pub mod ui;

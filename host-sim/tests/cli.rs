@@ -458,7 +458,13 @@ fn bench_small_shapes() {
     ]);
     assert!(v["speedup"].as_f64().unwrap() > 0.0);
     err(&["bench", "ffn", "--shape", "gemma9-9000b"], 2, &["unknown shape", "gemma9-9000b"]);
-    err(&["bench", "ffn", "--threads", "4"], 2, &["--threads"]);
+    for bad in ["0", "257", "99999999999999999999", "lots"] {
+        err(&["bench", "ffn", "--threads", bad], 2, &["--threads", "thread count"]);
+        err(&["generate", "--threads", bad], 2, &["--threads"]);
+    }
+    // The report says the thread count it ran with.
+    let v = json(&["bench", "ffn", "--shape", &m, "--iters", "3", "--llc", "256K", "--threads", "2", "--json"]);
+    assert_eq!(v["threads"].as_u64(), Some(2), "{v}");
     err(&["bench", "model", "--shape", &m, "--ctx", "30", "--iters", "5", "--llc", "256K"], 1, &["--ctx", "context"]);
 }
 

@@ -120,7 +120,37 @@ typedef enum {
    * A length is too large for this machine's address space.
    */
   SPARK_E_TOO_LARGE = 18,
+  /**
+   * Not available in this build of the library (executors: bare-metal builds).
+   */
+  SPARK_E_UNSUPPORTED = 19,
 } spark_status_t;
+
+/**
+ * A decoding session (contents private): the state of one sequence over a caller arena.
+ * Declare it zero-initialised (`= {0}` or `static`) so calls before `spark_session_init`
+ * report `SPARK_E_NOT_INITIALIZED`.
+ */
+typedef struct {
+  uint64_t _magic;
+  uint64_t _storage[SPARK_SESSION_WORDS];
+} spark_session_t;
+
+/**
+ * Runs chunk `chunk` of the job `job` (passed to a [`spark_executor_fn`], which calls it).
+ */
+typedef void (*spark_run_chunk_fn)(void *job, size_t chunk);
+
+/**
+ * The caller's executor: must call `run_chunk(job, i)` exactly once for every `i` in
+ * `0..n_chunks`, from any of its threads and in any order (never twice for one `i`), and
+ * return only when all calls have returned. `ctx` is the pointer given to
+ * [`spark_session_set_executor`].
+ */
+typedef void (*spark_executor_fn)(void *ctx,
+                                  size_t n_chunks,
+                                  spark_run_chunk_fn run_chunk,
+                                  void *job);
 
 /**
  * An opened model (contents private). Declare one per model, open it with
@@ -188,16 +218,6 @@ typedef struct {
    */
   uint32_t eos_id;
 } spark_model_info_t;
-
-/**
- * A decoding session (contents private): the state of one sequence over a caller arena.
- * Declare it zero-initialised (`= {0}` or `static`) so calls before `spark_session_init`
- * report `SPARK_E_NOT_INITIALIZED`.
- */
-typedef struct {
-  uint64_t _magic;
-  uint64_t _storage[SPARK_SESSION_WORDS];
-} spark_session_t;
 
 /**
  * Per-layer counters since the last init/reset (filled by `spark_layer_stats`).
@@ -288,6 +308,25 @@ typedef int32_t (*spark_token_callback_t)(void *user, uint32_t token);
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Give `session` an executor: from the next token on, the chunks of its large integer
+ * products (row blocks of the projections and logits, the FFN's row gathers, parts of the
+ * sparse output products) are handed to `exec(ctx, n_chunks, run_chunk, job)`.
+ * `threads` is how many threads `exec` runs chunks on; products are only split when it is
+ * above 1 and they read at least 96 KiB (below that a hand-off costs more than it saves).
+ * `exec` NULL or `threads <= 1`: back to the sequential path. Any executor gives exactly
+ * the same logits. `SPARK_E_UNSUPPORTED` on bare-metal builds (without the `std`
+ * feature), which always decode sequentially.
+ *
+ * # Safety
+ * `session` as for `spark_session_reset`; `exec` keeps the contract of
+ * [`spark_executor_fn`] and `ctx` stays valid for it while the session uses it.
+ */
+spark_status_t spark_session_set_executor(spark_session_t *session,
+                                          spark_executor_fn exec,
+                                          void *ctx,
+                                          uint32_t threads);
 
 /**
  * The library version, a static NUL-terminated string such as "0.1.0".

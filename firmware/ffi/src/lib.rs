@@ -15,6 +15,12 @@
 //! Thread-safety: an opened [`spark_model_t`] is immutable and may be shared by any number
 //! of sessions on any threads. A [`spark_session_t`] and a [`spark_sampler_t`] are not
 //! thread-safe: use each from one thread at a time.
+//!
+//! Multi-core decode (host builds, the `std` feature): [`spark_session_set_executor`]
+//! gives a session the caller's thread pool as a [`spark_executor_fn`]; the session then
+//! hands the chunks of its large integer products to it (`spark_core::exec`), with the
+//! same logits, bit for bit, as without. Bare-metal builds keep the sequential path and
+//! answer `SPARK_E_UNSUPPORTED`.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -85,6 +91,8 @@ pub enum spark_status_t {
     SPARK_E_INVALID_ARGUMENT = 17,
     /// A length is too large for this machine's address space.
     SPARK_E_TOO_LARGE = 18,
+    /// Not available in this build of the library (executors: bare-metal builds).
+    SPARK_E_UNSUPPORTED = 19,
 }
 
 use spark_status_t::*;
@@ -204,8 +212,14 @@ struct ModelInner {
     eos: Option<u32>,
 }
 
+/// The executor of a session: the caller's callback on host builds, none on bare metal.
+#[cfg(feature = "std")]
+type SessionExec = CallbackExecutor;
+#[cfg(not(feature = "std"))]
+type SessionExec = spark_core::Sequential;
+
 struct SessionInner {
-    sess: Session<'static, 'static>,
+    sess: Session<'static, 'static, spark_hal::Native, SessionExec>,
     /// Top-p scratch, `[vocab]`, carved from the arena.
     scratch: &'static mut [u32],
     eos: Option<u32>,
@@ -391,6 +405,131 @@ unsafe fn sampler_mut<'a>(s: *mut spark_sampler_t) -> Res<&'a mut Sampler> {
 }
 
 // ---------------------------------------------------------------------------------------
+// Executor hook
+
+/// Runs chunk `chunk` of the job `job` (passed to a [`spark_executor_fn`], which calls it).
+pub type spark_run_chunk_fn = Option<unsafe extern "C" fn(job: *mut c_void, chunk: usize)>;
+
+/// The caller's executor: must call `run_chunk(job, i)` exactly once for every `i` in
+/// `0..n_chunks`, from any of its threads and in any order (never twice for one `i`), and
+/// return only when all calls have returned. `ctx` is the pointer given to
+/// [`spark_session_set_executor`].
+pub type spark_executor_fn =
+    Option<unsafe extern "C" fn(ctx: *mut c_void, n_chunks: usize, run_chunk: spark_run_chunk_fn, job: *mut c_void)>;
+
+/// A [`spark_executor_fn`] with its context and thread count, as a `spark_core` executor.
+#[cfg(feature = "std")]
+#[derive(Clone, Copy)]
+struct CallbackExecutor {
+    exec: spark_executor_fn,
+    ctx: *mut c_void,
+    threads: usize,
+}
+
+#[cfg(feature = "std")]
+impl Default for CallbackExecutor {
+    fn default() -> Self {
+        CallbackExecutor { exec: None, ctx: ptr::null_mut(), threads: 1 }
+    }
+}
+
+/// One product's chunks as the C executor sees them: `out.chunks_mut(chunk_len)` and the
+/// closure that fills one.
+#[cfg(feature = "std")]
+struct ChunkJob<'f, T, F> {
+    out: *mut T,
+    len: usize,
+    chunk_len: usize,
+    n_chunks: usize,
+    f: &'f F,
+}
+
+/// The [`spark_run_chunk_fn`] of a [`ChunkJob`]: runs chunk `i` (an `i` out of range does
+/// nothing).
+///
+/// # Safety
+/// `job` is the `ChunkJob<T, F>` handed to the executor, alive for the call, and every `i`
+/// runs at most once per job (the executor's contract), so the chunks never alias.
+#[cfg(feature = "std")]
+unsafe extern "C" fn run_chunk<T: Send, F: Fn(usize, &mut [T]) + Sync>(job: *mut c_void, i: usize) {
+    // SAFETY: caller contract: `job` points to a live ChunkJob<T, F>, only read here.
+    let job = unsafe { &*(job as *const ChunkJob<'_, T, F>) };
+    if i >= job.n_chunks {
+        return;
+    }
+    let start = i * job.chunk_len;
+    let len = job.chunk_len.min(job.len - start);
+    // SAFETY: `start + len <= job.len` (i < n_chunks), inside the `&mut [T]` the job was
+    // built from, which stays borrowed until the executor returns; chunk `i` is disjoint
+    // from every other chunk and runs once (contract), so this is the only reference to it;
+    // `T: Send` lets it be written on the executor's thread.
+    let chunk = unsafe { core::slice::from_raw_parts_mut(job.out.add(start), len) };
+    (job.f)(i, chunk);
+}
+
+#[cfg(feature = "std")]
+impl spark_core::Executor for CallbackExecutor {
+    fn threads(&self) -> usize {
+        if self.exec.is_some() {
+            self.threads
+        } else {
+            1
+        }
+    }
+
+    fn for_each_chunk<T: Send, F: Fn(usize, &mut [T]) + Sync>(&self, out: &mut [T], chunk_len: usize, f: F) {
+        let Some(exec) = self.exec else {
+            for (i, c) in out.chunks_mut(chunk_len).enumerate() {
+                f(i, c);
+            }
+            return;
+        };
+        let n_chunks = out.len().div_ceil(chunk_len);
+        let job = ChunkJob { out: out.as_mut_ptr(), len: out.len(), chunk_len, n_chunks, f: &f };
+        // SAFETY: the executor calls `run_chunk::<T, F>` with this job, each chunk at most
+        // once, and returns after all calls returned (the contract of
+        // spark_session_set_executor), while `out` and `f` are borrowed here.
+        unsafe { exec(self.ctx, n_chunks, Some(run_chunk::<T, F>), &job as *const ChunkJob<'_, T, F> as *mut c_void) };
+    }
+}
+
+/// Give `session` an executor: from the next token on, the chunks of its large integer
+/// products (row blocks of the projections and logits, the FFN's row gathers, parts of the
+/// sparse output products) are handed to `exec(ctx, n_chunks, run_chunk, job)`.
+/// `threads` is how many threads `exec` runs chunks on; products are only split when it is
+/// above 1 and they read at least 96 KiB (below that a hand-off costs more than it saves).
+/// `exec` NULL or `threads <= 1`: back to the sequential path. Any executor gives exactly
+/// the same logits. `SPARK_E_UNSUPPORTED` on bare-metal builds (without the `std`
+/// feature), which always decode sequentially.
+///
+/// # Safety
+/// `session` as for `spark_session_reset`; `exec` keeps the contract of
+/// [`spark_executor_fn`] and `ctx` stays valid for it while the session uses it.
+#[no_mangle]
+pub unsafe extern "C" fn spark_session_set_executor(
+    session: *mut spark_session_t,
+    exec: spark_executor_fn,
+    ctx: *mut c_void,
+    threads: u32,
+) -> spark_status_t {
+    status((|| {
+        // SAFETY: caller contract.
+        let s = unsafe { session_mut(session) }?;
+        #[cfg(feature = "std")]
+        {
+            let threads = if exec.is_some() { (threads as usize).max(1) } else { 1 };
+            *s.sess.executor_mut() = CallbackExecutor { exec, ctx, threads };
+            Ok(())
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            let _ = (s, exec, ctx, threads);
+            Err(SPARK_E_UNSUPPORTED)
+        }
+    })())
+}
+
+// ---------------------------------------------------------------------------------------
 // Library
 
 /// The library version, a static NUL-terminated string such as "0.1.0".
@@ -423,6 +562,7 @@ pub extern "C" fn spark_status_str(status: i32) -> *const c_char {
         16 => "no logits to sample from (run a token first)\0",
         17 => "an argument is out of range\0",
         18 => "a length is too large for this machine\0",
+        19 => "not available in this build of the library\0",
         _ => "unknown status\0",
     };
     s.as_ptr().cast()
@@ -630,7 +770,7 @@ pub unsafe extern "C" fn spark_session_init(
         // and exclusively borrowed; any bit pattern is a valid u32.
         let scratch: &'static mut [u32] =
             unsafe { core::slice::from_raw_parts_mut(scratch_bytes.as_mut_ptr().cast::<u32>(), vocab) };
-        let sess = Session::with_max_seq(&m.model, rest, max_seq).map_err(run_err)?;
+        let sess = Session::with_executor(&m.model, rest, max_seq, SessionExec::default()).map_err(run_err)?;
         let inner = SessionInner { sess, scratch, eos: m.eos, has_logits: false };
         // SAFETY: the storage is large and aligned enough (compile-time assertions) and
         // exclusively ours; a previous session in it is plain data and is overwritten.

@@ -6,6 +6,8 @@
  * GREEDY_DIGEST is `spark-sim generate --json`'s logits_digest for the prompt
  * "Once upon a time", 64 tokens, greedy. */
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +44,7 @@ static uint8_t *aligned_copy(const uint8_t *src, size_t len, size_t offset) {
 
 static void test_library(void) {
     CHECK(spark_version() && strlen(spark_version()) > 0, "version string");
-    for (int s = 0; s <= 18; s++) CHECK(spark_status_str(s) && strcmp(spark_status_str(s), "unknown status") != 0, "status string");
+    for (int s = 0; s <= 19; s++) CHECK(spark_status_str(s) && strcmp(spark_status_str(s), "unknown status") != 0, "status string");
     CHECK(strcmp(spark_status_str(-1), "unknown status") == 0, "unknown negative status");
     CHECK(strcmp(spark_status_str(1000), "unknown status") == 0, "unknown large status");
     CHECK(spark_model_size() == sizeof(spark_model_t), "model size");
@@ -269,6 +271,93 @@ static void test_sampling(const char *greedy_digest) {
     free(arena);
 }
 
+/* A test executor: per call, `threads` threads (the caller's among them) take chunk
+ * indices from a shared counter, so the chunks run concurrently and in whatever order the
+ * scheduler gives. Counts the calls and chunks it ran. */
+typedef struct {
+    int threads;
+    atomic_size_t calls, chunks;
+} test_pool;
+
+typedef struct {
+    atomic_size_t next;
+    size_t n;
+    spark_run_chunk_fn run;
+    void *job;
+    test_pool *pool;
+} pool_call;
+
+static void *pool_worker(void *arg) {
+    pool_call *c = arg;
+    for (size_t i; (i = atomic_fetch_add(&c->next, 1)) < c->n;) {
+        c->run(c->job, i);
+        atomic_fetch_add(&c->pool->chunks, 1);
+    }
+    return NULL;
+}
+
+static void pool_exec(void *ctx, size_t n_chunks, spark_run_chunk_fn run, void *job) {
+    test_pool *p = ctx;
+    pool_call c = {.n = n_chunks, .run = run, .job = job, .pool = p};
+    atomic_init(&c.next, 0);
+    atomic_fetch_add(&p->calls, 1);
+    pthread_t t[8];
+    int k = p->threads - 1;
+    for (int i = 0; i < k; i++)
+        if (pthread_create(&t[i], NULL, pool_worker, &c) != 0) exit(2);
+    pool_worker(&c);
+    for (int i = 0; i < k; i++) pthread_join(t[i], NULL);
+}
+
+/* Runs the chunks last to first on the caller's thread. */
+static void reverse_exec(void *ctx, size_t n_chunks, spark_run_chunk_fn run, void *job) {
+    atomic_fetch_add(&((test_pool *)ctx)->calls, 1);
+    for (size_t i = n_chunks; i-- > 0;) run(job, i);
+}
+
+/* spark_session_set_executor: greedy decoding with 2, 3 and 4 threads, and with the
+ * chunks in reverse order, gives spark-sim's digest. */
+static void test_executor(const char *greedy_digest) {
+    size_t need;
+    EXPECT(spark_arena_size(&model, 0, &need), SPARK_OK);
+    uint8_t *arena = malloc(need);
+    spark_session_t s = {0};
+    EXPECT(spark_session_set_executor(NULL, pool_exec, NULL, 2), SPARK_E_NULL);
+    EXPECT(spark_session_set_executor(&s, pool_exec, NULL, 2), SPARK_E_NOT_INITIALIZED);
+    spark_sampler_t smp = {0};
+    spark_sampler_config_t greedy = {0.0f, 1.0f, 0};
+    static spark_demo_result r;
+    for (int mode = 0; mode < 5; mode++) {
+        static test_pool pool;
+        pool.threads = mode < 3 ? mode + 2 : 2;
+        atomic_init(&pool.calls, 0);
+        atomic_init(&pool.chunks, 0);
+        EXPECT(spark_session_init(&s, &model, arena, need, 0), SPARK_OK);
+        EXPECT(spark_sampler_init(&smp, &greedy), SPARK_OK);
+        if (mode < 3) {
+            EXPECT(spark_session_set_executor(&s, pool_exec, &pool, (uint32_t)pool.threads), SPARK_OK);
+        } else if (mode == 3) {
+            EXPECT(spark_session_set_executor(&s, reverse_exec, &pool, 2), SPARK_OK);
+        } else { /* set, then back to sequential */
+            EXPECT(spark_session_set_executor(&s, pool_exec, &pool, 2), SPARK_OK);
+            EXPECT(spark_session_set_executor(&s, NULL, NULL, 0), SPARK_OK);
+        }
+        EXPECT(spark_demo_generate(&model, &s, &smp, "Once upon a time", 1, 64, &r), SPARK_OK);
+        char hex[17];
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)r.digest);
+        CHECK(strcmp(hex, greedy_digest) == 0, "greedy digest with an executor equals spark-sim's");
+        if (mode < 4) {
+            CHECK(atomic_load(&pool.calls) > 0, "the executor ran products");
+        } else {
+            CHECK(atomic_load(&pool.calls) == 0, "no executor: sequential");
+        }
+        if (mode < 3) CHECK(atomic_load(&pool.chunks) > atomic_load(&pool.calls), "several chunks per product");
+        printf("executor mode %d (%d threads): %zu products, %zu chunks, digest %s\n", mode, pool.threads,
+               (size_t)atomic_load(&pool.calls), (size_t)atomic_load(&pool.chunks), hex);
+    }
+    free(arena);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: %s MODEL.spark GREEDY_DIGEST\n", argv[0]);
@@ -290,6 +379,7 @@ int main(int argc, char **argv) {
     test_session_init();
     test_tokenizer();
     test_sampling(argv[2]);
+    test_executor(argv[2]);
     free(blob);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

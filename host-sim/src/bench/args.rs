@@ -28,9 +28,10 @@ pub struct BenchArgs {
     /// decode steps (model, default 256).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub ctx: Option<u64>,
-    /// Threads (the runtime is single-threaded: only 1).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1))]
-    pub threads: u32,
+    /// Threads that run the timed calls and the read-bandwidth bound (1 to 256) [default: the
+    /// cores available].
+    #[arg(long, value_parser = crate::threads::parse_threads, value_name = "N")]
+    pub threads: Option<usize>,
     /// Timed iterations (medians are reported).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100000))]
     pub iters: u64,

@@ -8,8 +8,9 @@ use super::report::{paired_speedup, report, Variant, WorkingSet};
 use super::shape::{shape_label, BenchShape};
 use super::weights::Fill;
 use crate::hugemem::HugeBytes;
+use crate::threads::Pool;
 use crate::ui::{fail, human_bytes, progress, usage, CliResult};
-use spark_core::attention::{attend_head, AttnParams, AttnScratch, KvView};
+use spark_core::attention::{attend_head_on, AttnParams, AttnScratch, KvView};
 use spark_hal::Kernels;
 use std::hint::black_box;
 use std::io;
@@ -122,7 +123,14 @@ struct AttnSamples {
 
 /// The timed loop: per iteration all query heads of one Spark call and one dense call,
 /// each on its next cache copy.
-fn time_attn<K: Kernels>(a: &BenchArgs, s: &BenchShape, n: usize, kv: &KvCopies, qs: &[Vec<f32>]) -> AttnSamples {
+fn time_attn<K: Kernels>(
+    a: &BenchArgs,
+    pool: &Pool,
+    s: &BenchShape,
+    n: usize,
+    kv: &KvCopies,
+    qs: &[Vec<f32>],
+) -> AttnSamples {
     let (nh, nkv, dh) = (s.n_heads, s.n_kv, s.dh);
     let copies = kv.spark.len();
     let (sp, dp) = attn_params(s, n);
@@ -151,7 +159,8 @@ fn time_attn<K: Kernels>(a: &BenchArgs, s: &BenchShape, n: usize, kv: &KvCopies,
                     kept: &mut kept,
                     acc: &mut acc,
                 };
-                let r = attend_head::<K>(
+                let r = attend_head_on::<K, _>(
+                    pool,
                     black_box(&q[hd * dh..(hd + 1) * dh]),
                     &view,
                     0,
@@ -182,13 +191,13 @@ fn time_attn<K: Kernels>(a: &BenchArgs, s: &BenchShape, n: usize, kv: &KvCopies,
 }
 
 /// `bench attn`.
-pub(super) fn bench_attn<K: Kernels>(a: &BenchArgs, s: &BenchShape) -> CliResult {
+pub(super) fn bench_attn<K: Kernels>(a: &BenchArgs, pool: &Pool, s: &BenchShape) -> CliResult {
     let n = a.ctx.unwrap_or(4096) as usize;
-    let common = measure_common(a)?;
+    let common = measure_common(a, pool)?;
     let mut fill = Fill(a.seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
     let kv = KvCopies::build(&mut fill, s, n, common.llc, !a.json)?;
     let qs: Vec<Vec<f32>> = (0..8).map(|_| fill.gauss(s.n_heads * s.dh)).collect();
-    let m = time_attn::<K>(a, s, n, &kv, &qs);
+    let m = time_attn::<K>(a, pool, s, n, &kv, &qs);
     report_attn(a, s, n, &common, &kv, &m)
 }
 

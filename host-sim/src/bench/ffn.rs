@@ -3,13 +3,14 @@
 //! Spark/dense pair.
 
 use super::args::BenchArgs;
-use super::machine::{measure_common, read_pass, rotation, Common};
+use super::machine::{measure_common, read_pass_on, rotation, Common};
 use super::report::{paired_speedup, report, Variant, WorkingSet};
 use super::shape::{shape_label, BenchShape};
 use super::weights::{Fill, RandMatrix};
 use crate::hugemem::HugeBytes;
+use crate::threads::Pool;
 use crate::ui::{fail, human_bytes, median, progress, usage, CliResult};
-use spark_core::ffn::{geglu_ffn, spark_ffn, FfnPlan, FfnScratch, GegluFfn, SparkFfn};
+use spark_core::ffn::{geglu_ffn_on, spark_ffn_on, FfnPlan, FfnScratch, GegluFfn, SparkFfn};
 use spark_core::topk::stat_topk_with;
 use spark_hal::Kernels;
 use std::hint::black_box;
@@ -104,10 +105,12 @@ struct FfnSamples {
 }
 
 /// The timed loop: per iteration one Spark call, the top-k alone on a copy of its
-/// predictor scores, one dense call, and one page-prefetched read pass over `read_buf`
-/// (the read bandwidth under the same host conditions as the pair).
+/// predictor scores, one dense call (both on `pool`), and one page-prefetched read pass
+/// over `read_buf` with every thread of `pool` (the read bandwidth under the same host
+/// conditions as the pair).
 fn time_ffn<K: Kernels>(
     a: &BenchArgs,
+    pool: &Pool,
     s: &BenchShape,
     w: &FfnWeights,
     hs: &[Vec<f32>],
@@ -139,7 +142,7 @@ fn time_ffn<K: Kernels>(
         let ws = &w.spark[it % n_spark];
         let sw = SparkFfn { k1: ws[0].q(), k2: ws[1].q(), v: ws[2].q(), plan };
         let t0 = Instant::now();
-        let run_s = spark_ffn::<K>(&sw, black_box(h), &mut scratch!(), &mut y);
+        let run_s = spark_ffn_on::<K, _>(pool, &sw, black_box(h), &mut scratch!(), &mut y);
         black_box(&y);
         let e1 = t0.elapsed().as_secs_f64();
         k_scores.copy_from_slice(&scores[..f]);
@@ -149,10 +152,10 @@ fn time_ffn<K: Kernels>(
         let wd = &w.dense[it % n_dense];
         let dw = GegluFfn { wg: wd[0].q(), wu: wd[1].q(), wd_t: wd[2].q(), plan: dense_plan };
         let t1 = Instant::now();
-        let run_d = geglu_ffn::<K>(&dw, black_box(h), &mut scratch!(), &mut y);
+        let run_d = geglu_ffn_on::<K, _>(pool, &dw, black_box(h), &mut scratch!(), &mut y);
         black_box(&y);
         let e2 = t1.elapsed().as_secs_f64();
-        let e4 = read_pass(read_buf, true);
+        let e4 = read_pass_on(pool, read_buf, true);
         if it >= warm {
             out.spark.push(e1);
             out.dense.push(e2);
@@ -169,14 +172,14 @@ fn time_ffn<K: Kernels>(
 }
 
 /// `bench ffn`.
-pub(super) fn bench_ffn<K: Kernels>(a: &BenchArgs, s: &BenchShape) -> CliResult {
-    let common = measure_common(a)?;
+pub(super) fn bench_ffn<K: Kernels>(a: &BenchArgs, pool: &Pool, s: &BenchShape) -> CliResult {
+    let common = measure_common(a, pool)?;
     let mut fill = Fill(a.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let w = FfnWeights::build(&mut fill, s, common.llc, !a.json)?;
     let hs: Vec<Vec<f32>> = (0..8).map(|_| fill.gauss(s.d)).collect();
     let read_mem = interleaved_read_buffer(w.dense_bytes)?;
     let read_buf: &[u64] = bytemuck::cast_slice(&read_mem[..]);
-    let samples = time_ffn::<K>(a, s, &w, &hs, read_buf);
+    let samples = time_ffn::<K>(a, pool, s, &w, &hs, read_buf);
     report_ffn(a, s, &common, &w, &samples, (read_buf.len() * 8) as f64)
 }
 

@@ -1,9 +1,10 @@
 //! Facts about the machine the benchmarks plan around: the last-level cache size, the
-//! single-thread read bandwidth (the memory bound of every report) and the number of
-//! weight copies the rotation needs so that each timed call reads from DRAM.
+//! read bandwidth with the benchmark's thread count (the memory bound of every report) and
+//! the number of weight copies the rotation needs so that each timed call reads from DRAM.
 
 use super::args::{BenchArgs, MAX_LLC};
 use crate::hugemem::HugeBytes;
+use crate::threads::Pool;
 use crate::ui::{fail, human_bytes, progress, CliResult};
 use std::hint::black_box;
 use std::io;
@@ -52,6 +53,12 @@ pub fn llc_bytes() -> (u64, bool) {
 /// bound is the larger.
 /// Fails only when the buffer cannot be mapped.
 pub fn read_bandwidth(bytes: usize, passes: usize) -> io::Result<(f64, f64)> {
+    read_bandwidth_on(&Pool::single(), bytes, passes)
+}
+
+/// [`read_bandwidth`] with every thread of `pool` summing its own equal part of the
+/// buffer at once (each pass timed from the hand-off to the last thread's end).
+pub fn read_bandwidth_on(pool: &Pool, bytes: usize, passes: usize) -> io::Result<(f64, f64)> {
     let words = bytes / 8;
     // Huge-page-advised like the benchmarks' weights and KV caches (`hugemem`).
     let mut mem = HugeBytes::zeroed(words * 8)?;
@@ -63,7 +70,7 @@ pub fn read_bandwidth(bytes: usize, passes: usize) -> io::Result<(f64, f64)> {
     let (mut plain, mut pf) = (f64::INFINITY, f64::INFINITY);
     for _ in 0..passes.max(1) {
         for prefetch in [false, true] {
-            let e = read_pass(buf, prefetch);
+            let e = read_pass_on(pool, buf, prefetch);
             let best = if prefetch { &mut pf } else { &mut plain };
             *best = best.min(e);
         }
@@ -87,6 +94,20 @@ pub(super) fn read_pass(buf: &[u64], prefetch: bool) -> f64 {
         d = d.wrapping_add(ch[3]);
     }
     black_box(a ^ b ^ c ^ d);
+    t.elapsed().as_secs_f64()
+}
+
+/// Seconds for one summing pass over `buf` split into one equal part per thread of
+/// `pool`, all threads at once (from the hand-off to the last thread's end).
+pub(super) fn read_pass_on(pool: &Pool, buf: &[u64], prefetch: bool) -> f64 {
+    use spark_core::Executor;
+    let n = pool.threads();
+    if n == 1 {
+        return read_pass(buf, prefetch);
+    }
+    let part = buf.len().div_ceil(n).next_multiple_of(4); // words per thread
+    let t = Instant::now();
+    pool.on_every_thread(|i| read_pass(buf.chunks(part).nth(i).unwrap_or(&[]), prefetch));
     t.elapsed().as_secs_f64()
 }
 
@@ -143,6 +164,8 @@ pub fn rotation(bytes_per_copy: usize, largest_copy: usize, llc: u64) -> Result<
 
 /// The machine facts every report states.
 pub(super) struct Common {
+    /// Threads of the timed calls and of the read bound.
+    pub(super) threads: usize,
     /// Last-level cache bytes the rotation is planned for.
     pub(super) llc: u64,
     /// Whether `llc` was given or read (not assumed).
@@ -154,8 +177,9 @@ pub(super) struct Common {
 }
 
 /// The last-level cache (from `--llc`, else detected and at most [`MAX_LLC`]) and the read
-/// bandwidth bound, measured over a buffer of 4x the cache (at least 16 MiB).
-pub(super) fn measure_common(a: &BenchArgs) -> CliResult<Common> {
+/// bandwidth bound with every thread of `pool`, measured over a buffer of 4x the cache (at
+/// least 16 MiB).
+pub(super) fn measure_common(a: &BenchArgs, pool: &Pool) -> CliResult<Common> {
     let show = !a.json;
     let (llc, llc_known) = match a.llc {
         Some(b) => (b.max(1), true),
@@ -166,14 +190,15 @@ pub(super) fn measure_common(a: &BenchArgs) -> CliResult<Common> {
     };
     let bytes = ((4 * llc) as usize).max(16 << 20);
     let pb = progress(1, show, "bandwidth");
-    let (bw_plain, bw_pf) = read_bandwidth(bytes, 7).map_err(|e| {
+    let (bw_plain, bw_pf) = read_bandwidth_on(pool, bytes, 7).map_err(|e| {
         fail(format!(
             "bench: cannot map the {} read-bandwidth buffer (4x LLC): {e}; lower --llc",
             human_bytes(bytes as u64)
         ))
     })?;
     pb.finish_and_clear();
-    Ok(Common { llc, llc_known, bw: bw_plain.max(bw_pf), bw_plain })
+    use spark_core::Executor;
+    Ok(Common { threads: pool.threads(), llc, llc_known, bw: bw_plain.max(bw_pf), bw_plain })
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! `spark-sim bench`: single-thread timings of the Spark FFN, Spark attention and whole
-//! decode steps against their dense twins, measured in the same run (SPEC section 11),
-//! with a single-thread read-bandwidth measurement as the memory bound.
+//! `spark-sim bench`: timings of the Spark FFN, Spark attention and whole decode steps
+//! against their dense twins, measured in the same run (SPEC section 11), on `--threads N`
+//! threads (the runtime's chunks on a [`Pool`]), with the read bandwidth of the same
+//! number of threads as the memory bound.
 //!
 //! Weights and KV caches are random int8 built directly in memory. Several copies are
 //! kept and rotated so that the bytes touched between two uses of one copy exceed the
@@ -22,11 +23,12 @@ pub mod shape;
 mod weights;
 
 pub use args::{BenchArgs, BenchWhat};
-pub use machine::{llc_bytes, read_bandwidth};
+pub use machine::{llc_bytes, read_bandwidth, read_bandwidth_on};
 pub use model::{gemma2_2b_layer_pair, synthetic_model};
 pub use report::Variant;
 pub use shape::{shape_of, BenchShape, GEMMA2_2B};
 
+use crate::threads::Pool;
 use crate::ui::{usage, CliResult};
 use crate::with_backend;
 use attn::bench_attn;
@@ -39,9 +41,12 @@ pub fn bench(a: &BenchArgs) -> CliResult {
     if a.dense.is_some() && a.what != BenchWhat::Model {
         return Err(usage("--dense only applies to `bench model`"));
     }
-    match a.what {
-        BenchWhat::Ffn => with_backend!(a.backend, bench_ffn(a, &shape)),
-        BenchWhat::Attn => with_backend!(a.backend, bench_attn(a, &shape)),
-        BenchWhat::Model => with_backend!(a.backend, bench_model(a, file.as_deref())),
-    }
+    // The whole benchmark runs on a pool thread (Pool::run): the timed calls' thread
+    // works on the split products with the others.
+    let pool = Pool::new(a.threads)?;
+    pool.run(|| match a.what {
+        BenchWhat::Ffn => with_backend!(a.backend, bench_ffn(a, &pool, &shape)),
+        BenchWhat::Attn => with_backend!(a.backend, bench_attn(a, &pool, &shape)),
+        BenchWhat::Model => with_backend!(a.backend, bench_model(a, &pool, file.as_deref())),
+    })
 }

@@ -11,6 +11,7 @@ use crate::format::ModelWriter;
 use crate::hugemem::HugeBytes;
 use crate::inputs::{load_model, read_model_file};
 use crate::testmodel::for_each_weight;
+use crate::threads::Pool;
 use crate::ui::{fail, human_bytes, print_json, progress, usage, CliResult};
 use spark_core::{AttnKind, Config, DType, FfnKind, Model, Session, TensorId, TokenizerMeta};
 use spark_hal::Kernels;
@@ -92,12 +93,13 @@ pub fn gemma2_2b_layer_pair(max_seq: u32) -> (Config, Config) {
     (spark, dense)
 }
 
-struct Decoder<'m, 'a, K: Kernels> {
-    sess: Session<'m, 'a, K>,
+struct Decoder<'m, 'a, 'p, K: Kernels> {
+    sess: Session<'m, 'a, K, &'p Pool>,
 }
 
 fn time_decode<K: Kernels>(
     a: &BenchArgs,
+    pool: &Pool,
     models: &[(&str, &Model<'_>)],
     ctx: usize,
 ) -> CliResult<Vec<(Vec<f64>, Vec<spark_core::LayerStats>)>> {
@@ -106,7 +108,7 @@ fn time_decode<K: Kernels>(
     let mut arenas = models.iter().map(|(_, m)| session_arena(m, max_seq)).collect::<CliResult<Vec<_>>>()?;
     let mut decs = Vec::new();
     for ((name, m), arena) in models.iter().zip(arenas.iter_mut()) {
-        let sess = Session::<K>::with_max_seq(m, arena, max_seq).map_err(|e| fail(format!("{name}: {e}")))?;
+        let sess = Session::<K, _>::with_executor(m, arena, max_seq, pool).map_err(|e| fail(format!("{name}: {e}")))?;
         decs.push(Decoder { sess });
     }
     let vocab = models.iter().map(|(_, m)| m.config().vocab_size).min().unwrap_or(1);
@@ -169,10 +171,10 @@ fn model_blobs(a: &BenchArgs, file: Option<&Path>, ctx: usize) -> CliResult<(Hug
 }
 
 /// `bench model`.
-pub(super) fn bench_model<K: Kernels>(a: &BenchArgs, file: Option<&Path>) -> CliResult {
+pub(super) fn bench_model<K: Kernels>(a: &BenchArgs, pool: &Pool, file: Option<&Path>) -> CliResult {
     let ctx = a.ctx.unwrap_or(256) as usize;
     let iters = a.iters as usize;
-    let common = measure_common(a)?;
+    let common = measure_common(a, pool)?;
     let (spark_blob, dense_blob, label) = model_blobs(a, file, ctx)?;
     let sp_path = file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("<synthetic spark>"));
     let dn_path = a.dense.clone().unwrap_or_else(|| PathBuf::from("<synthetic dense>"));
@@ -194,7 +196,7 @@ pub(super) fn bench_model<K: Kernels>(a: &BenchArgs, file: Option<&Path>) -> Cli
     if let Some(d) = &dm {
         list.push(("dense", d));
     }
-    let res = time_decode::<K>(a, &list, ctx)?;
+    let res = time_decode::<K>(a, pool, &list, ctx)?;
     let per_token_bytes = |m: &Model<'_>| m.blob().len() as f64;
     let sv = Variant::new(&res[0].0, 0.0, per_token_bytes(&sm));
     let dv = match (&dm, res.get(1)) {
@@ -219,7 +221,7 @@ fn report_model(
     let bw_gbs = common.bw / 1e9;
     if a.json {
         return print_json(&serde_json::json!({
-            "bench": "model", "shape": label, "backend": a.backend.kernel_name(), "threads": 1, "iters": a.iters,
+            "bench": "model", "shape": label, "backend": a.backend.kernel_name(), "threads": common.threads, "iters": a.iters,
             "ctx": ctx,
             "spark_ms": sv.ms, "dense_ms": dv.map(|v| v.ms),
             "speedup": dv.map(|v| v.ms / sv.ms.max(1e-12)),
@@ -233,8 +235,9 @@ fn report_model(
     writeln!(o, "bench model  {label}")?;
     writeln!(
         o,
-        "kernels {}, 1 thread, decode at context {ctx}..{} ({iters} timed steps, median)",
+        "kernels {}, {} thread(s), decode at context {ctx}..{} ({iters} timed steps, median)",
         a.backend.kernel_name(),
+        common.threads,
         ctx + iters
     )?;
     writeln!(o, "{:<8} {:>10} {:>10} {:>14}", "", "ms/token", "tokens/s", "file bytes")?;
@@ -245,6 +248,6 @@ fn report_model(
     }
     let fr: Vec<String> = ffn_mean.iter().map(|m| format!("{:.1}%", 100.0 * m / d_ff)).collect();
     writeln!(o, "Spark active FFN per layer: {}", fr.join(" "))?;
-    writeln!(o, "read bandwidth (single thread): {bw_gbs:.2} GB/s")?;
+    writeln!(o, "read bandwidth ({} thread(s)): {bw_gbs:.2} GB/s", common.threads)?;
     Ok(())
 }

@@ -82,7 +82,7 @@ pub(super) fn report(
     let speedup = dv.ms / sv.ms.max(1e-12);
     if a.json {
         let mut v = serde_json::json!({
-            "bench": what, "shape": shape, "backend": a.backend.kernel_name(), "threads": 1, "iters": a.iters,
+            "bench": what, "shape": shape, "backend": a.backend.kernel_name(), "threads": c.threads, "iters": a.iters,
             "spark_ms": sv.ms, "dense_ms": dv.ms, "speedup": speedup,
             "speedup_paired_median": paired.0, "speedup_paired_q1": paired.1, "speedup_paired_q3": paired.2,
             "spark_macs": sv.macs, "dense_macs": dv.macs, "mac_ratio": dv.macs / sv.macs.max(1.0),
@@ -102,8 +102,9 @@ pub(super) fn report(
     writeln!(o, "bench {what}  shape {shape}: {detail}")?;
     writeln!(
         o,
-        "kernels {}, 1 thread, {} iterations (median); working set Spark {} / dense {} rotated over copies, LLC {}{}",
+        "kernels {}, {} thread(s), {} iterations (median); working set Spark {} / dense {} rotated over copies, LLC {}{}",
         a.backend.kernel_name(),
+        c.threads,
         a.iters,
         human_bytes(spark_total as u64),
         human_bytes(dense_total as u64),
@@ -145,8 +146,9 @@ pub(super) fn report(
     )?;
     writeln!(
         o,
-        "read bandwidth (single thread, huge-page-advised buffer of 4x LLC, the faster of a plain and a page-entry-prefetched \
+        "read bandwidth ({} thread(s), huge-page-advised buffer of 4x LLC, the faster of a plain and a page-entry-prefetched \
          sum, best of 7 each): {bw_gbs:.2} GB/s (plain sum {:.2} GB/s: {:.1}% / {:.1}% of that)",
+        c.threads,
         c.bw_plain / 1e9,
         100.0 * sv.gbs / (c.bw_plain / 1e9),
         100.0 * dv.gbs / (c.bw_plain / 1e9)
