@@ -4,15 +4,16 @@
 //! committed int8 continuations and logits digests exactly on every backend compiled here
 //! (`models/expected_int8.json`, written by `spark-sim generate --backend scalar`).
 
-use spark_core::digest::Fnv1a64;
 use spark_core::sampler::argmax;
 use spark_core::tokenizer::Tokenizer;
-use spark_core::{Model, Session};
+use spark_core::Model;
 use spark_hal::{Kernels, Native, Scalar};
 use spark_sim::checkpoint::{to_writer, F32Checkpoint};
 use spark_sim::cli::load_tokenizer_json;
 use spark_sim::oracle::OracleSession;
 use std::path::PathBuf;
+
+mod common;
 
 fn models_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models")
@@ -63,24 +64,7 @@ fn f32_oracle_reproduces_training_framework_greedy_continuations() {
 }
 
 fn run_int8<K: Kernels>(model: &Model<'_>, prompt: &[u32], n: usize) -> (Vec<u32>, String) {
-    let mut arena = vec![0u8; model.arena_bytes(model.config().max_seq_len as usize)];
-    let mut s = Session::<K>::new(model, &mut arena).unwrap();
-    let mut digest = Fnv1a64::new();
-    let mut logits = Vec::new();
-    for &t in prompt {
-        logits = s.step(t).unwrap().to_vec();
-        digest.update_f32(&logits);
-    }
-    let mut out = Vec::new();
-    for i in 0..n {
-        let next = argmax(&logits).expect("finite logits");
-        out.push(next);
-        if i + 1 < n {
-            logits = s.step(next).unwrap().to_vec();
-            digest.update_f32(&logits);
-        }
-    }
-    (out, digest.to_string())
+    common::greedy_digest::<K, _>(model, spark_core::Sequential, prompt, n)
 }
 
 #[test]

@@ -9,15 +9,15 @@
 //! `test.sh` runs this file natively and on aarch64 under `qemu-aarch64` (user-mode QEMU
 //! runs the threads).
 
-use spark_core::digest::Fnv1a64;
 use spark_core::exec::{Executor, Grain};
-use spark_core::sampler::argmax;
 use spark_core::tokenizer::Tokenizer;
-use spark_core::{Model, Session};
+use spark_core::Model;
 use spark_hal::Native;
 use spark_sim::checkpoint::{to_writer, F32Checkpoint};
 use spark_sim::threads::Pool;
 use std::path::PathBuf;
+
+mod common;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -33,28 +33,9 @@ fn greedy_on(model: &Model<'_>, pool: &Pool, prompt: &[u32], n: usize) -> (Vec<u
     pool.run(|| greedy(model, pool, prompt, n))
 }
 
-/// Greedy decode of `n` tokens after `prompt` on executor `e`: the tokens and the digest
-/// of every step's logits.
+/// Greedy decode on the native backend and executor `e` (tokens, digest of every step).
 fn greedy<E: Executor>(model: &Model<'_>, e: E, prompt: &[u32], n: usize) -> (Vec<u32>, String) {
-    let max_seq = model.config().max_seq_len as usize;
-    let mut arena = vec![0u8; model.arena_bytes(max_seq)];
-    let mut s = Session::<Native, E>::with_executor(model, &mut arena, max_seq, e).unwrap();
-    let mut digest = Fnv1a64::new();
-    let mut logits = Vec::new();
-    for &t in prompt {
-        logits = s.step(t).unwrap().to_vec();
-        digest.update_f32(&logits);
-    }
-    let mut out = Vec::new();
-    for i in 0..n {
-        let next = argmax(&logits).expect("finite logits");
-        out.push(next);
-        if i + 1 < n {
-            logits = s.step(next).unwrap().to_vec();
-            digest.update_f32(&logits);
-        }
-    }
-    (out, digest.to_string())
+    common::greedy_digest::<Native, E>(model, e, prompt, n)
 }
 
 /// The pools every test compares: 2, 3 and 4 threads at the finest grain, and 2 threads
