@@ -49,13 +49,18 @@ if rustup toolchain list | grep -q '^nightly'; then
   rustup +nightly component list --installed 2>/dev/null | grep -q '^miri' || rustup component add miri rust-src --toolchain nightly
   cargo +nightly miri setup -q
   # Deterministic floats: Miri otherwise perturbs float results and NaN payloads, which
-  # the bit-exact comparisons would report. The scalar kernels' long elementwise and mask
-  # loops (safe code only) are skipped here; they run natively above.
+  # the bit-exact comparisons would report. Reduced profile: the scalar oracle is safe
+  # code, so its long elementwise and mask loops and the table-driven suites (every edge
+  # length, extreme and random case: about 15 minutes under Miri) run natively above;
+  # Miri runs the arena, the named values, the fixtures and the proptests at 4 cases.
   export MIRIFLAGS="-Zmiri-strict-provenance -Zmiri-disable-isolation -Zmiri-deterministic-floats"
   cargo +nightly miri test -q -p spark-hal --features force-scalar --test arena --test scalar -- \
-    --skip elementwise_f32_kernels --skip above_masks_f32_kernel --skip max_length_rows
+    --skip elementwise_f32_kernels --skip above_masks_f32_kernel --skip max_length_rows \
+    --skip edge_lengths_all_kernels --skip extreme_values --skip random_table_cases --skip prop_table_random_case
   # soft-float: libm without inline assembly, which Miri cannot run (same bits).
-  cargo +nightly miri test -q -p spark-core --features soft-float --lib --test topk_adversarial
+  # (core's exec module, safe integer chunking with millions of products in its tests, runs
+  # natively above)
+  cargo +nightly miri test -q -p spark-core --features soft-float --lib --test topk_adversarial -- --skip exec::
   cargo +nightly miri test -q -p spark-tests --features spark-core/soft-float --test miri
   # The same on a 32-bit target (usize = u32): the address-space limits of the loader.
   cargo +nightly miri test -q --target i686-unknown-linux-gnu -p spark-tests --features spark-core/soft-float \

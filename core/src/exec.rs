@@ -250,7 +250,8 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(48))]
+        // (4 cases under Miri, which interprets every product: this module has no `unsafe`)
+        #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 4 } else { 48 }))]
         #[test]
         fn every_chunking_equals_one_kernel_call(
             rows in 1usize..200, cols_i in 0usize..8, m in 0usize..300, seed in any::<u64>(), threads in 1usize..5,
@@ -280,6 +281,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "millions of products; safe code, run natively")]
     fn large_products_are_split_and_equal() {
         // Above PAR_MIN_BYTES: the chunked paths run.
         let (rows, cols, m) = (600, 2304, 500);
