@@ -157,6 +157,44 @@ pub trait Kernels {
     /// `c` `[m]`, `y` `[cols]` (accumulated into, not overwritten).
     fn gemv_t_rows_i8(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]);
 
+    /// [`Kernels::gemv_rows_i8`] over rows laid out `stride` elements apart: row `r` is
+    /// `w[r * stride .. r * stride + cols]` (`stride >= cols`). This is the gather of a
+    /// *bundled* layout, where each row of `w` is one part of a longer record (the Spark
+    /// FFN's `[K2 | V]` neuron rows, the attention cache's `[K2 | V]` key rows): the
+    /// backends prefetch upcoming rows over the whole `stride`, so the first pass over a
+    /// bundle brings its other part along. With `stride == cols` it is `gemv_rows_i8`.
+    fn gemv_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
+        assert!(cols <= stride, "gemv_rows_strided_i8: stride < cols");
+        if stride == cols {
+            return Self::gemv_rows_i8(w, cols, rows, x, y);
+        }
+        assert_eq!(x.len(), cols, "gemv_rows_i8: x length != cols");
+        assert_eq!(rows.len(), y.len(), "gemv_rows_i8: rows length != y length");
+        for j in 0..rows.len() {
+            let r = rows[j] as usize * stride;
+            y[j] = Self::dot_i8(&w[r..r + cols], x);
+        }
+    }
+
+    /// [`Kernels::gemv_t_rows_i8`] over rows laid out `stride` elements apart (row `r` is
+    /// `w[r * stride .. r * stride + cols]`, `stride >= cols`; see
+    /// [`Kernels::gemv_rows_strided_i8`]). With `stride == cols` it is `gemv_t_rows_i8`.
+    fn gemv_t_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+        assert!(cols <= stride, "gemv_t_rows_strided_i8: stride < cols");
+        if stride == cols {
+            return Self::gemv_t_rows_i8(w, cols, rows, c, y);
+        }
+        assert_eq!(y.len(), cols, "gemv_t_rows_i8: y length != cols");
+        assert_eq!(rows.len(), c.len(), "gemv_t_rows_i8: rows length != c length");
+        for j in 0..rows.len() {
+            let r = rows[j] as usize * stride;
+            let row = &w[r..r + cols];
+            for k in 0..cols {
+                y[k] += c[j] as i32 * row[k] as i32;
+            }
+        }
+    }
+
     /// Symmetric per-vector quantization: returns `scale = absmax / 127` and writes
     /// `q[i] = clamp(round_half_away(x[i] * (127 / absmax)), -127, 127)`.
     ///
