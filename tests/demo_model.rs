@@ -63,6 +63,24 @@ fn f32_oracle_reproduces_training_framework_greedy_continuations() {
     }
 }
 
+/// The version 1 layout of the demo model (separate `ffn.k2` and `ffn.v`, still read)
+/// gives the committed tokens and digests too: the bundled records change the layout only.
+#[test]
+fn version_1_conversion_gives_the_committed_output() {
+    let ck = F32Checkpoint::load(&models_dir().join("demo_spark.safetensors")).expect("checkpoint");
+    let (mut w, _) = to_writer(&ck).expect("converts");
+    w.version = 1;
+    let blob = w.finish();
+    let model = Model::load(&blob).expect("version 1 loads");
+    assert_eq!(model.version(), 1);
+    let expected = read_json("expected_int8.json");
+    for p in expected["prompts"].as_array().unwrap() {
+        let want = ids(&p["generated_ids"]);
+        let (got, digest) = run_int8::<Native>(&model, &ids(&p["prompt_ids"]), want.len());
+        assert_eq!((got, digest.as_str()), (want, p["logits_digest"].as_str().unwrap()), "{}", p["prompt"]);
+    }
+}
+
 fn run_int8<K: Kernels>(model: &Model<'_>, prompt: &[u32], n: usize) -> (Vec<u32>, String) {
     common::greedy_digest::<K, _>(model, spark_core::Sequential, prompt, n)
 }

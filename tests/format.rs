@@ -1,11 +1,12 @@
-//! `.spark` v1: round trips through the writer and `spark_core::Model::load`, and one test
-//! per `ModelError` variant (every file below has valid CRCs unless the test is about CRCs,
-//! so each reaches the check it targets).
+//! `.spark` versions 2 (bundled `[K2 | V]` records) and 1 (separate, still read): round
+//! trips through the writer and `spark_core::Model::load`, the same decode from both
+//! layouts, and one test per `ModelError` variant (every file below has valid CRCs unless
+//! the test is about CRCs, so each reaches the check it targets).
 
-use spark_core::format::{crc32, Header, MAX_HEADER_BYTES, PREAMBLE_BYTES, VERSION};
+use spark_core::format::{crc32, FfnBundle, Header, MAX_HEADER_BYTES, PREAMBLE_BYTES, VERSION};
 use spark_core::tensor::TensorEntry;
 use spark_core::{Config, DType, FfnKind, Model, ModelError, TensorId, TensorKind};
-use spark_sim::format::{assemble, parse_table};
+use spark_sim::format::{assemble_version, parse_table};
 use spark_sim::quant::quantize_rows;
 use spark_sim::testmodel::{random_model, random_writer, small_spark_config};
 
@@ -25,11 +26,20 @@ fn valid() -> Vec<u8> {
     random_model(&small_spark_config(), 1)
 }
 
-/// Re-assemble a file after editing its table, config or data (CRCs recomputed).
+/// The same model as [`valid`] in the version 1 layout.
+fn valid_v1() -> Vec<u8> {
+    let mut w = random_writer(&small_spark_config(), 1);
+    w.version = 1;
+    w.finish()
+}
+
+/// Re-assemble a file after editing its table, config or data (CRCs recomputed), keeping
+/// its format version.
 fn edit(blob: &[u8], f: impl FnOnce(&mut Header, &mut Vec<TensorEntry>, &mut Vec<u8>)) -> Vec<u8> {
+    let version = u32::from_le_bytes(blob[4..8].try_into().unwrap());
     let (mut h, mut e, mut d) = parse_table(blob).expect("valid table");
     f(&mut h, &mut e, &mut d);
-    assemble(&h.config, &h.tokenizer, &e, &d)
+    assemble_version(version, &h.config, &h.tokenizer, &e, &d)
 }
 
 fn err(blob: &[u8]) -> ModelError {
@@ -42,13 +52,32 @@ fn find(e: &[TensorEntry], id: TensorId) -> usize {
 
 #[test]
 fn round_trip_spark_and_geglu() {
-    for cfg in [small_spark_config(), geglu_config()] {
-        let w = random_writer(&cfg, 7);
+    for (cfg, version) in [(small_spark_config(), 2), (small_spark_config(), 1), (geglu_config(), 2)] {
+        let mut w = random_writer(&cfg, 7);
+        w.version = version;
         let blob = w.finish();
         let m = Model::load(&blob).expect("loads");
-        assert_eq!(*m.config(), cfg);
-        // Every tensor reads back byte-identical through the zero-copy accessors.
+        assert_eq!((*m.config(), m.version()), (cfg, version));
+        // Every tensor reads back identical through the zero-copy accessors: bytes, or for
+        // the bundled K2 and V of version 2, rows of their `layer_matrix` views.
+        let bundled = version == 2 && cfg.ffn_kind == FfnKind::Spark;
         for t in &w.tensors {
+            if bundled && matches!(t.id.kind, TensorKind::K2 | TensorKind::V) {
+                let q = m.layer_matrix(t.id.layer as usize, t.id.kind);
+                let b = FfnBundle::of(&cfg);
+                assert_eq!((q.rows, q.stride), (cfg.d_ff as usize, b.stride));
+                assert_eq!(m.layer_bytes(t.id.layer as usize, t.id.kind), &[] as &[u8], "no separate {}", t.id);
+                for r in 0..q.rows {
+                    let want: Vec<i8> = t.bytes[r * q.cols..(r + 1) * q.cols].iter().map(|&v| v as i8).collect();
+                    assert_eq!(q.row(r), &want[..], "tensor {} row {r}", t.id);
+                }
+                // The record padding is zero.
+                let all = m.layer_bytes(t.id.layer as usize, TensorKind::K2V);
+                for rec in all.chunks_exact(b.stride) {
+                    assert!(rec[b.k2_cols..b.v_offset].iter().chain(&rec[b.v_offset + b.v_cols..]).all(|&v| v == 0));
+                }
+                continue;
+            }
             let got = if t.id.kind.is_layer() {
                 m.layer_bytes(t.id.layer as usize, t.id.kind)
             } else {
@@ -125,9 +154,18 @@ fn bad_magic_version_and_header_size() {
     let mut b = valid();
     b[0] = b'X';
     assert!(matches!(err(&b), ModelError::BadMagic { found } if &found == b"XPRK"));
-    let mut b = valid();
-    b[4] = 2;
-    assert_eq!(err(&b), ModelError::UnsupportedVersion { found: 2, supported: VERSION });
+    for v in [0u8, 3, 255] {
+        let mut b = valid();
+        b[4] = v;
+        assert_eq!(err(&b), ModelError::UnsupportedVersion { found: v as u32, supported: VERSION });
+    }
+    assert!(err(&{
+        let mut b = valid();
+        b[4] = 3;
+        b
+    })
+    .to_string()
+    .contains("spark-sim convert"));
     let mut b = valid();
     b[8..12].copy_from_slice(&(MAX_HEADER_BYTES + 1).to_le_bytes());
     assert_eq!(err(&b), ModelError::HeaderTooLarge { len: MAX_HEADER_BYTES + 1, limit: MAX_HEADER_BYTES });
@@ -176,18 +214,68 @@ fn b_id(blob: &[u8], i: usize) -> TensorId {
     parse_table(blob).unwrap().1[i].id
 }
 
+/// The version 1 and version 2 forms of the same file, with the tensor holding each
+/// layer's `K2` rows in it (`ffn.k2`, `ffn.k2v`).
+fn both_versions() -> [(Vec<u8>, TensorId); 2] {
+    [(valid_v1(), TensorId::layer(1, TensorKind::K2)), (valid(), TensorId::layer(1, TensorKind::K2V))]
+}
+
+#[test]
+fn layouts_of_the_other_version_are_rejected() {
+    // A bundled tensor in a version 1 file, separate K2/V in a version 2 file.
+    let v1 = valid_v1();
+    let b = edit(&v1, |_, e, _| {
+        let i = find(e, TensorId::layer(0, TensorKind::K2));
+        e[i].id.kind = TensorKind::K2V;
+    });
+    assert!(matches!(err(&b), ModelError::UnexpectedTensor { id } if id.kind == TensorKind::K2V));
+    let v2 = valid();
+    let b = edit(&v2, |_, e, _| {
+        let i = find(e, TensorId::layer(0, TensorKind::K2V));
+        e[i].id.kind = TensorKind::K2;
+    });
+    assert!(matches!(err(&b), ModelError::UnexpectedTensor { id } if id.kind == TensorKind::K2));
+    // Version 1 bytes labelled version 2 (and back) are refused, not misread.
+    let mut b = v1.clone();
+    b[4] = 2;
+    assert!(Model::load(&b).is_err());
+    let mut b = v2.clone();
+    b[4] = 1;
+    assert!(Model::load(&b).is_err());
+}
+
+/// Both layouts decode to the same bits: the bundled records are a layout change only.
+#[test]
+fn version_1_and_2_decode_identically() {
+    let cfg = small_spark_config();
+    let (v1, v2) = (valid_v1(), valid());
+    assert!(v2.len() != v1.len());
+    let (m1, m2) = (Model::load(&v1).unwrap(), Model::load(&v2).unwrap());
+    let toks: Vec<u32> = (0..cfg.max_seq_len).map(|i| (i * 5 + 1) % cfg.vocab_size).collect();
+    let run = |m: &Model<'_>| {
+        let mut arena = vec![0u8; m.arena_bytes(cfg.max_seq_len as usize)];
+        let mut s = spark_core::Session::<spark_hal::Native>::new(m, &mut arena).unwrap();
+        toks.iter().map(|&t| s.step(t).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>()).collect::<Vec<_>>()
+    };
+    assert_eq!(run(&m1), run(&m2));
+}
+
 #[test]
 fn missing_duplicate_unexpected() {
-    let blob = valid();
-    let k2 = TensorId::layer(1, TensorKind::K2);
-    let b = edit(&blob, |_, e, _| {
+    for (blob, k2) in both_versions() {
+        missing_duplicate_unexpected_in(&blob, k2);
+    }
+}
+
+fn missing_duplicate_unexpected_in(blob: &[u8], k2: TensorId) {
+    let b = edit(blob, |_, e, _| {
         let i = find(e, k2);
         e.remove(i);
     });
     assert_eq!(err(&b), ModelError::MissingTensor { id: k2 });
-    assert_eq!(format!("{}", err(&b)), "tensor layers.1.ffn.k2: missing");
+    assert_eq!(format!("{}", err(&b)), format!("tensor layers.1.{}: missing", k2.kind.name()));
 
-    let b = edit(&blob, |_, e, _| {
+    let b = edit(blob, |_, e, _| {
         let i = find(e, k2);
         let dup = e[i];
         e.insert(i + 1, dup);
@@ -195,14 +283,14 @@ fn missing_duplicate_unexpected() {
     assert_eq!(err(&b), ModelError::DuplicateTensor { id: k2 });
 
     // A tensor for a layer that does not exist.
-    let b = edit(&blob, |_, e, _| {
+    let b = edit(blob, |_, e, _| {
         let i = find(e, k2);
         e[i].id.layer = 2;
     });
     assert!(matches!(err(&b), ModelError::UnexpectedTensor { id } if id.layer == 2));
 
     // A GeGLU tensor in a Spark model.
-    let b = edit(&blob, |_, e, _| {
+    let b = edit(blob, |_, e, _| {
         let i = find(e, k2);
         e[i].id.kind = TensorKind::Wg;
     });
@@ -211,27 +299,32 @@ fn missing_duplicate_unexpected() {
 
 #[test]
 fn wrong_shape_dtype_length() {
-    let blob = valid();
-    let k2 = TensorId::layer(1, TensorKind::K2);
-    let b = edit(&blob, |_, e, _| {
-        let i = find(e, k2);
-        e[i].shape = [96, 12];
-    });
-    let e = err(&b);
-    assert_eq!(e, ModelError::TensorShape { id: k2, expected: [96, 20], found: [96, 12] });
-    assert_eq!(e.to_string(), "tensor layers.1.ffn.k2: expected shape [96, 20], found [96, 12]");
+    // small_spark_config: d 32, r 12, f 96: K2 [96, 20]; records of 20 + 12 pad + 32 = 64.
+    for ((blob, k2), cols) in both_versions().into_iter().zip([20u32, 64]) {
+        let b = edit(&blob, |_, e, _| {
+            let i = find(e, k2);
+            e[i].shape = [96, 12];
+        });
+        let e = err(&b);
+        assert_eq!(e, ModelError::TensorShape { id: k2, expected: [96, cols], found: [96, 12] });
+        let name = k2.kind.name();
+        assert_eq!(e.to_string(), format!("tensor layers.1.{name}: expected shape [96, {cols}], found [96, 12]"));
 
-    let b = edit(&blob, |_, e, _| {
-        let i = find(e, k2);
-        e[i].dtype = DType::U8;
-    });
-    assert!(matches!(err(&b), ModelError::TensorDType { expected: DType::I8, found: DType::U8, .. }));
+        let b = edit(&blob, |_, e, _| {
+            let i = find(e, k2);
+            e[i].dtype = DType::U8;
+        });
+        assert!(matches!(err(&b), ModelError::TensorDType { expected: DType::I8, found: DType::U8, .. }));
 
-    let b = edit(&blob, |_, e, _| {
-        let i = find(e, k2);
-        e[i].len -= 1;
-    });
-    assert!(matches!(err(&b), ModelError::TensorLength { expected: 1920, found: 1919, .. }));
+        let b = edit(&blob, |_, e, _| {
+            let i = find(e, k2);
+            e[i].len -= 1;
+        });
+        let n = 96 * cols as u64;
+        assert!(
+            matches!(err(&b), ModelError::TensorLength { expected, found, .. } if expected == n && found as u64 == n - 1)
+        );
+    }
 }
 
 #[test]

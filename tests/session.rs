@@ -150,6 +150,14 @@ impl Kernels for Recording {
         READS.with(|r| r.borrow_mut().push((w.as_ptr() as usize, rows.to_vec(), c.to_vec())));
         Scalar::gemv_t_rows_i8(w, cols, rows, c, y)
     }
+    fn gemv_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
+        READS.with(|r| r.borrow_mut().push((w.as_ptr() as usize, rows.to_vec(), Vec::new())));
+        Scalar::gemv_rows_strided_i8(w, stride, cols, rows, x, y)
+    }
+    fn gemv_t_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+        READS.with(|r| r.borrow_mut().push((w.as_ptr() as usize, rows.to_vec(), c.to_vec())));
+        Scalar::gemv_t_rows_strided_i8(w, stride, cols, rows, c, y)
+    }
     fn quantize_sym_i8(x: &[f32], q: &mut [i8]) -> f32 {
         Scalar::quantize_sym_i8(x, q)
     }
@@ -205,8 +213,9 @@ fn sparse_kernels_read_only_selected_rows() {
             let active = &sets.ffn[l];
             let (k2p, k2_rows, _) = it.next().unwrap();
             let (vp, v_rows, v_coef) = it.next().unwrap();
-            assert_eq!(*k2p, model.layer_bytes(l, spark_core::TensorKind::K2).as_ptr() as usize);
-            assert_eq!(*vp, model.layer_bytes(l, spark_core::TensorKind::V).as_ptr() as usize);
+            // (the K2 and V parts of the layer's bundled [K2 | V] records)
+            assert_eq!(*k2p, model.layer_matrix(l, spark_core::TensorKind::K2).data.as_ptr() as usize);
+            assert_eq!(*vp, model.layer_matrix(l, spark_core::TensorKind::V).data.as_ptr() as usize);
             assert_eq!(k2_rows, active, "FFN K2 reads == active set");
             // V: the active neurons in order, less those whose int8 coefficient is 0.
             let mut rest = active.iter();

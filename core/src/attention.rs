@@ -19,19 +19,19 @@ use spark_hal::math::softplus_f32;
 use spark_hal::Kernels;
 
 /// One kv head's slice of a layer's KV cache, rows indexed by position.
+///
+/// Key part 1 is a dense stream (every visible row is read for the predictor scores);
+/// key part 2 and the value of a position are *bundled* in one record of `rb + dh` bytes,
+/// so the gathers of a selected key read one contiguous run.
 pub struct KvView<'c> {
     /// Key part 1 `[max_seq, ra]`.
     pub k1: &'c [i8],
-    /// Key part 2 `[max_seq, rb]` (empty for dense attention).
-    pub k2: &'c [i8],
-    /// Values `[max_seq, dh]`.
-    pub v: &'c [i8],
-    /// Scales `[max_seq]` of each part.
+    /// Key part 2 and value of each position `[max_seq, rb + dh]` (`rb = 0`: values only).
+    pub kv: &'c [i8],
+    /// Key part 1 scales `[max_seq]`.
     pub k1_scale: &'c [f32],
-    /// Part 2 scales `[max_seq]`.
-    pub k2_scale: &'c [f32],
-    /// Value scales `[max_seq]`.
-    pub v_scale: &'c [f32],
+    /// Key part 2 and value scales `[max_seq, 2]`.
+    pub kv_scale: &'c [f32],
     /// Width of key part 1 (`dh` for dense attention).
     pub ra: usize,
     /// Width of key part 2 (0 for dense attention).
@@ -151,6 +151,7 @@ pub fn attend_head_on<K: Kernels, E: Executor>(
     out: &mut [f32],
 ) -> AttnRun {
     let (ra, rb, dh) = (kv.ra, kv.rb, kv.ra + kv.rb);
+    let stride = rb + dh; // one [K2 | V] record
     let n = end + 1 - start;
 
     // Predictor scores over the visible keys.
@@ -171,15 +172,12 @@ pub fn attend_head_on<K: Kernels, E: Executor>(
         (n, None)
     };
 
-    // A selection is a gather: start fetching the selected K2 and V rows and their scales
-    // now, so the gathers overlap the softmax and each other instead of waiting on memory
-    // in turn.
+    // A selection is a gather: start fetching the selected [K2 | V] records and their
+    // scales now, so the gathers overlap the softmax instead of waiting on memory in turn.
     if p.sparse {
         let sel = &s.idx[..len];
-        K::prefetch_rows(&kv.k2[start * rb..], rb, sel);
-        K::prefetch_rows(&kv.v[start * dh..], dh, sel);
-        K::prefetch_rows(&kv.k2_scale[start..], 1, sel);
-        K::prefetch_rows(&kv.v_scale[start..], 1, sel);
+        K::prefetch_rows(&kv.kv[start * stride..], stride, sel);
+        K::prefetch_rows(&kv.kv_scale[2 * start..], 2, sel);
     }
 
     // w_j = softmax over the selected of s1_j.
@@ -205,12 +203,12 @@ pub fn attend_head_on<K: Kernels, E: Executor>(
     // Spark: w_j *= softplus(c q2 . k2_j), reading K2 rows of the selected only.
     if p.spark {
         let q2s = K::quantize_sym_i8(&q[ra..dh], &mut s.xq[..rb]);
-        exec::gemv_rows::<K, E>(e, kv.k2, rb, idx, &s.xq[..rb], &mut s.acc[..len]);
+        exec::gemv_rows::<K, E>(e, kv.kv, stride, rb, idx, &s.xq[..rb], &mut s.acc[..len]);
         // The scores are no longer needed: their buffer holds the softplus arguments, so
         // the softplus loop runs over a contiguous slice (and vectorises).
         let g = &mut s.scores[..len];
         for j in 0..len {
-            g[j] = s.acc[j] as f32 * q2s * kv.k2_scale[idx[j] as usize] * p.c;
+            g[j] = s.acc[j] as f32 * q2s * kv.kv_scale[2 * idx[j] as usize] * p.c;
         }
         for j in 0..len {
             w[j] *= softplus_f32(g[j]);
@@ -220,9 +218,9 @@ pub fn attend_head_on<K: Kernels, E: Executor>(
     // o = sum_j w_j v_j: coefficients w_j * scale_v_j quantized to int8 with one scale
     // (the V rows of zero coefficients are skipped).
     for j in 0..len {
-        w[j] *= kv.v_scale[idx[j] as usize];
+        w[j] *= kv.kv_scale[2 * idx[j] as usize + 1];
     }
-    let v_rows = sparse_rows_out::<K, E>(e, kv.v, dh, idx, w, s.xq, s.kept, s.acc, out);
+    let v_rows = sparse_rows_out::<K, E>(e, &kv.kv[rb..], stride, dh, idx, w, s.xq, s.kept, s.acc, out);
     AttnRun { len, sel, v_rows }
 }
 

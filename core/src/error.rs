@@ -34,7 +34,7 @@ pub enum ModelError {
     UnsupportedVersion {
         /// Version in the file.
         found: u32,
-        /// The version this runtime reads.
+        /// The newest version this runtime reads (it reads every version from 1 up).
         supported: u32,
     },
     /// The header is larger than the loader accepts.
@@ -185,7 +185,11 @@ impl fmt::Display for ModelError {
             }
             BadMagic { found } => write!(f, "not a .spark model: magic is {found:02x?}, expected \"SPRK\""),
             UnsupportedVersion { found, supported } => {
-                write!(f, "unsupported .spark format version {found} (this runtime reads version {supported})")
+                write!(
+                    f,
+                    "unsupported .spark format version {found} (this runtime reads versions 1 to {supported}; \
+                     convert the checkpoint again with this release's `spark-sim convert`)"
+                )
             }
             HeaderTooLarge { len, limit } => write!(f, "header of {len} bytes exceeds the limit of {limit} bytes"),
             HeaderCrc { stored, computed } => {

@@ -139,30 +139,42 @@ pub fn gemv<K: Kernels, E: Executor>(e: &E, w: &[i8], cols: usize, x: &[i8], y: 
     });
 }
 
-/// `y[j] = W[rows[j]] . x` for every listed row (`w` `[n_rows, cols]`, `rows` `[m]`,
-/// `y` `[m]`): as `K::gemv_rows_i8`, in blocks of [`Grain::row_block`] list entries.
-pub fn gemv_rows<K: Kernels, E: Executor>(e: &E, w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
+/// `y[j] = W[rows[j]] . x` for every listed row (row `r` of `w` is
+/// `w[r * stride..r * stride + cols]`, `rows` `[m]`, `y` `[m]`): as
+/// `K::gemv_rows_strided_i8`, in blocks of [`Grain::row_block`] list entries.
+pub fn gemv_rows<K: Kernels, E: Executor>(
+    e: &E,
+    w: &[i8],
+    stride: usize,
+    cols: usize,
+    rows: &[u32],
+    x: &[i8],
+    y: &mut [i32],
+) {
     if !splits(e, rows.len() * cols) {
-        K::gemv_rows_i8(w, cols, rows, x, y);
+        K::gemv_rows_strided_i8(w, stride, cols, rows, x, y);
         return;
     }
     let rb = e.grain().row_block(cols);
     e.for_each_chunk(y, rb, |c, yc| {
         let j0 = c * rb; // first list entry of this block
-        K::gemv_rows_i8(w, cols, &rows[j0..j0 + yc.len()], x, yc);
+        K::gemv_rows_strided_i8(w, stride, cols, &rows[j0..j0 + yc.len()], x, yc);
     });
 }
 
-/// `y[col] += sum_j c[j] * W[rows[j]][col]` (`w` `[n_rows, cols]`, `rows` `[m]`, `c`
-/// `[m]`, `y` `[cols]`): as `K::gemv_t_rows_i8`, with the row list cut into
+/// `y[col] += sum_j c[j] * W[rows[j]][col]` (row `r` of `w` is
+/// `w[r * stride..r * stride + cols]`, `rows` `[m]`, `c` `[m]`, `y` `[cols]`): as
+/// `K::gemv_t_rows_strided_i8`, with the row list cut into
 /// [`Grain::parts`] equal parts (the last one shorter). Part `p` sums its rows into its own
 /// zeroed partial vector `spare[p * cols..(p + 1) * cols]` (one kernel call); then
 /// `y += part 0 + part 1 + ...`, in part order. `spare` is accumulator space the caller
 /// has beyond `y` (its length bounds the number of parts; empty: not split). Integer
 /// sums: the same bits as one call.
+#[allow(clippy::too_many_arguments)]
 pub fn gemv_t_rows<K: Kernels, E: Executor>(
     e: &E,
     w: &[i8],
+    stride: usize,
     cols: usize,
     rows: &[u32],
     c: &[i8],
@@ -172,7 +184,7 @@ pub fn gemv_t_rows<K: Kernels, E: Executor>(
     let m = rows.len();
     let n = if cols == 0 { 1 } else { e.grain().parts(m, cols, spare.len() / cols) };
     if n == 1 || !splits(e, m * cols) {
-        K::gemv_t_rows_i8(w, cols, rows, c, y);
+        K::gemv_t_rows_strided_i8(w, stride, cols, rows, c, y);
         return;
     }
     let per = m.div_ceil(n); // listed rows per part
@@ -180,7 +192,7 @@ pub fn gemv_t_rows<K: Kernels, E: Executor>(
     e.for_each_chunk(parts, cols, |p, part| {
         let (j0, j1) = ((p * per).min(m), ((p + 1) * per).min(m));
         part.fill(0);
-        K::gemv_t_rows_i8(w, cols, &rows[j0..j1], &c[j0..j1], part);
+        K::gemv_t_rows_strided_i8(w, stride, cols, &rows[j0..j1], &c[j0..j1], part);
     });
     for p in 0..n {
         let part = &parts[p * cols..(p + 1) * cols];
@@ -255,7 +267,7 @@ mod tests {
         #[test]
         fn every_chunking_equals_one_kernel_call(
             rows in 1usize..200, cols_i in 0usize..8, m in 0usize..300, seed in any::<u64>(), threads in 1usize..5,
-            finest in any::<bool>(), spare_parts in 0usize..10,
+            finest in any::<bool>(), spare_parts in 0usize..10, pad in 0usize..70,
         ) {
             let cols = [1, 40, 64, 96, 256, 768, 1152, 2304][cols_i];
             let w = bytes(seed, rows * cols);
@@ -270,12 +282,27 @@ mod tests {
             prop_assert_eq!(&a, &b);
             let (mut a, mut b) = (vec![0i32; m], vec![0i32; m]);
             Scalar::gemv_rows_i8(&w, cols, &list, &x, &mut a);
-            gemv_rows::<Scalar, _>(&e, &w, cols, &list, &x, &mut b);
+            gemv_rows::<Scalar, _>(&e, &w, cols, cols, &list, &x, &mut b);
             prop_assert_eq!(&a, &b);
             let (mut a, mut b) = (vec![5i32; cols], vec![5i32; cols]);
             let mut spare = vec![7i32; spare_parts * cols];
             Scalar::gemv_t_rows_i8(&w, cols, &list, &c, &mut a);
-            gemv_t_rows::<Scalar, _>(&e, &w, cols, &list, &c, &mut b, &mut spare);
+            gemv_t_rows::<Scalar, _>(&e, &w, cols, cols, &list, &c, &mut b, &mut spare);
+            prop_assert_eq!(&a, &b);
+            // Bundled rows: the same products over rows `stride = cols + pad` apart.
+            let stride = cols + pad;
+            let mut wb = vec![0i8; rows * stride];
+            for r in 0..rows {
+                wb[r * stride..r * stride + cols].copy_from_slice(&w[r * cols..(r + 1) * cols]);
+            }
+            let mut b = vec![0i32; m];
+            gemv_rows::<Scalar, _>(&e, &wb, stride, cols, &list, &x, &mut b);
+            let mut a = vec![0i32; m];
+            Scalar::gemv_rows_i8(&w, cols, &list, &x, &mut a);
+            prop_assert_eq!(&a, &b);
+            let (mut a, mut b) = (vec![5i32; cols], vec![5i32; cols]);
+            Scalar::gemv_t_rows_i8(&w, cols, &list, &c, &mut a);
+            gemv_t_rows::<Scalar, _>(&e, &wb, stride, cols, &list, &c, &mut b, &mut spare);
             prop_assert_eq!(&a, &b);
         }
     }
@@ -297,12 +324,12 @@ mod tests {
             assert_eq!(a, b);
             let (mut a, mut b) = (vec![0i32; m], vec![0i32; m]);
             Scalar::gemv_rows_i8(&w, cols, &list, &x, &mut a);
-            gemv_rows::<Scalar, _>(&e, &w, cols, &list, &x, &mut b);
+            gemv_rows::<Scalar, _>(&e, &w, cols, cols, &list, &x, &mut b);
             assert_eq!(a, b);
             let (mut a, mut b) = (vec![0i32; cols], vec![0i32; cols]);
             let mut spare = vec![0i32; 8 * cols];
             Scalar::gemv_t_rows_i8(&w, cols, &list, &c, &mut a);
-            gemv_t_rows::<Scalar, _>(&e, &w, cols, &list, &c, &mut b, &mut spare);
+            gemv_t_rows::<Scalar, _>(&e, &w, cols, cols, &list, &c, &mut b, &mut spare);
             assert_eq!(a, b);
         }
     }

@@ -97,9 +97,9 @@ pub struct FfnScratch<'s> {
 pub struct SparkFfn<'m> {
     /// Predictor `[f, r]`.
     pub k1: QMatrix<'m>,
-    /// Second key part `[f, d - r]`.
+    /// Second key part `[f, d - r]` (rows `k2.stride` apart: bundled with `v`, or plain).
     pub k2: QMatrix<'m>,
-    /// Values, one row per neuron `[f, d]`.
+    /// Values, one row per neuron `[f, d]` (rows `v.stride` apart).
     pub v: QMatrix<'m>,
     /// Target active neurons, `z` and the active-set capacity.
     pub plan: FfnPlan,
@@ -179,15 +179,18 @@ pub fn spark_ffn_on<K: Kernels, E: Executor>(
     K::prefetch_rows(w.k2.scales.0, 4, idx);
     K::prefetch_rows(w.v.scales.0, 4, idx);
 
-    // u_i = K2_i . h[r..d) for the selected neurons only.
+    // u_i = K2_i . h[r..d) for the selected neurons only. With bundled rows (format v2)
+    // the gather reads, and prefetches, each selected neuron's whole [K2 | V] record: the
+    // V pass below finds its rows in cache.
     let h2 = &h[r..];
     let hs = K::quantize_sym_i8(h2, &mut s.xq[..h2.len()]);
-    exec::gemv_rows::<K, E>(e, w.k2.data, w.k2.cols, idx, &s.xq[..h2.len()], &mut s.acc[..sel.len]);
+    let (k2, v) = (&w.k2, &w.v);
+    exec::gemv_rows::<K, E>(e, k2.data, k2.stride, k2.cols, idx, &s.xq[..h2.len()], &mut s.acc[..sel.len]);
 
     // coef_i = gelu(t_i) * u_i * scale_V_i, then y = sum_i coef_i V_i.
     let coef = &mut s.t[..sel.len];
     gated_coefficients(coef, idx, &s.acc[..sel.len], hs, w.k2.scales, w.v.scales);
-    let out_rows = sparse_rows_out::<K, E>(e, w.v.data, w.v.cols, idx, coef, s.xq, s.kept, s.acc, y);
+    let out_rows = sparse_rows_out::<K, E>(e, v.data, v.stride, v.cols, idx, coef, s.xq, s.kept, s.acc, y);
     FfnRun { sel, out_rows }
 }
 
@@ -243,11 +246,12 @@ pub fn geglu_ffn_on<K: Kernels, E: Executor>(
     } else {
         K::prefetch_rows(w.wu.scales.0, 4, idx); // as in `spark_ffn`
         K::prefetch_rows(w.wd_t.scales.0, 4, idx);
-        exec::gemv_rows::<K, E>(e, w.wu.data, w.wu.cols, idx, &s.xq[..h.len()], &mut s.acc[..sel.len]);
+        exec::gemv_rows::<K, E>(e, w.wu.data, w.wu.stride, w.wu.cols, idx, &s.xq[..h.len()], &mut s.acc[..sel.len]);
     }
     let coef = &mut s.t[..sel.len];
     gated_coefficients(coef, idx, &s.acc[..sel.len], hs, w.wu.scales, w.wd_t.scales);
-    let out_rows = sparse_rows_out::<K, E>(e, w.wd_t.data, w.wd_t.cols, idx, coef, s.xq, s.kept, s.acc, y);
+    let out_rows =
+        sparse_rows_out::<K, E>(e, w.wd_t.data, w.wd_t.stride, w.wd_t.cols, idx, coef, s.xq, s.kept, s.acc, y);
     FfnRun { sel, out_rows }
 }
 

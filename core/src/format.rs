@@ -1,8 +1,9 @@
-//! The `.spark` model file, version 1 (SPEC section 8): a zero-copy reader over `&[u8]`.
+//! The `.spark` model file, versions 1 and 2 (SPEC section 8): a zero-copy reader over
+//! `&[u8]`.
 //!
 //! ```text
 //! offset 0   "SPRK"            magic
-//!        4   u32 LE            format version (1)
+//!        4   u32 LE            format version (2; 1 is still read)
 //!        8   u32 LE            header length H
 //!       12   u32 LE            CRC32 of the header bytes
 //!       16   H bytes           postcard: Header, then Header::n_tensors TensorEntry
@@ -18,6 +19,15 @@
 //! panicking. Weights are then read in place: int8 rows as `&[i8]`, f32 values with
 //! `from_le_bytes`, so the blob needs no particular alignment in memory.
 //!
+//! # Version 2: bundled Spark FFN rows
+//! Version 2 stores each Spark FFN neuron's `K2` row and `V` row as one record of the
+//! `ffn.k2v` tensor, `[d_ff, stride]` int8 ([`FfnBundle`]: `K2` at 0, `V` at an aligned
+//! offset, the record padded with zeros to a multiple of the alignment), so the two
+//! gathers of an active neuron read one contiguous run; `ffn.k2.scale` and `ffn.v.scale`
+//! are unchanged. Every other tensor is as in version 1. A version 1 file (separate
+//! `ffn.k2` and `ffn.v`) is still read, through the same kernels with `stride == cols`, and
+//! gives the same bits: [`Model::layer_matrix`] hides the layout from the model code.
+//!
 //! The writer lives in `spark-sim` (`spark_sim::format::ModelWriter`); round trips and one
 //! test per error variant are in `tests/format.rs`.
 
@@ -30,8 +40,56 @@ use serde::{Deserialize, Serialize};
 
 /// File magic.
 pub const MAGIC: [u8; 4] = *b"SPRK";
-/// The format version this runtime reads and writes.
-pub const VERSION: u32 = 1;
+/// The format version this runtime writes, and the newest it reads (it reads 1 too).
+pub const VERSION: u32 = 2;
+/// The oldest format version this runtime reads (separate `ffn.k2` and `ffn.v`).
+pub const OLDEST_VERSION: u32 = 1;
+
+/// Where the two parts of a bundled Spark FFN record lie (format version 2): neuron `i`'s
+/// `K2` row is `k2v[i * stride..i * stride + k2_cols]` and its `V` row is
+/// `k2v[i * stride + v_offset..i * stride + v_offset + v_cols]`. Both parts start on a
+/// boundary of [`FfnBundle::align`] bytes of the 64-byte aligned tensor: 64 (a cache line,
+/// AVX-512's widest load) for `d_model >= 1024`, 16 (the Arm vector units' widest load)
+/// below, where 64 would pad a microcontroller model's flash by up to a fifth. The padding
+/// is zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FfnBundle {
+    /// `K2` part: `d_model - ffn_r` bytes at offset 0.
+    pub k2_cols: usize,
+    /// Offset of the `V` part: `k2_cols` rounded up to [`FfnBundle::align`].
+    pub v_offset: usize,
+    /// `V` part: `d_model` bytes.
+    pub v_cols: usize,
+    /// Bytes per record: `v_offset + v_cols` rounded up to [`FfnBundle::align`].
+    pub stride: usize,
+}
+
+impl FfnBundle {
+    /// Alignment of the parts of a record for model width `d`: 64 bytes when
+    /// `d >= 1024`, else 16.
+    pub const fn align(d: usize) -> usize {
+        if d >= 1024 {
+            64
+        } else {
+            16
+        }
+    }
+
+    /// The record layout of a Spark FFN configuration.
+    pub fn of(cfg: &Config) -> FfnBundle {
+        FfnBundle::of_dims(cfg.d_model as usize, cfg.ffn_r as usize)
+    }
+
+    /// The record layout for model width `d` and predictor rank `r` (a valid config has
+    /// `r < d`; a larger `r` gives an empty `K2` part rather than a panic, for writers
+    /// handed unvalidated configs).
+    pub fn of_dims(d: usize, r: usize) -> FfnBundle {
+        let a = FfnBundle::align(d);
+        let k2_cols = d.saturating_sub(r);
+        let v_offset = k2_cols.div_ceil(a) * a;
+        FfnBundle { k2_cols, v_offset, v_cols: d, stride: (v_offset + d).div_ceil(a) * a }
+    }
+}
 /// Size of the fixed preamble.
 pub const PREAMBLE_BYTES: usize = 16;
 /// Largest header accepted.
@@ -146,6 +204,8 @@ const ABSENT: u32 = u32::MAX;
 #[derive(Clone, Debug)]
 pub struct Model<'a> {
     blob: &'a [u8],
+    /// The file's format version (validated: 1 or 2).
+    version: u32,
     /// The validated configuration: private, so no caller can undo the validation.
     config: Config,
     /// The validated tokenizer metadata.
@@ -165,13 +225,22 @@ pub struct QMatrix<'a> {
     pub rows: usize,
     /// Columns.
     pub cols: usize,
+    /// Elements from one row's start to the next: `cols` for a plain matrix, the record
+    /// size for one part of bundled rows ([`FfnBundle`]), where `data` starts at the part.
+    pub stride: usize,
 }
 
 impl<'a> QMatrix<'a> {
     /// Row `i` as int8.
     #[inline]
     pub fn row(&self, i: usize) -> &'a [i8] {
-        &self.data[i * self.cols..(i + 1) * self.cols]
+        &self.data[i * self.stride..i * self.stride + self.cols]
+    }
+
+    /// Whether the rows are contiguous (`stride == cols`): what the dense `gemv` needs.
+    #[inline]
+    pub fn is_contiguous(&self) -> bool {
+        self.stride == self.cols
     }
 }
 
@@ -218,7 +287,7 @@ impl<'a> Model<'a> {
             return Err(ModelError::BadMagic { found: magic });
         }
         let version = read_u32(blob, 4);
-        if version != VERSION {
+        if !(OLDEST_VERSION..=VERSION).contains(&version) {
             return Err(ModelError::UnsupportedVersion { found: version, supported: VERSION });
         }
         let header_len = read_u32(blob, 8);
@@ -261,6 +330,7 @@ impl<'a> Model<'a> {
 
         let mut model = Model {
             blob,
+            version,
             config: cfg,
             tokenizer: header.tokenizer,
             global: [(ABSENT, 0); N_GLOBAL_KINDS],
@@ -287,6 +357,11 @@ impl<'a> Model<'a> {
         Ok(model)
     }
 
+    /// Dtype and shape this file's version requires for `kind` ([`expected_in`]).
+    fn expected(&self, kind: TensorKind) -> Option<(DType, [u32; 2])> {
+        expected_in(&self.config, self.version, kind)
+    }
+
     fn tok_expected(&self, kind: TensorKind) -> Option<(DType, [u32; 2])> {
         let t = &self.tokenizer;
         if t.kind == TokenizerKind::None {
@@ -308,7 +383,7 @@ impl<'a> Model<'a> {
         }
         let want =
             if is_layer || !matches!(id.kind, TensorKind::TokBytes | TensorKind::TokOffsets | TensorKind::TokMerges) {
-                expected(&self.config, id.kind)
+                self.expected(id.kind)
             } else {
                 self.tok_expected(id.kind)
             };
@@ -351,14 +426,14 @@ impl<'a> Model<'a> {
 
     fn check_complete(&self) -> Result<(), ModelError> {
         for &kind in GLOBAL_KINDS {
-            let need = expected(&self.config, kind).is_some() || self.tok_expected(kind).is_some();
+            let need = self.expected(kind).is_some() || self.tok_expected(kind).is_some();
             if need && self.global[kind.slot()].0 == ABSENT {
                 return Err(ModelError::MissingTensor { id: TensorId::global(kind) });
             }
         }
         for l in 0..self.config.n_layers as usize {
             for &kind in LAYER_KINDS {
-                if expected(&self.config, kind).is_some() && self.layers[l][kind.slot()] == ABSENT {
+                if self.expected(kind).is_some() && self.layers[l][kind.slot()] == ABSENT {
                     return Err(ModelError::MissingTensor { id: TensorId::layer(l, kind) });
                 }
             }
@@ -384,13 +459,13 @@ impl<'a> Model<'a> {
             Ok(())
         };
         for &kind in GLOBAL_KINDS {
-            if let Some((DType::F32, _)) = expected(&self.config, kind) {
+            if let Some((DType::F32, _)) = self.expected(kind) {
                 check(TensorId::global(kind), self.global_f32(kind))?;
             }
         }
         for l in 0..self.config.n_layers as usize {
             for &kind in LAYER_KINDS {
-                if let Some((DType::F32, _)) = expected(&self.config, kind) {
+                if let Some((DType::F32, _)) = self.expected(kind) {
                     check(TensorId::layer(l, kind), self.layer_f32(l, kind))?;
                 }
             }
@@ -454,6 +529,11 @@ impl<'a> Model<'a> {
         &self.tokenizer
     }
 
+    /// The file's format version (1: separate `ffn.k2` and `ffn.v`; 2: bundled).
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
     /// The whole file.
     pub fn blob(&self) -> &'a [u8] {
         self.blob
@@ -471,7 +551,7 @@ impl<'a> Model<'a> {
     /// Bytes of a per-layer tensor (empty when absent).
     pub fn layer_bytes(&self, layer: usize, kind: TensorKind) -> &'a [u8] {
         let o = self.layers[layer][kind.slot()];
-        match expected(&self.config, kind) {
+        match self.expected(kind) {
             Some((dt, [r, c])) if o != ABSENT => {
                 let n = r as usize * c as usize * dt.size();
                 &self.blob[o as usize..o as usize + n]
@@ -491,11 +571,11 @@ impl<'a> Model<'a> {
     }
 
     fn matrix(&self, data: &'a [u8], scales: &'a [u8], kind: TensorKind) -> QMatrix<'a> {
-        let (rows, cols) = match expected(&self.config, kind) {
+        let (rows, cols) = match self.expected(kind) {
             Some((_, [r, c])) => (r as usize, c as usize),
             None => (0, 0),
         };
-        QMatrix { data: spark_hal::bytes_as_i8(data), scales: F32Slice(scales), rows, cols }
+        QMatrix { data: spark_hal::bytes_as_i8(data), scales: F32Slice(scales), rows, cols, stride: cols }
     }
 
     /// A global quantized matrix (`Embed` or `LmHead`).
@@ -503,8 +583,18 @@ impl<'a> Model<'a> {
         self.matrix(self.global_bytes(kind), kind.scale().map_or(&[][..], |k| self.global_bytes(k)), kind)
     }
 
-    /// A per-layer quantized matrix (`Wq`, `K1`, `V`, ...).
+    /// A per-layer quantized matrix (`Wq`, `K1`, `V`, ...). In a version 2 Spark model,
+    /// `K2` and `V` are views of the bundled `ffn.k2v` records ([`FfnBundle`]: `stride` is
+    /// the record size, `data` starts at the part), in a version 1 file plain matrices.
     pub fn layer_matrix(&self, layer: usize, kind: TensorKind) -> QMatrix<'a> {
+        if matches!(kind, TensorKind::K2 | TensorKind::V) && self.expected(TensorKind::K2V).is_some() {
+            let b = FfnBundle::of(&self.config);
+            let all = spark_hal::bytes_as_i8(self.layer_bytes(layer, TensorKind::K2V));
+            let scales = F32Slice(self.layer_bytes(layer, kind.scale().unwrap_or(kind)));
+            let rows = self.config.d_ff as usize;
+            let (data, cols) = if kind == TensorKind::K2 { (all, b.k2_cols) } else { (&all[b.v_offset..], b.v_cols) };
+            return QMatrix { data, scales, rows, cols, stride: b.stride };
+        }
         self.matrix(self.layer_bytes(layer, kind), kind.scale().map_or(&[][..], |k| self.layer_bytes(layer, k)), kind)
     }
 
@@ -518,12 +608,26 @@ impl<'a> Model<'a> {
     }
 }
 
-/// Dtype and shape a config requires for `id`, or `None` when the config has no such
-/// tensor (for example `ffn.k1` in a GeGLU model). Tokenizer tensors are checked
-/// separately (their shapes come from the tokenizer metadata).
+/// Dtype and shape a file of format `version` with configuration `cfg` stores for `kind`,
+/// or `None` when it has no such tensor: [`expected`], except that a version 2 Spark FFN
+/// stores `ffn.k2v` (`[d_ff, FfnBundle::stride]`) instead of `ffn.k2` and `ffn.v`.
+#[doc(hidden)]
+pub fn expected_in(cfg: &Config, version: u32, kind: TensorKind) -> Option<(DType, [u32; 2])> {
+    let bundled = version >= 2 && cfg.ffn_kind == FfnKind::Spark;
+    match kind {
+        TensorKind::K2 | TensorKind::V if bundled => None,
+        TensorKind::K2V if bundled => Some((DType::I8, [cfg.d_ff, FfnBundle::of(cfg).stride as u32])),
+        _ => expected(cfg, kind),
+    }
+}
+
+/// Dtype and shape of each *logical* tensor a config has (the version 1 layout: `ffn.k2`
+/// and `ffn.v` separate, never `ffn.k2v`), or `None` when the config has no such tensor
+/// (for example `ffn.k1` in a GeGLU model). Tokenizer tensors are checked separately
+/// (their shapes come from the tokenizer metadata).
 ///
-/// Public for `spark-sim`'s model writer, which lays files out from the same rule; not
-/// part of the embedding API.
+/// Public for `spark-sim`'s model writer, which takes logical tensors and bundles them
+/// ([`expected_in`]); not part of the embedding API.
 #[doc(hidden)]
 pub fn expected(cfg: &Config, kind: TensorKind) -> Option<(DType, [u32; 2])> {
     use TensorKind::*;
@@ -560,5 +664,6 @@ pub fn expected(cfg: &Config, kind: TensorKind) -> Option<(DType, [u32; 2])> {
         WdT if !spark => m(f, d),
         WgScale | WuScale | WdTScale if !spark => s(f),
         K1 | K2 | V | K1Scale | K2Scale | VScale | Wg | Wu | WdT | WgScale | WuScale | WdTScale => None,
+        K2V => None,
     }
 }

@@ -59,13 +59,15 @@ pub fn matvec<K: Kernels, E: Executor>(
 ) -> f32 {
     let xq = &mut xq[..m.cols];
     let acc = &mut acc[..m.rows];
+    debug_assert!(m.is_contiguous(), "matvec: a dense product needs contiguous rows");
     let xs = K::quantize_sym_i8(x, xq);
     exec::gemv::<K, E>(e, m.data, m.cols, xq, acc);
     K::dequantize_f32(acc, xs, &m.scales.0[..4 * m.rows], &mut out[..m.rows]);
     xs
 }
 
-/// `y = sum_j coef_j * W[rows[j]]` over the int8 rows of `w` (`cols` each): the
+/// `y = sum_j coef_j * W[rows[j]]` over the int8 rows of `w` (row `r` is
+/// `w[r * stride..r * stride + cols]`: a plain matrix, or one part of bundled rows): the
 /// coefficients are quantized to int8 with one scale, the rows whose int8 coefficient is 0
 /// are dropped (they add exactly nothing), and one sparse vector-matrix kernel call reads
 /// only the rows left, listed in `kept`. Returns how many rows it read (`kept[..len]`).
@@ -75,6 +77,7 @@ pub fn matvec<K: Kernels, E: Executor>(
 pub fn sparse_rows_out<K: Kernels, E: Executor>(
     e: &E,
     w: &[i8],
+    stride: usize,
     cols: usize,
     rows: &[u32],
     coef: &[f32],
@@ -98,7 +101,7 @@ pub fn sparse_rows_out<K: Kernels, E: Executor>(
     }
     let (acc, spare) = acc.split_at_mut(cols);
     acc.fill(0);
-    exec::gemv_t_rows::<K, E>(e, w, cols, &kept[..m], &xq[..m], acc, spare);
+    exec::gemv_t_rows::<K, E>(e, w, stride, cols, &kept[..m], &xq[..m], acc, spare);
     for i in 0..cols {
         y[i] = acc[i] as f32 * cs;
     }

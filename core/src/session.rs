@@ -12,7 +12,8 @@
 //! Quantisation points (SPEC section 7): every activation vector is quantized per vector
 //! right before its matvec; the sparse vector-matrix coefficients are quantized to int8
 //! with one scale per call; the KV cache stores int8 with one f32 scale per (position,
-//! kv head, part).
+//! kv head, part): key part 1 as a dense stream, key part 2 and the value bundled in one
+//! record per position, so a selected key is one contiguous read.
 //!
 //! Tested in the workspace's `tests/` package: the rows each step reads (a recording
 //! kernel backend), the arena is exactly [`Model::arena_bytes`], random models through
@@ -162,16 +163,15 @@ buffers! { s;
     sin1: f32 = s.ra / 2,
     cos2: f32 = s.rb / 2,
     sin2: f32 = s.rb / 2,
-    /// Key cache part 1 `[n_layers, n_kv_heads, max_seq, ra]`.
+    /// Key cache part 1 `[n_layers, n_kv_heads, max_seq, ra]` (read in full per step).
     k1_cache: i8 = s.n_layers * s.n_kv * s.max_seq * s.ra,
-    /// Key cache part 2 `[n_layers, n_kv_heads, max_seq, rb]`.
-    k2_cache: i8 = s.n_layers * s.n_kv * s.max_seq * s.rb,
-    /// Value cache `[n_layers, n_kv_heads, max_seq, dh]`.
-    v_cache: i8 = s.n_layers * s.n_kv * s.max_seq * s.dh,
-    /// Scales of the caches `[n_layers, n_kv_heads, max_seq]` each.
+    /// Key part 2 and value of each position, bundled `[n_layers, n_kv_heads, max_seq, rb + dh]`
+    /// (read for the selected keys only: one run per key).
+    kv_cache: i8 = s.n_layers * s.n_kv * s.max_seq * (s.rb + s.dh),
+    /// Key part 1 scales `[n_layers, n_kv_heads, max_seq]`.
     k1_scale: f32 = s.n_layers * s.n_kv * s.max_seq,
-    k2_scale: f32 = s.n_layers * s.n_kv * s.max_seq,
-    v_scale: f32 = s.n_layers * s.n_kv * s.max_seq,
+    /// Key part 2 and value scales `[n_layers, n_kv_heads, max_seq, 2]`.
+    kv_scale: f32 = s.n_layers * s.n_kv * s.max_seq * 2,
 }
 
 impl Model<'_> {
@@ -414,15 +414,16 @@ impl<'m, 'a, K: Kernels, E: Executor> Session<'m, 'a, K, E> {
             rope(&mut kh[d.ra..], b.cos2, b.sin2);
         }
 
-        // Append this position to the cache.
+        // Append this position to the cache: key part 1, then the [K2 | V] record.
         let p = self.pos;
+        let rec = d.rb + d.dh; // bytes per [K2 | V] record
         for hd in 0..d.n_kv {
             let slot = (l * d.n_kv + hd) * d.max_seq + p; // [layer, kv head, pos]
             let kh = &b.k[hd * d.dh..(hd + 1) * d.dh];
             b.k1_scale[slot] = K::quantize_sym_i8(&kh[..d.ra], &mut b.k1_cache[slot * d.ra..(slot + 1) * d.ra]);
-            b.k2_scale[slot] = K::quantize_sym_i8(&kh[d.ra..], &mut b.k2_cache[slot * d.rb..(slot + 1) * d.rb]);
-            let vh = &b.v[hd * d.dh..(hd + 1) * d.dh];
-            b.v_scale[slot] = K::quantize_sym_i8(vh, &mut b.v_cache[slot * d.dh..(slot + 1) * d.dh]);
+            let (k2q, vq) = b.kv_cache[slot * rec..(slot + 1) * rec].split_at_mut(d.rb);
+            b.kv_scale[2 * slot] = K::quantize_sym_i8(&kh[d.ra..], k2q);
+            b.kv_scale[2 * slot + 1] = K::quantize_sym_i8(&b.v[hd * d.dh..(hd + 1) * d.dh], vq);
         }
 
         // Visible positions start..=p, and the top-k parameters shared by all heads.
@@ -433,11 +434,9 @@ impl<'m, 'a, K: Kernels, E: Executor> Session<'m, 'a, K, E> {
             let base = (l * d.n_kv + kvh) * d.max_seq; // first cache slot of this [layer, kv head]
             let kv = KvView {
                 k1: &b.k1_cache[base * d.ra..(base + d.max_seq) * d.ra],
-                k2: &b.k2_cache[base * d.rb..(base + d.max_seq) * d.rb],
-                v: &b.v_cache[base * d.dh..(base + d.max_seq) * d.dh],
+                kv: &b.kv_cache[base * rec..(base + d.max_seq) * rec],
                 k1_scale: &b.k1_scale[base..base + d.max_seq],
-                k2_scale: &b.k2_scale[base..base + d.max_seq],
-                v_scale: &b.v_scale[base..base + d.max_seq],
+                kv_scale: &b.kv_scale[2 * base..2 * (base + d.max_seq)],
                 ra: d.ra,
                 rb: d.rb,
             };

@@ -4,7 +4,9 @@
 //! layer index for per-layer kinds). `format::expected` says, for a config, which
 //! tensors must be present and with which dtype and shape; the loader checks the file's
 //! table against it. Quantized matrices are two tensors: the int8 rows and one f32 scale
-//! per row.
+//! per row. In a version 2 file the Spark FFN's `K2` and `V` rows are one bundled tensor,
+//! `ffn.k2v` (see `format::FfnBundle`), with the two scale tensors unchanged. New kinds
+//! are only ever appended: the table stores a kind as its index.
 
 use serde::{Deserialize, Serialize};
 
@@ -105,11 +107,12 @@ tensor_kinds! {
         Wg => "ffn.wg", WgScale => "ffn.wg.scale",
         Wu => "ffn.wu", WuScale => "ffn.wu.scale",
         WdT => "ffn.wd_t", WdTScale => "ffn.wd_t.scale",
+        K2V => "ffn.k2v",
     }
 }
 
 /// Number of per-layer tensor kinds.
-pub const N_LAYER_KINDS: usize = 24;
+pub const N_LAYER_KINDS: usize = 25;
 /// Number of global tensor kinds.
 pub const N_GLOBAL_KINDS: usize = 8;
 const _: () = assert!(N_LAYER_KINDS == LAYER_KINDS.len() && N_GLOBAL_KINDS == GLOBAL_KINDS.len());

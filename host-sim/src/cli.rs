@@ -163,7 +163,7 @@ fn inspect_json(f: &Facts<'_>) -> CliResult {
         .map(|e| serde_json::json!({"name": e.id.to_string(), "dtype": e.dtype.name(), "shape": e.shape, "bytes": e.len}))
         .collect();
     let v = serde_json::json!({
-        "file_bytes": blob_len,
+        "file_bytes": blob_len, "format_version": model.version(),
         "config": serde_json::to_value(c).map_err(|e| e.to_string())?,
         "tokenizer": serde_json::json!({
             "kind": format!("{:?}", model.tokenizer_meta().kind), "n_merges": model.tokenizer_meta().n_merges,
@@ -185,7 +185,13 @@ fn inspect_text(f: &Facts<'_>) -> CliResult {
     let (c, p, twin_def) = (model.config(), f.params, TWIN_DEF);
     let mut o = io::stdout().lock();
     writeln!(o, "model      {}", path.display())?;
-    writeln!(o, "file       {} bytes ({})", f.file_bytes, human_bytes(f.file_bytes as u64))?;
+    writeln!(
+        o,
+        "file       {} bytes ({}), format version {}",
+        f.file_bytes,
+        human_bytes(f.file_bytes as u64),
+        model.version()
+    )?;
     writeln!(
         o,
         "shape      vocab {}  d {}  layers {}  heads {}/{} x {}  ffn {:?} f {} r {} k {}  attn {:?} ra {} ka {}  ctx {}",
@@ -433,11 +439,12 @@ pub fn convert(input: &Path, out: &Path, tokenizer: Option<&Path>, max_seq: Opti
     }
     writeln!(
         o,
-        "wrote {} ({} bytes = {}, {} tensors)",
+        "wrote {} ({} bytes = {}, format version {}, {} tensors)",
         out.display(),
         blob.len(),
         human_bytes(blob.len() as u64),
-        writer.tensors.len()
+        writer.version,
+        crate::format::parse_table(&blob).map_or(0, |(_, e, _)| e.len())
     )?;
     if tok.is_none() {
         note("note: no --tokenizer given: the model runs on token ids only (generate --prompt-ids)");

