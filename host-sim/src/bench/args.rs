@@ -50,7 +50,7 @@ pub struct BenchArgs {
     /// cores available].
     #[arg(long, value_parser = crate::threads::parse_threads, value_name = "N")]
     pub threads: Option<usize>,
-    /// Timed iterations (medians are reported).
+    /// Timed iterations (medians are reported); `bench model`: timed decode steps per context.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100000))]
     pub iters: u64,
     /// Kernel backend.
@@ -70,7 +70,7 @@ pub struct BenchArgs {
     /// Seed of the random weights.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Print machine-readable JSON.
+    /// Print machine-readable JSON (`bench model`: one object per context).
     #[arg(long)]
     pub json: bool,
 }
