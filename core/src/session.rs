@@ -488,4 +488,38 @@ impl<'m, 'a, K: Kernels, E: Executor> Session<'m, 'a, K, E> {
             K::softcap_f32(b.logits, cap);
         }
     }
+
+    /// For benchmarks only: fills the whole KV cache (every int8 cache buffer and every
+    /// cache-scale buffer, all positions) with deterministic pseudo-random int8 values in
+    /// `-127..=127` and scales in `[1/128, 3/128)` from `seed` (xorshift64), sets the
+    /// context to `n` tokens and resets the statistics, so that the next [`Session::step`]
+    /// decodes at position `n` without prefilling `n` tokens. The cache holds no real
+    /// sequence afterwards. `ContextFull` when `n > max_seq`.
+    #[doc(hidden)]
+    pub fn fill_kv_synthetic(&mut self, n: usize, seed: u64) -> Result<(), RunError> {
+        if n > self.dims.max_seq {
+            return Err(RunError::ContextFull { max_seq: self.dims.max_seq });
+        }
+        let mut s = seed | 1;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let b = &mut self.b;
+        for buf in [&mut *b.k1_cache, &mut *b.k2_cache, &mut *b.v_cache] {
+            for v in buf.iter_mut() {
+                *v = ((next() >> 56) as u8 as i8).max(-127);
+            }
+        }
+        for buf in [&mut *b.k1_scale, &mut *b.k2_scale, &mut *b.v_scale] {
+            for v in buf.iter_mut() {
+                *v = (1.0 + (next() >> 40) as f32 / (1u64 << 23) as f32) / 128.0;
+            }
+        }
+        self.pos = n;
+        self.stats.fill(LayerStats::EMPTY);
+        Ok(())
+    }
 }

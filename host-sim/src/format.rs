@@ -203,6 +203,100 @@ pub fn assemble_version(
     unreachable!("header length did not converge")
 }
 
+/// A `.spark` file laid out before its tensor bytes exist, so that a large file (the
+/// synthetic models of `bench model`, 2.6 GB each) is written straight into its final
+/// buffer: [`FileLayout::new`] places the tensors, the caller writes tensor `i` into
+/// `file[layout.range(i)]` of a zeroed buffer of [`FileLayout::file_len`] bytes, and
+/// [`FileLayout::seal`] writes the preamble and the header (with the data CRC) in front.
+///
+/// The data section starts where a header with the longest CRC encoding would end, so the
+/// header written once the CRC is known always fits (zero padding fills the rest, which
+/// `Model::load` accepts). Tested in this module and through `bench model`.
+#[derive(Clone, Debug)]
+pub struct FileLayout {
+    config: Config,
+    tokenizer: TokenizerMeta,
+    /// Offsets relative to the data section.
+    entries: Vec<TensorEntry>,
+    data_offset: usize,
+    data_len: usize,
+}
+
+impl FileLayout {
+    /// Place `tensors` (id, dtype, `[rows, cols]`) in order, each 64-byte aligned. `None`
+    /// when the file would not fit the format's 32-bit offsets.
+    pub fn new(config: &Config, tokenizer: &TokenizerMeta, tensors: &[(TensorId, DType, [u32; 2])]) -> Option<Self> {
+        let mut entries = Vec::with_capacity(tensors.len());
+        let mut at = 0u64;
+        for &(id, dtype, shape) in tensors {
+            let len = shape[0] as u64 * shape[1] as u64 * dtype.size() as u64;
+            at = at.div_ceil(ALIGN as u64) * ALIGN as u64;
+            entries.push(TensorEntry {
+                id,
+                dtype,
+                shape,
+                offset: u32::try_from(at).ok()?,
+                len: u32::try_from(len).ok()?,
+            });
+            at += len;
+        }
+        let data_len = u32::try_from(at).ok()? as usize;
+        let mut l = FileLayout { config: *config, tokenizer: *tokenizer, entries, data_offset: 0, data_len };
+        for _ in 0..16 {
+            let want = align(PREAMBLE_BYTES + l.header(u32::MAX).len());
+            if want == l.data_offset {
+                u32::try_from(l.data_offset + l.data_len).ok()?;
+                return Some(l);
+            }
+            l.data_offset = want;
+        }
+        None
+    }
+
+    /// The header bytes (header record and absolute tensor table) for data CRC `crc`.
+    fn header(&self, crc: u32) -> Vec<u8> {
+        let header = Header {
+            config: self.config,
+            tokenizer: self.tokenizer,
+            data_offset: self.data_offset as u32,
+            data_len: self.data_len as u32,
+            data_crc: crc,
+            n_tensors: self.entries.len() as u32,
+        };
+        let mut h = postcard::to_allocvec(&header).expect("header encodes");
+        for e in &self.entries {
+            let abs = TensorEntry { offset: e.offset + self.data_offset as u32, ..*e };
+            h.extend(postcard::to_allocvec(&abs).expect("entry encodes"));
+        }
+        h
+    }
+
+    /// Bytes of the whole file.
+    pub fn file_len(&self) -> usize {
+        self.data_offset + self.data_len
+    }
+
+    /// Where tensor `i` (in the order given to [`FileLayout::new`]) lies in the file.
+    pub fn range(&self, i: usize) -> std::ops::Range<usize> {
+        let e = &self.entries[i];
+        let start = self.data_offset + e.offset as usize;
+        start..start + e.len as usize
+    }
+
+    /// Write the preamble, the header with the CRC of `file`'s data section and zero
+    /// padding up to the data section. `file` is [`FileLayout::file_len`] bytes with
+    /// every tensor written.
+    pub fn seal(&self, file: &mut [u8]) {
+        let h = self.header(crc32(&file[self.data_offset..]));
+        file[..4].copy_from_slice(&MAGIC);
+        file[4..8].copy_from_slice(&VERSION.to_le_bytes());
+        file[8..12].copy_from_slice(&(h.len() as u32).to_le_bytes());
+        file[12..16].copy_from_slice(&crc32(&h).to_le_bytes());
+        file[PREAMBLE_BYTES..PREAMBLE_BYTES + h.len()].copy_from_slice(&h);
+        file[PREAMBLE_BYTES + h.len()..self.data_offset].fill(0);
+    }
+}
+
 /// Decode a file's header and tensor table (offsets relative to the data section) without
 /// validating anything else: for `inspect` and for tests that edit files.
 pub fn parse_table(blob: &[u8]) -> Option<(Header, Vec<TensorEntry>, Vec<u8>)> {
@@ -218,4 +312,43 @@ pub fn parse_table(blob: &[u8]) -> Option<(Header, Vec<TensorEntry>, Vec<u8>)> {
     }
     let data = blob.get(header.data_offset as usize..)?.to_vec();
     Some((header, entries, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testmodel::{random_writer, small_spark_config};
+    use spark_core::{Model, TensorKind};
+
+    #[test]
+    fn a_sealed_layout_loads_with_the_tensors_written_in_place() {
+        let cfg = small_spark_config();
+        let w = random_writer(&cfg, 3);
+        let specs: Vec<_> = w.tensors.iter().map(|t| (t.id, t.dtype, t.shape)).collect();
+        let l = FileLayout::new(&cfg, &w.tokenizer, &specs).unwrap();
+        let mut file = vec![0u8; l.file_len()];
+        file[..l.data_offset].fill(0xAA); // seal overwrites the preamble, header and padding
+        for (i, t) in w.tensors.iter().enumerate() {
+            assert_eq!(l.range(i).start % ALIGN as usize, 0);
+            file[l.range(i)].copy_from_slice(&t.bytes);
+        }
+        l.seal(&mut file);
+        let m = Model::load(&file).expect("a sealed layout is a valid file");
+        let reference = w.finish();
+        let r = Model::load(&reference).unwrap();
+        assert_eq!(m.layer_matrix(1, TensorKind::K2).data, r.layer_matrix(1, TensorKind::K2).data);
+        assert_eq!(m.global_matrix(TensorKind::Embed).data, r.global_matrix(TensorKind::Embed).data);
+        // The data section of the writer's file and of the layout are the same bytes.
+        assert_eq!(&file[l.data_offset..], &reference[reference.len() - l.data_len..]);
+    }
+
+    #[test]
+    fn a_layout_beyond_32_bit_offsets_is_refused() {
+        let cfg = small_spark_config();
+        let id = TensorId::global(TensorKind::Embed);
+        let big = [(id, DType::I8, [1 << 16, 1 << 15]), (id, DType::I8, [1 << 16, 1 << 15])];
+        assert!(FileLayout::new(&cfg, &TokenizerMeta::NONE, &big[..1]).is_some());
+        assert!(FileLayout::new(&cfg, &TokenizerMeta::NONE, &big).is_none());
+        assert!(FileLayout::new(&cfg, &TokenizerMeta::NONE, &[(id, DType::F32, [1 << 16, 1 << 14])]).is_none());
+    }
 }

@@ -97,7 +97,9 @@ enum Cmd {
     #[command(after_help = "Examples:\n  \
         spark-sim bench ffn --shape gemma2-2b\n  \
         spark-sim bench attn --ctx 8192 --json\n  \
-        spark-sim bench model --shape spark.spark --dense dense.spark --ctx 512")]
+        spark-sim bench model --ctx 512,4096,8192 --iters 10        # full gemma2-2b pair, 2 x 2.6 GB\n  \
+        spark-sim bench model --layers 1 --vocab 4096 --ctx 256     # the quick one-layer pair\n  \
+        spark-sim bench model --shape spark.spark --dense dense.spark --ctx 512 --prefill")]
     Bench(BenchArgs),
     /// Check whether a model fits a target's RAM and flash, and which knob fixes it if not.
     ///

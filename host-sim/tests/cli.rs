@@ -414,6 +414,7 @@ fn write_st(dir: &Path, name: &str, ck: &F32Checkpoint) -> String {
 fn bench_small_shapes() {
     let f = fx();
     let m = f.p("text.spark");
+    let ids = f.p("ids.spark");
     let v = json(&["bench", "ffn", "--shape", &m, "--iters", "3", "--llc", "256K", "--json"]);
     for k in [
         "spark_ms",
@@ -457,6 +458,33 @@ fn bench_small_shapes() {
         "--json",
     ]);
     assert!(v["speedup"].as_f64().unwrap() > 0.0);
+    // A context list: one JSON object per context, in the order given, over the same two
+    // models, with the byte ceiling beside the speedup; by synthetic KV fill or --prefill.
+    for fill in ["synthetic", "prefill"] {
+        let mut args = vec!["bench", "model", "--shape", &m, "--dense", &ids, "--ctx", "6,2", "--iters", "3", "--json"];
+        if fill == "prefill" {
+            args.push("--prefill");
+        }
+        let out = ok(&args);
+        let vs: Vec<serde_json::Value> =
+            serde_json::Deserializer::from_str(&out).into_iter().collect::<Result<_, _>>().unwrap();
+        assert_eq!(vs.iter().map(|v| v["ctx"].as_u64().unwrap()).collect::<Vec<_>>(), [6, 2], "{out}");
+        for v in &vs {
+            assert_eq!(v["kv_fill"], fill);
+            let q = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {v}"));
+            assert!(q("ceiling") > 0.0 && q("spark_bytes") > 0.0 && q("dense_bytes") > 0.0, "{v}");
+            assert!((q("ceiling") - q("dense_bytes") / q("spark_bytes")).abs() < 1e-9);
+            assert!((q("of_ceiling") - q("speedup") / q("ceiling")).abs() < 1e-9);
+            assert!(!v["cpu_model"].as_str().unwrap().is_empty());
+            assert_eq!(v["spark_ffn_active_mean"].as_array().unwrap().len(), 2, "one mean per layer");
+        }
+    }
+    let t = ok(&["bench", "model", "--shape", &m, "--dense", &ids, "--ctx", "6,2", "--iters", "3"]);
+    assert!(t.contains("ceiling") && t.contains("synthetic KV-cache fill") && t.contains("cpu "), "{t}");
+    err(&["bench", "model", "--shape", &m, "--layers", "2"], 2, &["--layers", "synthetic"]);
+    err(&["bench", "attn", "--ctx", "64,128"], 2, &["--ctx", "one context"]);
+    err(&["bench", "ffn", "--prefill"], 2, &["--prefill", "bench model"]);
+    err(&["bench", "model", "--ctx", "65536", "--iters", "2"], 2, &["--ctx", "65536"]);
     err(&["bench", "ffn", "--shape", "gemma9-9000b"], 2, &["unknown shape", "gemma9-9000b"]);
     for bad in ["0", "257", "99999999999999999999", "lots"] {
         err(&["bench", "ffn", "--threads", bad], 2, &["--threads", "thread count"]);

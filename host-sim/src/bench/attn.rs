@@ -196,7 +196,7 @@ fn time_attn<K: Kernels>(
 
 /// `bench attn`.
 pub(super) fn bench_attn<K: Kernels>(a: &BenchArgs, pool: &Pool, s: &BenchShape) -> CliResult {
-    let n = a.ctx.unwrap_or(4096) as usize;
+    let n = a.ctx.as_ref().map_or(4096, |c| c.0[0]);
     let common = measure_common(a, pool)?;
     let mut fill = Fill(a.seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
     let kv = KvCopies::build(&mut fill, s, n, common.llc, !a.json)?;

@@ -174,6 +174,25 @@ pub(super) struct Common {
     pub(super) bw: f64,
     /// The plain summing pass alone (the bound before page-entry prefetching), bytes/s.
     pub(super) bw_plain: f64,
+    /// The CPU's model name ([`cpu_model`]).
+    pub(super) cpu: String,
+}
+
+/// The CPU's model name as `lscpu` prints it (`Model name:`), else the first `model name`
+/// of `/proc/cpuinfo`, else `"unknown"`.
+pub fn cpu_model() -> String {
+    let from_lscpu = std::process::Command::new("lscpu").env("LC_ALL", "C").output().ok().and_then(|o| {
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        text.lines().find_map(|l| l.strip_prefix("Model name:").map(|v| v.trim().to_string()))
+    });
+    let from_cpuinfo = || {
+        let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == "model name").then(|| v.trim().to_string())
+        })
+    };
+    from_lscpu.or_else(from_cpuinfo).filter(|m| !m.is_empty()).unwrap_or_else(|| "unknown".into())
 }
 
 /// The last-level cache (from `--llc`, else detected and at most [`MAX_LLC`]) and the read
@@ -198,7 +217,7 @@ pub(super) fn measure_common(a: &BenchArgs, pool: &Pool) -> CliResult<Common> {
     })?;
     pb.finish_and_clear();
     use spark_core::Executor;
-    Ok(Common { threads: pool.threads(), llc, llc_known, bw: bw_plain.max(bw_pf), bw_plain })
+    Ok(Common { threads: pool.threads(), llc, llc_known, bw: bw_plain.max(bw_pf), bw_plain, cpu: cpu_model() })
 }
 
 #[cfg(test)]

@@ -11,10 +11,11 @@
 //! One file per job: [`args`] (the command line), [`shape`] (benchmark shapes),
 //! [`machine`] (cache size, read bandwidth, weight rotation), `weights` (random int8
 //! matrices), [`report`] (medians and the shared report), and one file per benchmark:
-//! `ffn`, `attn`, [`model`].
+//! `ffn`, `attn`, [`model`], and [`ceiling`] (the bytes a decode step must read).
 
 pub mod args;
 mod attn;
+pub mod ceiling;
 mod ffn;
 pub mod machine;
 pub mod model;
@@ -24,7 +25,7 @@ mod weights;
 
 pub use args::{BenchArgs, BenchWhat};
 pub use machine::{llc_bytes, read_bandwidth, read_bandwidth_on};
-pub use model::{gemma2_2b_layer_pair, synthetic_model};
+pub use model::{gemma2_2b_layer_pair, gemma2_2b_pair, synthetic_model, tensor_bytes};
 pub use report::Variant;
 pub use shape::{shape_of, BenchShape, GEMMA2_2B};
 
@@ -38,8 +39,21 @@ use model::bench_model;
 /// `spark-sim bench`.
 pub fn bench(a: &BenchArgs) -> CliResult {
     let (shape, file) = shape::resolve_shape(&a.shape)?;
-    if a.dense.is_some() && a.what != BenchWhat::Model {
-        return Err(usage("--dense only applies to `bench model`"));
+    if a.what != BenchWhat::Model {
+        let model_only = [
+            ("--dense", a.dense.is_some()),
+            ("--layers", a.layers.is_some()),
+            ("--vocab", a.vocab.is_some()),
+            ("--prefill", a.prefill),
+        ];
+        if let Some((opt, _)) = model_only.iter().find(|(_, given)| *given) {
+            return Err(usage(format!("{opt} only applies to `bench model`")));
+        }
+        if a.ctx.as_ref().is_some_and(|c| c.0.len() > 1) {
+            return Err(usage("--ctx takes one context here (a list only for `bench model`)"));
+        }
+    } else if file.is_some() && (a.layers.is_some() || a.vocab.is_some()) {
+        return Err(usage("--layers and --vocab shape the synthetic gemma2-2b pair; a model file has its own"));
     }
     // The whole benchmark runs on a pool thread (Pool::run): the timed calls' thread
     // works on the split products with the others.

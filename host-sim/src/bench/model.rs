@@ -1,55 +1,105 @@
 //! `bench model`: whole-token decode of a Spark model against its dense twin (given as
-//! files, or a synthetic gemma2-2b-shaped one-layer pair), through `Session::step`.
+//! files, or the synthetic gemma2-2b-shaped pair: 26 layers and a 256,000-token vocabulary
+//! by default, `--layers` and `--vocab` for smaller ones), through `Session::step`, at
+//! every context of `--ctx` in one process over the same two models, beside the byte
+//! ceiling of each context ([`super::ceiling`]).
+//!
+//! Each context is reached by filling the KV caches with synthetic int8 values
+//! (`Session::fill_kv_synthetic`) or, with `--prefill`, by decoding tokens up to it; the
+//! timed steps are real decode steps either way, Spark and dense interleaved token by
+//! token.
 
-use super::args::BenchArgs;
+use super::args::{BenchArgs, MAX_CTX};
+use super::ceiling::{token_bytes, TokenBytes};
 use super::machine::{measure_common, Common};
-use super::report::Variant;
+use super::report::{paired_speedup, Variant};
 use super::shape::GEMMA2_2B;
-use super::weights::{Fill, RandMatrix};
+use super::weights::{matrix_scale, Fill};
 use crate::arena::session_arena;
-use crate::format::ModelWriter;
+use crate::format::FileLayout;
 use crate::hugemem::HugeBytes;
 use crate::inputs::{load_model, read_model_file};
 use crate::testmodel::for_each_weight;
 use crate::threads::Pool;
-use crate::ui::{fail, human_bytes, print_json, progress, usage, CliResult};
-use spark_core::{AttnKind, Config, DType, FfnKind, Model, Session, TensorId, TokenizerMeta};
+use crate::ui::{fail, human_bytes, print_json, progress, spinner, usage, CliResult};
+use spark_core::{AttnKind, Config, DType, FfnKind, LayerStats, Model, Session, TensorId, TokenizerMeta};
 use spark_hal::Kernels;
 use std::hint::black_box;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// A `.spark` file for `cfg` with uniform random int8 weights (fast to build at any size);
-/// fails only when a weight buffer cannot be mapped.
-pub fn synthetic_model(cfg: &Config, seed: u64) -> io::Result<Vec<u8>> {
-    let mut fill = Fill(seed | 1);
-    let mut w = ModelWriter::new(*cfg, TokenizerMeta::NONE);
-    let mut failed = None;
-    for_each_weight(cfg, |id, dtype, rows, cols| match dtype {
-        DType::I8 => {
-            let m = match RandMatrix::new(&mut fill, rows, cols) {
-                Ok(m) => m,
-                Err(e) => {
-                    failed.get_or_insert(e);
-                    return;
-                }
-            };
-            w.add_raw(id, DType::I8, [rows as u32, cols as u32], bytemuck::cast_slice(m.data()).to_vec());
-            let scale_kind = id.kind.scale().unwrap_or(id.kind);
-            w.add_raw(
-                TensorId { kind: scale_kind, layer: id.layer },
-                DType::F32,
-                [rows as u32, 1],
-                m.scales().to_vec(),
-            );
-        }
-        _ => w.add_f32(id, &vec![1.0f32; rows]),
+/// A `.spark` file for `cfg` with uniform random int8 weights (row scales around
+/// `1.7 / (127 sqrt(cols))`, norm weights 1), written straight into one huge-page-advised
+/// buffer of the file's size (no other copy of the weights is made); fails only when the
+/// buffer cannot be mapped or the file would exceed the format's 32-bit offsets.
+pub fn synthetic_model(cfg: &Config, seed: u64) -> io::Result<HugeBytes> {
+    synthetic_model_with(cfg, seed, &mut |_| {})
+}
+
+/// Bytes of all tensors of a model of `cfg` without a tokenizer (its file less the header
+/// and the alignment padding).
+pub fn tensor_bytes(cfg: &Config) -> u64 {
+    let mut total = 0;
+    for_each_weight(cfg, |_, dtype, rows, cols| {
+        total += (rows * cols * dtype.size()) as u64 + if dtype == DType::I8 { 4 * rows as u64 } else { 0 };
     });
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(w.finish()),
+    total
+}
+
+/// What a tensor of a synthetic model holds.
+#[derive(Clone, Copy)]
+enum Content {
+    /// Random int8 weights.
+    Weights,
+    /// The row scales of a matrix with this many columns.
+    Scales(usize),
+    /// Norm weights (1.0).
+    Ones,
+}
+
+/// [`synthetic_model`], calling `written(bytes)` after each tensor it writes.
+pub(super) fn synthetic_model_with(cfg: &Config, seed: u64, written: &mut dyn FnMut(u64)) -> io::Result<HugeBytes> {
+    // Every tensor in file order, each matrix followed by its scales (as ModelWriter lays
+    // them out).
+    let mut specs = Vec::new();
+    let mut content = Vec::new();
+    for_each_weight(cfg, |id, dtype, rows, cols| {
+        specs.push((id, dtype, [rows as u32, cols as u32]));
+        match (dtype, id.kind.scale()) {
+            (DType::I8, Some(scale)) => {
+                content.push(Content::Weights);
+                specs.push((TensorId { kind: scale, layer: id.layer }, DType::F32, [rows as u32, 1]));
+                content.push(Content::Scales(cols));
+            }
+            _ => content.push(Content::Ones),
+        }
+    });
+    let layout = FileLayout::new(cfg, &TokenizerMeta::NONE, &specs).ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "the model is larger than a .spark file can be (4 GiB)")
+    })?;
+    let mut file = HugeBytes::zeroed(layout.file_len())?;
+    let mut fill = Fill(seed | 1);
+    for (i, c) in content.iter().enumerate() {
+        let dst = &mut file[layout.range(i)];
+        match *c {
+            Content::Weights => fill.i8s_into(dst),
+            Content::Scales(cols) => fill.scales_into(dst, matrix_scale(cols)),
+            Content::Ones => dst.chunks_exact_mut(4).for_each(|o| o.copy_from_slice(&1f32.to_le_bytes())),
+        }
+        written(dst.len() as u64);
     }
+    layout.seal(&mut file);
+    Ok(file)
+}
+
+/// The gemma2-2b-shaped Spark model (Spark FFN and Spark attention) with `layers` layers and
+/// a `vocab`-token tied embedding, and its dense twin (GeGLU FFN of width f / 1.5, dense
+/// attention): SPEC section 11's shape. `layers` 26 and `vocab` 256000 is the whole model.
+pub fn gemma2_2b_pair(layers: u32, vocab: u32, max_seq: u32) -> (Config, Config) {
+    let (s, d) = gemma2_2b_layer_pair(max_seq);
+    let with = |c: Config| Config { n_layers: layers, vocab_size: vocab, ..c };
+    (with(s), with(d))
 }
 
 /// The gemma2-2b-shaped one-layer Spark model and its dense twin (vocab 4096).
@@ -93,71 +143,138 @@ pub fn gemma2_2b_layer_pair(max_seq: u32) -> (Config, Config) {
     (spark, dense)
 }
 
-struct Decoder<'m, 'a, 'p, K: Kernels> {
-    sess: Session<'m, 'a, K, &'p Pool>,
+/// The measurements of one variant at one context.
+struct Timed {
+    /// Seconds of each timed step.
+    times: Vec<f64>,
+    /// Mean active FFN neurons per layer over the timed steps.
+    ffn_active: Vec<f64>,
+    /// Mean keys attended per query head, per layer, over the timed steps.
+    attn_keys: Vec<f64>,
 }
 
+/// Per-layer means of what the steps between `before` and `after` selected.
+fn stat_means(before: &[LayerStats], after: &[LayerStats]) -> (Vec<f64>, Vec<f64>) {
+    let per = |f: &dyn Fn(&LayerStats) -> (u64, u64)| {
+        before
+            .iter()
+            .zip(after)
+            .map(|(b, a)| {
+                let ((sb, nb), (sa, na)) = (f(b), f(a));
+                (sa - sb) as f64 / (na - nb).max(1) as f64
+            })
+            .collect::<Vec<_>>()
+    };
+    (per(&|s| (s.ffn_active_sum, s.tokens as u64)), per(&|s| (s.attn_keys_sum, s.attn_queries as u64)))
+}
+
+/// Every context of `ctxs` in turn: bring each session to the context (synthetic KV fill,
+/// or with `--prefill` decoding tokens up to it), then `--iters` timed steps, the variants
+/// interleaved token by token. Returns per context the measurements of each model.
 fn time_decode<K: Kernels>(
     a: &BenchArgs,
     pool: &Pool,
     models: &[(&str, &Model<'_>)],
-    ctx: usize,
-) -> CliResult<Vec<(Vec<f64>, Vec<spark_core::LayerStats>)>> {
+    ctxs: &[usize],
+) -> CliResult<Vec<Vec<Timed>>> {
     let iters = a.iters as usize;
-    let max_seq = ctx + iters;
+    let max_seq = ctxs.iter().max().copied().unwrap_or(0) + iters;
     let mut arenas = models.iter().map(|(_, m)| session_arena(m, max_seq)).collect::<CliResult<Vec<_>>>()?;
-    let mut decs = Vec::new();
+    let mut sessions = Vec::new();
     for ((name, m), arena) in models.iter().zip(arenas.iter_mut()) {
-        let sess = Session::<K, _>::with_executor(m, arena, max_seq, pool).map_err(|e| fail(format!("{name}: {e}")))?;
-        decs.push(Decoder { sess });
+        sessions
+            .push(Session::<K, _>::with_executor(m, arena, max_seq, pool).map_err(|e| fail(format!("{name}: {e}")))?);
     }
     let vocab = models.iter().map(|(_, m)| m.config().vocab_size).min().unwrap_or(1);
     let mut fill = Fill(a.seed | 1);
+    // The token at each position (the same stream for every context and variant).
     let toks: Vec<u32> = (0..max_seq).map(|_| (fill.next() % vocab as u64) as u32).collect();
-    let pb = progress((ctx * decs.len()) as u64, !a.json, "prefill");
-    for d in decs.iter_mut() {
-        for &t in &toks[..ctx] {
-            d.sess.step(t).map_err(|e| fail(e.to_string()))?;
+    let run_err = |e: spark_core::RunError| fail(e.to_string());
+    let mut out = Vec::new();
+    for &ctx in ctxs {
+        if a.prefill {
+            // Continue the sequence where the previous context left it when it can.
+            for s in sessions.iter_mut().filter(|s| s.pos() > ctx) {
+                s.reset();
+            }
+            let todo: usize = sessions.iter().map(|s| ctx - s.pos()).sum();
+            let pb = progress(todo as u64, !a.json, &format!("prefill {ctx}"));
+            for s in sessions.iter_mut() {
+                for &t in &toks[s.pos()..ctx] {
+                    s.step(t).map_err(run_err)?;
+                    pb.inc(1);
+                }
+            }
+            pb.finish_and_clear();
+        } else {
+            for s in sessions.iter_mut() {
+                s.fill_kv_synthetic(ctx, a.seed ^ ctx as u64).map_err(run_err)?;
+            }
+        }
+        let before: Vec<Vec<LayerStats>> = sessions.iter().map(|s| s.stats().to_vec()).collect();
+        let mut times = vec![Vec::new(); sessions.len()];
+        let pb = progress(iters as u64, !a.json, &format!("ctx {ctx}"));
+        for &t in &toks[ctx..ctx + iters] {
+            for (i, s) in sessions.iter_mut().enumerate() {
+                let t0 = Instant::now();
+                black_box(s.step(t).map_err(run_err)?);
+                times[i].push(t0.elapsed().as_secs_f64());
+            }
             pb.inc(1);
         }
+        pb.finish_and_clear();
+        let timed = times
+            .into_iter()
+            .zip(sessions.iter().zip(&before))
+            .map(|(times, (s, b))| {
+                let (ffn_active, attn_keys) = stat_means(b, s.stats());
+                Timed { times, ffn_active, attn_keys }
+            })
+            .collect();
+        out.push(timed);
     }
-    pb.finish_and_clear();
-    let mut times = vec![Vec::new(); decs.len()];
-    let pb = progress(iters as u64, !a.json, "decode");
-    for &t in &toks[ctx..] {
-        for (i, d) in decs.iter_mut().enumerate() {
-            let t0 = Instant::now();
-            black_box(d.sess.step(t).map_err(|e| fail(e.to_string()))?);
-            times[i].push(t0.elapsed().as_secs_f64());
-        }
-        pb.inc(1);
-    }
-    pb.finish_and_clear();
-    Ok(times.into_iter().zip(decs.iter()).map(|(t, d)| (t, d.sess.stats().to_vec())).collect())
+    Ok(out)
 }
 
-/// The two model files of `bench model` in huge-page-advised buffers (the dense twin may be
-/// absent) and a label saying what they are.
-fn model_blobs(a: &BenchArgs, file: Option<&Path>, ctx: usize) -> CliResult<(HugeBytes, Option<HugeBytes>, String)> {
-    let iters = a.iters as usize;
+/// The models of `bench model`, each in one huge-page-advised buffer (the dense twin may be
+/// absent).
+struct Blobs {
+    spark: HugeBytes,
+    dense: Option<HugeBytes>,
+    /// What they are, for the report.
+    label: String,
+    /// Seconds to build (synthetic) or read (files) them.
+    build_s: f64,
+}
+
+/// The two models of `bench model` with room for a context of `max_seq`: the synthetic
+/// pair (`--layers`, `--vocab`), or the files.
+fn model_blobs(a: &BenchArgs, file: Option<&Path>, max_seq: usize) -> CliResult<Blobs> {
+    let t0 = Instant::now();
     match file {
         None => {
-            let (sc, dc) = gemma2_2b_layer_pair((ctx + iters).min(65536) as u32);
-            if ctx + iters > 65536 {
-                return Err(usage("--ctx + --iters must be <= 65536"));
-            }
-            let pb = progress(2, !a.json, "model");
-            let mapped = |e: io::Error| fail(format!("bench model: cannot map the synthetic models: {e}"));
-            // In huge-page-advised buffers, as `read_model_file` reads model files.
-            let s = HugeBytes::copy_of(&synthetic_model(&sc, a.seed).map_err(mapped)?).map_err(mapped)?;
-            pb.inc(1);
-            let d = HugeBytes::copy_of(&synthetic_model(&dc, a.seed + 1).map_err(mapped)?).map_err(mapped)?;
+            let (layers, vocab) = (a.layers.unwrap_or(26), a.vocab.unwrap_or(256_000));
+            let (sc, dc) = gemma2_2b_pair(layers, vocab, max_seq as u32);
+            let mapped = |e: io::Error| fail(format!("bench model: cannot build the synthetic models: {e}"));
+            let total = tensor_bytes(&sc) + tensor_bytes(&dc);
+            let pb = progress(total >> 20, !a.json, "build MiB");
+            let mut done = 0u64;
+            let mut written = |b: u64| {
+                done += b;
+                pb.set_position(done >> 20);
+            };
+            let s = synthetic_model_with(&sc, a.seed, &mut written).map_err(mapped)?;
+            let d = synthetic_model_with(&dc, a.seed + 1, &mut written).map_err(mapped)?;
             pb.finish_and_clear();
-            Ok((s, Some(d), "gemma2-2b-shaped 1-layer model (vocab 4096), Spark vs dense twin".to_string()))
+            let label = format!(
+                "gemma2-2b-shaped {layers}-layer pair, vocab {vocab} (tied embedding): \
+                 Spark (Spark FFN + Spark attention) vs dense twin (GeGLU FFN + dense attention)"
+            );
+            Ok(Blobs { spark: s, dense: Some(d), label, build_s: t0.elapsed().as_secs_f64() })
         }
         Some(p) => {
-            let s = read_model_file(p)?;
-            let d = match &a.dense {
+            let spark = read_model_file(p)?;
+            let dense = match &a.dense {
                 Some(dp) => Some(read_model_file(dp)?),
                 None => None,
             };
@@ -165,28 +282,41 @@ fn model_blobs(a: &BenchArgs, file: Option<&Path>, ctx: usize) -> CliResult<(Hug
                 Some(dp) => format!("{} vs dense twin {}", p.display(), dp.display()),
                 None => format!("{} (no --dense twin given: Spark only)", p.display()),
             };
-            Ok((s, d, label))
+            Ok(Blobs { spark, dense, label, build_s: t0.elapsed().as_secs_f64() })
         }
     }
 }
 
 /// `bench model`.
 pub(super) fn bench_model<K: Kernels>(a: &BenchArgs, pool: &Pool, file: Option<&Path>) -> CliResult {
-    let ctx = a.ctx.unwrap_or(256) as usize;
     let iters = a.iters as usize;
+    let ctxs = match (&a.ctx, file) {
+        (Some(c), _) => c.0.clone(),
+        (None, None) => vec![512, 4096, 8192],
+        (None, Some(_)) => vec![256],
+    };
+    let max_seq = ctxs.iter().max().copied().unwrap_or(0) + iters;
+    if max_seq > MAX_CTX {
+        return Err(usage(format!("the largest --ctx plus --iters must be at most {MAX_CTX}")));
+    }
     let common = measure_common(a, pool)?;
-    let (spark_blob, dense_blob, label) = model_blobs(a, file, ctx)?;
+    let blobs = model_blobs(a, file, max_seq)?;
+    let t_load = Instant::now();
     let sp_path = file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("<synthetic spark>"));
     let dn_path = a.dense.clone().unwrap_or_else(|| PathBuf::from("<synthetic dense>"));
-    let sm = load_model(&spark_blob, &sp_path)?;
-    let dm = match &dense_blob {
+    let pb = spinner(!a.json, "checking the models");
+    let sm = load_model(&blobs.spark, &sp_path)?;
+    let dm = match &blobs.dense {
         Some(b) => Some(load_model(b, &dn_path)?),
         None => None,
     };
+    pb.finish_and_clear();
+    let load_s = t_load.elapsed().as_secs_f64();
     for (m, p) in std::iter::once((&sm, &sp_path)).chain(dm.iter().map(|m| (m, &dn_path))) {
-        if ctx + iters > m.config().max_seq_len as usize {
+        if max_seq > m.config().max_seq_len as usize {
             return Err(fail(format!(
-                "--ctx {ctx} + --iters {iters} exceeds {}'s context ({}): lower --ctx or --iters",
+                "--ctx {} + --iters {iters} exceeds {}'s context ({}): lower --ctx or --iters",
+                max_seq - iters,
                 p.display(),
                 m.config().max_seq_len
             )));
@@ -196,58 +326,282 @@ pub(super) fn bench_model<K: Kernels>(a: &BenchArgs, pool: &Pool, file: Option<&
     if let Some(d) = &dm {
         list.push(("dense", d));
     }
-    let res = time_decode::<K>(a, pool, &list, ctx)?;
-    let per_token_bytes = |m: &Model<'_>| m.blob().len() as f64;
-    let sv = Variant::new(&res[0].0, 0.0, per_token_bytes(&sm));
-    let dv = match (&dm, res.get(1)) {
-        (Some(d), Some(r)) => Some(Variant::new(&r.0, 0.0, per_token_bytes(d))),
-        _ => None,
+    let res = time_decode::<K>(a, pool, &list, &ctxs)?;
+    let setup = Setup {
+        label: &blobs.label,
+        common: &common,
+        spark: &sm,
+        dense: dm.as_ref(),
+        build_s: blobs.build_s,
+        load_s,
+        synthetic: file.is_none(),
     };
-    let ffn_mean: Vec<f64> = res[0].1.iter().map(|s| s.ffn_active_mean()).collect();
-    report_model(a, &label, ctx, &common, (sv, dv), &ffn_mean, sm.config().d_ff as f64)
+    let rows: Vec<Row> = ctxs.iter().zip(&res).map(|(&ctx, r)| Row::new(a, &setup, ctx, r)).collect();
+    report_model(a, &setup, &rows)
 }
 
-/// The text or JSON report of `bench model`.
-fn report_model(
-    a: &BenchArgs,
-    label: &str,
+/// What every context of a report shares.
+struct Setup<'s, 'm> {
+    label: &'s str,
+    common: &'s Common,
+    spark: &'s Model<'m>,
+    dense: Option<&'s Model<'m>>,
+    /// Seconds to build (or read) the models, and to validate them (`Model::load`).
+    build_s: f64,
+    load_s: f64,
+    /// The synthetic pair (not files).
+    synthetic: bool,
+}
+
+/// One context's figures.
+struct Row {
     ctx: usize,
-    common: &Common,
-    (sv, dv): (Variant, Option<Variant>),
-    ffn_mean: &[f64],
-    d_ff: f64,
-) -> CliResult {
-    let iters = a.iters as usize;
-    let bw_gbs = common.bw / 1e9;
+    /// Visible positions at the median timed step (what the byte ceiling counts).
+    visible: usize,
+    spark: Variant,
+    dense: Option<Variant>,
+    spark_bytes: TokenBytes,
+    dense_bytes: Option<TokenBytes>,
+    /// Per-iteration speedups (median, quartiles).
+    paired: Option<(f64, f64, f64)>,
+    spark_ffn_active: Vec<f64>,
+    spark_attn_keys: Vec<f64>,
+}
+
+impl Row {
+    fn new(a: &BenchArgs, s: &Setup<'_, '_>, ctx: usize, r: &[Timed]) -> Row {
+        // The timed steps decode positions ctx..ctx+iters; the median one sees this many.
+        let visible = ctx + (a.iters as usize).div_ceil(2);
+        let sb = token_bytes(s.spark.config(), visible, &r[0].ffn_active, &r[0].attn_keys);
+        let db = s.dense.zip(r.get(1)).map(|(m, t)| token_bytes(m.config(), visible, &t.ffn_active, &t.attn_keys));
+        Row {
+            ctx,
+            visible,
+            spark: Variant::new(&r[0].times, 0.0, sb.total()),
+            dense: db.zip(r.get(1)).map(|(b, t)| Variant::new(&t.times, 0.0, b.total())),
+            spark_bytes: sb,
+            dense_bytes: db,
+            paired: r.get(1).map(|d| paired_speedup(&r[0].times, &d.times)),
+            spark_ffn_active: r[0].ffn_active.clone(),
+            spark_attn_keys: r[0].attn_keys.clone(),
+        }
+    }
+    fn speedup(&self) -> Option<f64> {
+        self.dense.map(|d| d.ms / self.spark.ms.max(1e-12))
+    }
+    /// Dense bytes / Spark bytes.
+    fn ceiling(&self) -> Option<f64> {
+        self.dense.map(|d| d.bytes / self.spark.bytes.max(1.0))
+    }
+}
+
+/// The mean of `v` (0 when empty).
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+/// The text or JSON report of `bench model` (JSON: one object per context).
+fn report_model(a: &BenchArgs, s: &Setup<'_, '_>, rows: &[Row]) -> CliResult {
+    let c = s.common;
+    let bw_gbs = c.bw / 1e9;
+    let fill = if a.prefill { "prefill" } else { "synthetic" };
+    let (scfg, dcfg) = (s.spark.config(), s.dense.map(|m| *m.config()));
     if a.json {
-        return print_json(&serde_json::json!({
-            "bench": "model", "shape": label, "backend": a.backend.kernel_name(), "threads": common.threads, "iters": a.iters,
-            "ctx": ctx,
-            "spark_ms": sv.ms, "dense_ms": dv.map(|v| v.ms),
-            "speedup": dv.map(|v| v.ms / sv.ms.max(1e-12)),
-            "spark_tokens_per_s": 1e3 / sv.ms, "dense_tokens_per_s": dv.map(|v| 1e3 / v.ms),
-            "spark_file_bytes": sv.bytes, "dense_file_bytes": dv.map(|v| v.bytes),
-            "bandwidth_gbs": bw_gbs, "spark_ffn_active_mean": ffn_mean,
-            "llc_bytes": common.llc,
-        }));
+        for r in rows {
+            print_json(&serde_json::json!({
+                "bench": "model", "shape": s.label, "backend": a.backend.kernel_name(), "threads": c.threads,
+                "iters": a.iters, "cpu_model": c.cpu, "ctx": r.ctx, "visible_at_median_step": r.visible,
+                "kv_fill": fill, "synthetic_models": s.synthetic,
+                "layers": scfg.n_layers, "vocab": scfg.vocab_size,
+                "spark_ms": r.spark.ms, "dense_ms": r.dense.map(|v| v.ms),
+                "speedup": r.speedup(),
+                "speedup_paired_median": r.paired.map(|p| p.0), "speedup_paired_q1": r.paired.map(|p| p.1),
+                "speedup_paired_q3": r.paired.map(|p| p.2),
+                "spark_tokens_per_s": 1e3 / r.spark.ms, "dense_tokens_per_s": r.dense.map(|v| 1e3 / v.ms),
+                "spark_bytes": r.spark.bytes, "dense_bytes": r.dense.map(|v| v.bytes),
+                "spark_bytes_parts": r.spark_bytes, "dense_bytes_parts": r.dense_bytes,
+                "ceiling": r.ceiling(), "of_ceiling": r.speedup().zip(r.ceiling()).map(|(x, y)| x / y),
+                "spark_gbs": r.spark.gbs, "dense_gbs": r.dense.map(|v| v.gbs),
+                "bandwidth_gbs": bw_gbs, "bandwidth_plain_gbs": c.bw_plain / 1e9,
+                "spark_of_bound": r.spark.gbs / bw_gbs, "dense_of_bound": r.dense.map(|v| v.gbs / bw_gbs),
+                "spark_file_bytes": s.spark.blob().len(), "dense_file_bytes": s.dense.map(|m| m.blob().len()),
+                "spark_ffn_active_mean": r.spark_ffn_active, "spark_attn_keys_mean": r.spark_attn_keys,
+                "spark_d_ff": scfg.d_ff, "dense_d_ff": dcfg.map(|d| d.d_ff),
+                "build_s": s.build_s, "load_s": s.load_s, "llc_bytes": c.llc,
+            }))?;
+        }
+        return Ok(());
     }
     let mut o = io::stdout().lock();
-    writeln!(o, "bench model  {label}")?;
+    writeln!(o, "bench model  {}", s.label)?;
     writeln!(
         o,
-        "kernels {}, {} thread(s), decode at context {ctx}..{} ({iters} timed steps, median)",
+        "cpu {}; kernels {}, {} thread(s); read bandwidth {bw_gbs:.2} GB/s ({} thread(s), best of 7)",
+        c.cpu,
         a.backend.kernel_name(),
-        common.threads,
-        ctx + iters
+        c.threads,
+        c.threads
     )?;
-    writeln!(o, "{:<8} {:>10} {:>10} {:>14}", "", "ms/token", "tokens/s", "file bytes")?;
-    writeln!(o, "{:<8} {:>10.3} {:>10.1} {:>14}", "Spark", sv.ms, 1e3 / sv.ms, human_bytes(sv.bytes as u64))?;
-    if let Some(v) = dv {
-        writeln!(o, "{:<8} {:>10.3} {:>10.1} {:>14}", "dense", v.ms, 1e3 / v.ms, human_bytes(v.bytes as u64))?;
-        writeln!(o, "speedup {:.2}x (dense / Spark, same run)", v.ms / sv.ms.max(1e-12))?;
+    let files = match s.dense {
+        Some(d) => {
+            format!("Spark {} / dense {}", human_bytes(s.spark.blob().len() as u64), human_bytes(d.blob().len() as u64))
+        }
+        None => format!("Spark {}", human_bytes(s.spark.blob().len() as u64)),
+    };
+    writeln!(
+        o,
+        "models {files}, {} in {:.1} s, validated in {:.1} s",
+        if s.synthetic { "built" } else { "read" },
+        s.build_s,
+        s.load_s
+    )?;
+    writeln!(
+        o,
+        "each context reached by {}; then {} timed decode steps, Spark and dense interleaved, medians",
+        if a.prefill {
+            "decoding random tokens up to it (--prefill)"
+        } else {
+            "a synthetic KV-cache fill (random int8; --prefill decodes real tokens instead)"
+        },
+        a.iters
+    )?;
+    writeln!(
+        o,
+        "{:>6} {:>9} {:>9} {:>8} {:>6} | {:>10} {:>10} {:>8} {:>7} | {:>13} {:>13} | {:>6} {:>6}",
+        "ctx",
+        "Spark ms",
+        "dense ms",
+        "speedup",
+        "pairs",
+        "Spark MB/t",
+        "dense MB/t",
+        "ceiling",
+        "of ceil",
+        "Spark GB/s",
+        "dense GB/s",
+        "FFN",
+        "keys"
+    )?;
+    let dash = "-";
+    for r in rows {
+        let pct = |v: &Variant| format!("{:.1} ({:.0}%)", v.gbs, 100.0 * v.gbs / bw_gbs);
+        writeln!(
+            o,
+            "{:>6} {:>9.3} {:>9} {:>8} {:>6} | {:>10.1} {:>10} {:>8} {:>7} | {:>13} {:>13} | {:>5.1}% {:>6.0}",
+            r.ctx,
+            r.spark.ms,
+            r.dense.map_or(dash.into(), |v| format!("{:.3}", v.ms)),
+            r.speedup().map_or(dash.into(), |x| format!("{x:.2}x")),
+            r.paired.map_or(dash.into(), |p| format!("{:.2}x", p.0)),
+            r.spark.bytes / 1e6,
+            r.dense.map_or(dash.into(), |v| format!("{:.1}", v.bytes / 1e6)),
+            r.ceiling().map_or(dash.into(), |x| format!("{x:.2}x")),
+            r.speedup().zip(r.ceiling()).map_or(dash.into(), |(x, y)| format!("{:.0}%", 100.0 * x / y)),
+            pct(&r.spark),
+            r.dense.as_ref().map_or(dash.into(), pct),
+            100.0 * mean(&r.spark_ffn_active) / scfg.d_ff as f64,
+            mean(&r.spark_attn_keys),
+        )?;
     }
-    let fr: Vec<String> = ffn_mean.iter().map(|m| format!("{:.1}%", 100.0 * m / d_ff)).collect();
-    writeln!(o, "Spark active FFN per layer: {}", fr.join(" "))?;
-    writeln!(o, "read bandwidth ({} thread(s)): {bw_gbs:.2} GB/s", common.threads)?;
+    writeln!(
+        o,
+        "speedup = dense / Spark median ms; pairs = median of the per-step ratios; MB/t = bytes each step must read \
+         (weights and scales, KV rows at the median step, norms; bench::ceiling); ceiling = dense / Spark bytes; \
+         of ceil = speedup / ceiling; FFN = Spark's mean active neurons (% of f); keys = Spark's mean keys per query head"
+    )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testmodel::small_spark_config;
+    use spark_core::Sequential;
+
+    /// The dense twin of `small_spark_config`.
+    fn small_dense() -> Config {
+        Config {
+            d_ff: 64,
+            ffn_kind: FfnKind::Geglu,
+            ffn_r: 0,
+            ffn_k: 64,
+            attn_kind: AttnKind::Dense,
+            attn_r: 0,
+            ..small_spark_config()
+        }
+    }
+
+    #[test]
+    fn synthetic_models_load_and_decode_after_a_synthetic_kv_fill() {
+        for (i, cfg) in [small_spark_config(), small_dense()].iter().enumerate() {
+            let blob = synthetic_model(cfg, 5 + i as u64).unwrap();
+            let m = Model::load(&blob).expect("a synthetic model is a valid file");
+            let max_seq = cfg.max_seq_len as usize;
+            let mut arena = vec![0u8; m.arena_bytes(max_seq)];
+            let mut s = Session::<spark_hal::Native, Sequential>::with_max_seq(&m, &mut arena, max_seq).unwrap();
+            s.step(3).unwrap();
+            let n = 20;
+            s.fill_kv_synthetic(n, 9).unwrap();
+            assert_eq!(s.pos(), n);
+            assert!(s.stats().iter().all(|l| l.tokens == 0), "the fill resets the statistics");
+            for t in [1, 2, 3] {
+                let logits = s.step(t).unwrap();
+                assert!(logits.iter().all(|x| x.is_finite()));
+            }
+            assert_eq!(s.pos(), n + 3);
+            let l0 = s.stats()[0];
+            assert_eq!(l0.tokens, 3);
+            // Spark: ka = 5 of the 21..23 visible keys (up to the capacity); dense: all.
+            let keys = l0.attn_keys_mean();
+            if cfg.attn_kind == AttnKind::Spark {
+                assert!(keys > 0.0 && keys <= 10.0, "{keys}");
+            } else {
+                assert_eq!(keys, 22.0);
+            }
+            // The fill is deterministic: the same seed gives the same next logits.
+            let mut again = |seed| {
+                s.fill_kv_synthetic(n, seed).unwrap();
+                s.step(4).unwrap().to_vec()
+            };
+            let (a, b, c) = (again(9), again(9), again(10));
+            assert_eq!(a, b);
+            assert_ne!(a, c);
+            // Past the context: refused, nothing changed.
+            assert!(s.fill_kv_synthetic(max_seq + 1, 1).is_err());
+            assert_eq!(s.pos(), n + 1);
+            s.fill_kv_synthetic(max_seq, 1).unwrap();
+            assert!(s.step(0).is_err(), "a full context");
+        }
+    }
+
+    #[test]
+    fn the_full_pair_has_the_gemma2_2b_shape_and_fits_the_file_format() {
+        let (s, d) = gemma2_2b_pair(26, 256_000, 8192 + 64);
+        for c in [&s, &d] {
+            c.validate().unwrap();
+            assert_eq!((c.n_layers, c.vocab_size, c.d_model, c.tie_embeddings), (26, 256_000, 2304, true));
+            // About 2.6 GB of int8, inside the format's 32-bit offsets.
+            let bytes = tensor_bytes(c);
+            assert!((2.55e9..2.7e9).contains(&(bytes as f64)), "{bytes}");
+        }
+        assert_eq!((s.d_ff, s.ffn_kind, s.attn_kind), (13824, FfnKind::Spark, AttnKind::Spark));
+        assert_eq!((d.d_ff, d.ffn_kind, d.attn_kind), (9216, FfnKind::Geglu, AttnKind::Dense));
+        let (one, _) = gemma2_2b_layer_pair(300);
+        assert_eq!((one.n_layers, one.vocab_size), (1, 4096));
+    }
+
+    #[test]
+    fn stat_means_count_only_the_steps_between_two_snapshots() {
+        let mut a = LayerStats::EMPTY;
+        a.tokens = 4;
+        a.ffn_active_sum = 40;
+        a.attn_queries = 8;
+        a.attn_keys_sum = 80;
+        let mut b = a;
+        b.tokens += 2;
+        b.ffn_active_sum += 30;
+        b.attn_queries += 4;
+        b.attn_keys_sum += 10;
+        assert_eq!(stat_means(&[a], &[b]), (vec![15.0], vec![2.5]));
+    }
 }

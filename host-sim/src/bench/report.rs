@@ -90,7 +90,7 @@ pub(super) fn report(
             "spark_gbs": sv.gbs, "dense_gbs": dv.gbs,
             "bandwidth_gbs": bw_gbs, "spark_of_bound": sv.gbs / bw_gbs, "dense_of_bound": dv.gbs / bw_gbs,
             "bandwidth_plain_gbs": c.bw_plain / 1e9,
-            "llc_bytes": c.llc, "llc_detected": c.llc_known, "weight_copies": copies, "copies_capped": capped,
+            "cpu_model": c.cpu, "llc_bytes": c.llc, "llc_detected": c.llc_known, "weight_copies": copies, "copies_capped": capped,
             "spark_total_bytes": spark_total, "dense_total_bytes": dense_total,
         });
         if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {

@@ -18,13 +18,17 @@ impl Fill {
     /// `n` uniform int8 values in [-127, 127], in a huge-page-advised buffer.
     pub(super) fn i8s(&mut self, n: usize) -> io::Result<HugeBytes> {
         let mut v = HugeBytes::zeroed(n)?;
-        for ch in v.chunks_mut(8) {
+        self.i8s_into(&mut v);
+        Ok(v)
+    }
+    /// Fill `dst` with uniform int8 values in [-127, 127].
+    pub(super) fn i8s_into(&mut self, dst: &mut [u8]) {
+        for ch in dst.chunks_mut(8) {
             let w = self.next().to_le_bytes();
             for (o, &b) in ch.iter_mut().zip(&w) {
                 *o = if b == 0x80 { 0x81 } else { b };
             }
         }
-        Ok(v)
     }
     /// Standard normal-ish f32 (sum of four uniforms, scaled).
     pub(super) fn gauss(&mut self, n: usize) -> Vec<f32> {
@@ -38,10 +42,22 @@ impl Fill {
     }
     /// Per-row scales (LE f32 bytes) around `base`.
     pub(super) fn scales(&mut self, rows: usize, base: f32) -> Vec<u8> {
-        (0..rows)
-            .flat_map(|_| (base * (0.75 + 0.5 * (self.next() >> 40) as f32 / (1u64 << 24) as f32)).to_le_bytes())
-            .collect()
+        let mut v = vec![0; 4 * rows];
+        self.scales_into(&mut v, base);
+        v
     }
+    /// Fill `dst` (a whole number of LE f32) with per-row scales around `base`.
+    pub(super) fn scales_into(&mut self, dst: &mut [u8], base: f32) {
+        for o in dst.chunks_exact_mut(4) {
+            o.copy_from_slice(&(base * (0.75 + 0.5 * (self.next() >> 40) as f32 / (1u64 << 24) as f32)).to_le_bytes());
+        }
+    }
+}
+
+/// The centre of the random row scales of a matrix with `cols` columns (products of
+/// about unit size for inputs of about unit size).
+pub(super) fn matrix_scale(cols: usize) -> f32 {
+    1.0 / (127.0 * (cols as f32).sqrt()) * 1.7
 }
 
 /// A random int8 matrix with row scales, both in one huge-page-advised buffer (as in a
@@ -55,7 +71,7 @@ pub(super) struct RandMatrix {
 
 impl RandMatrix {
     pub(super) fn new(fill: &mut Fill, rows: usize, cols: usize) -> io::Result<Self> {
-        let base = 1.0 / (127.0 * (cols as f32).sqrt()) * 1.7;
+        let base = matrix_scale(cols);
         let at = (rows * cols).next_multiple_of(64);
         let mut mem = fill.i8s(at + 4 * rows)?;
         let scales = fill.scales(rows, base);
