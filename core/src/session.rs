@@ -508,12 +508,12 @@ impl<'m, 'a, K: Kernels, E: Executor> Session<'m, 'a, K, E> {
             s
         };
         let b = &mut self.b;
-        for buf in [&mut *b.k1_cache, &mut *b.k2_cache, &mut *b.v_cache] {
+        for buf in [&mut *b.k1_cache, &mut *b.kv_cache] {
             for v in buf.iter_mut() {
                 *v = ((next() >> 56) as u8 as i8).max(-127);
             }
         }
-        for buf in [&mut *b.k1_scale, &mut *b.k2_scale, &mut *b.v_scale] {
+        for buf in [&mut *b.k1_scale, &mut *b.kv_scale] {
             for v in buf.iter_mut() {
                 *v = (1.0 + (next() >> 40) as f32 / (1u64 << 23) as f32) / 128.0;
             }

@@ -323,7 +323,9 @@ mod tests {
     #[test]
     fn a_sealed_layout_loads_with_the_tensors_written_in_place() {
         let cfg = small_spark_config();
-        let w = random_writer(&cfg, 3);
+        let mut w = random_writer(&cfg, 3);
+        // The layout takes tensors as stored: the bundled ffn.k2v records of version 2.
+        w.tensors = bundle_ffn_rows(&cfg, &w.tensors);
         let specs: Vec<_> = w.tensors.iter().map(|t| (t.id, t.dtype, t.shape)).collect();
         let l = FileLayout::new(&cfg, &w.tokenizer, &specs).unwrap();
         let mut file = vec![0u8; l.file_len()];

@@ -22,7 +22,8 @@ use crate::inputs::{load_model, read_model_file};
 use crate::testmodel::for_each_weight;
 use crate::threads::Pool;
 use crate::ui::{fail, human_bytes, print_json, progress, spinner, usage, CliResult};
-use spark_core::{AttnKind, Config, DType, FfnKind, LayerStats, Model, Session, TensorId, TokenizerMeta};
+use spark_core::format::FfnBundle;
+use spark_core::{AttnKind, Config, DType, FfnKind, LayerStats, Model, Session, TensorId, TensorKind, TokenizerMeta};
 use spark_hal::Kernels;
 use std::hint::black_box;
 use std::io::{self, Write};
@@ -64,15 +65,24 @@ pub(super) fn synthetic_model_with(cfg: &Config, seed: u64, written: &mut dyn Fn
     // them out).
     let mut specs = Vec::new();
     let mut content = Vec::new();
+    // A Spark FFN's K2 and V are stored as one bundled `ffn.k2v` tensor (format version 2,
+    // `FfnBundle`) at K2's place, each part keeping its scales.
+    let bundle = (cfg.ffn_kind == FfnKind::Spark).then(|| FfnBundle::of(cfg));
     for_each_weight(cfg, |id, dtype, rows, cols| {
-        specs.push((id, dtype, [rows as u32, cols as u32]));
-        match (dtype, id.kind.scale()) {
-            (DType::I8, Some(scale)) => {
+        match (id.kind, bundle) {
+            (TensorKind::K2, Some(b)) => {
+                specs.push((TensorId { kind: TensorKind::K2V, ..id }, dtype, [rows as u32, b.stride as u32]));
                 content.push(Content::Weights);
-                specs.push((TensorId { kind: scale, layer: id.layer }, DType::F32, [rows as u32, 1]));
-                content.push(Content::Scales(cols));
             }
-            _ => content.push(Content::Ones),
+            (TensorKind::V, Some(_)) => {} // inside the layer's ffn.k2v
+            _ => {
+                specs.push((id, dtype, [rows as u32, cols as u32]));
+                content.push(if dtype == DType::I8 { Content::Weights } else { Content::Ones });
+            }
+        }
+        if let (DType::I8, Some(scale)) = (dtype, id.kind.scale()) {
+            specs.push((TensorId { kind: scale, layer: id.layer }, DType::F32, [rows as u32, 1]));
+            content.push(Content::Scales(cols));
         }
     });
     let layout = FileLayout::new(cfg, &TokenizerMeta::NONE, &specs).ok_or_else(|| {
