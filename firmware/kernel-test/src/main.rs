@@ -7,8 +7,9 @@
 //! Proptest does not run on a microcontroller; the case table is `no_std` and allocation-free
 //! and is run here over `static` buffers: every kernel at the edge lengths (0, 1, tile - 1,
 //! tile, tile + 1, 13 * tile, ...), all -127 / all -128 / mixed extreme inputs, maximum-length
-//! rows (`MAX_ACC_TERMS` columns, and `MAX_ACC_TERMS` rows for `gemv_t_rows`), the
-//! quantization fixtures and the seeded random cases. It prints `kernel-test: ... N failed`
+//! rows (`MAX_ACC_TERMS` columns, and `MAX_ACC_TERMS` rows for `gemv_t_rows`), the strided
+//! gathers of bundled layouts (paddings, views at an offset inside a bundle, rows over
+//! 4096 bytes), the quantization fixtures and the seeded random cases. It prints `kernel-test: ... N failed`
 //! and exits through semihosting with status 0 only when nothing failed; a panic or
 //! HardFault exits with status 1 (`firmware/common/rt.rs`; a hang would only end at the
 //! caller's timeout).
@@ -68,16 +69,17 @@ struct Kind {
 
 /// The shared case table on `K` vs `Scalar`; returns the number of failed cases.
 fn correctness<K: Kernels>(b: &mut Buffers<'_>) -> u32 {
-    let mut kinds: [Kind; 6] = Default::default();
+    let mut kinds: [Kind; 7] = Default::default();
     let mut failed = 0;
     for case in cases() {
         let k = match case {
             Case::Edge { .. } => 0,
             Case::Extreme { .. } => 1,
             Case::MaxLength => 2,
-            Case::Quant(_) => 3,
-            Case::Float(_) => 4,
-            Case::Random(_) => 5,
+            Case::Strided { .. } => 3,
+            Case::Quant(_) => 4,
+            Case::Float(_) => 5,
+            Case::Random(_) => 6,
         };
         kinds[k].cases += 1;
         match check_case::<K>(case, b) {
@@ -94,6 +96,7 @@ fn correctness<K: Kernels>(b: &mut Buffers<'_>) -> u32 {
         "edge lengths",
         "extreme values",
         "max-length rows",
+        "strided gathers",
         "quantization fixtures",
         "float-kernel fixtures",
         "random",

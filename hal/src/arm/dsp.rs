@@ -21,7 +21,11 @@
 //! rows per pass with four columns of `y` in registers (`ldm`/`stm`): per row and four
 //! columns one load, two `sxtb16` and four `smla<x><y>` (the products cannot be paired for
 //! `smlad` without a transposing `pkh` per pair, which costs as much). There is no float
-//! SIMD on these cores, so `quantize_sym_i8` is the scalar oracle's.
+//! SIMD on these cores, so `quantize_sym_i8` is the scalar oracle's. The gathers are the
+//! strided kernels (row `r` at `w[r * stride ..]`, the bundled layouts of
+//! `Kernels::gemv_rows_strided_i8`; `gemv_rows_i8`/`gemv_t_rows_i8` are them with
+//! `stride = cols`): only the row addresses differ. No software prefetch (no caches to
+//! speak of on M4/M33).
 //!
 //! Tested on QEMU (`mps2-an386` Cortex-M4, `mps2-an505` Cortex-M33) by the no_std
 //! `firmware/kernel-test` binary, which compares every kernel with [`Scalar`] over edge
@@ -479,8 +483,9 @@ fn t_rows3(r: [&[i8]; 3], c: [i8; 3], y: &mut [i32]) {
     }
 }
 
-fn gemv_t_rows(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
-    let row = |j: usize| check::row(w, cols, rows[j]);
+/// `y += sum_j c[j] * row rows[j]` over rows `stride` bytes apart (`cols = y.len() > 0`).
+fn gemv_t_rows(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+    let row = |j: usize| check::row(w, stride, cols, rows[j]);
     let m = rows.len();
     let mut j = 0;
     while j + 3 <= m {
@@ -512,17 +517,17 @@ impl Kernels for Dsp {
         gemv_by(y.len(), |i| &w[i * cols..(i + 1) * cols], Some(w), x, y);
     }
 
-    fn gemv_rows_i8(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
-        if !check::gemv_rows(w, cols, rows, x, y) {
+    fn gemv_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
+        if !check::gemv_rows_strided(stride, cols, rows, x, y) {
             y.fill(0);
             return;
         }
-        gemv_by(rows.len(), |j| check::row(w, cols, rows[j]), None, x, y);
+        gemv_by(rows.len(), |j| check::row(w, stride, cols, rows[j]), None, x, y);
     }
 
-    fn gemv_t_rows_i8(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
-        if check::gemv_t_rows(w, cols, rows, c, y) {
-            gemv_t_rows(w, cols, rows, c, y);
+    fn gemv_t_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+        if check::gemv_t_rows_strided(stride, cols, rows, c, y) {
+            gemv_t_rows(w, stride, cols, rows, c, y);
         }
     }
 
