@@ -41,11 +41,11 @@ impl Kernels for QuantSpy {
     fn gemv_i8(w: &[i8], cols: usize, x: &[i8], y: &mut [i32]) {
         Scalar::gemv_i8(w, cols, x, y)
     }
-    fn gemv_rows_i8(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
-        Scalar::gemv_rows_i8(w, cols, rows, x, y)
+    fn gemv_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
+        Scalar::gemv_rows_strided_i8(w, stride, cols, rows, x, y)
     }
-    fn gemv_t_rows_i8(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
-        Scalar::gemv_t_rows_i8(w, cols, rows, c, y)
+    fn gemv_t_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+        Scalar::gemv_t_rows_strided_i8(w, stride, cols, rows, c, y)
     }
     fn gemv_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
         Scalar::gemv_rows_strided_i8(w, stride, cols, rows, x, y)

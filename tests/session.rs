@@ -125,8 +125,9 @@ fn deterministic_and_reset_reproduces() {
 
 // ---- a kernel backend that records which rows the sparse kernels read ----
 
-/// One sparse kernel call: matrix address, listed rows, and for `gemv_t_rows_i8` the
-/// coefficients (empty for `gemv_rows_i8`).
+/// One sparse kernel call (the strided gathers, which the unstrided ones forward to):
+/// matrix address, listed rows, and for `gemv_t_rows` the coefficients (empty for
+/// `gemv_rows`).
 type Read = (usize, Vec<u32>, Vec<i8>);
 
 thread_local! {
@@ -142,13 +143,13 @@ impl Kernels for Recording {
     fn gemv_i8(w: &[i8], cols: usize, x: &[i8], y: &mut [i32]) {
         Scalar::gemv_i8(w, cols, x, y)
     }
-    fn gemv_rows_i8(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
+    fn gemv_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
         READS.with(|r| r.borrow_mut().push((w.as_ptr() as usize, rows.to_vec(), Vec::new())));
-        Scalar::gemv_rows_i8(w, cols, rows, x, y)
+        Scalar::gemv_rows_strided_i8(w, stride, cols, rows, x, y)
     }
-    fn gemv_t_rows_i8(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+    fn gemv_t_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
         READS.with(|r| r.borrow_mut().push((w.as_ptr() as usize, rows.to_vec(), c.to_vec())));
-        Scalar::gemv_t_rows_i8(w, cols, rows, c, y)
+        Scalar::gemv_t_rows_strided_i8(w, stride, cols, rows, c, y)
     }
     fn gemv_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
         READS.with(|r| r.borrow_mut().push((w.as_ptr() as usize, rows.to_vec(), Vec::new())));

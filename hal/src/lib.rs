@@ -6,8 +6,8 @@
 //! |---|---|---|
 //! | [`Kernels::dot_i8`] | `a . b` | single dot products |
 //! | [`Kernels::gemv_i8`] | `y[i] = W[i] . x` for every row | Q/K/V/O projections, FFN predictor, logits |
-//! | [`Kernels::gemv_rows_i8`] | `y[j] = W[rows[j]] . x` | K2 row gather, attention over selected keys |
-//! | [`Kernels::gemv_t_rows_i8`] | `y += sum_j c[j] * W[rows[j]]` | sparse vector-matrix (FFN `V`, attention values) |
+//! | [`Kernels::gemv_rows_strided_i8`] | `y[j] = W[rows[j]] . x` | K2 row gather, attention over selected keys |
+//! | [`Kernels::gemv_t_rows_strided_i8`] | `y += sum_j c[j] * W[rows[j]]` | sparse vector-matrix (FFN `V`, attention values) |
 //!
 //! plus [`Kernels::quantize_sym_i8`], the symmetric per-vector activation quantizer, and
 //! the elementwise `f32` kernels whose oracles are in [`math`] (soft-cap, attention scores,
@@ -15,7 +15,19 @@
 //!
 //! # Layout
 //! Matrices are row-major `[rows, cols]` int8 slices: row `i` is `w[i*cols .. (i+1)*cols]`.
-//! Row lists are `u32` indices; they may be in any order and may repeat.
+//! The two gathers read rows `stride >= cols` elements apart instead: row `r` is
+//! `w[r*stride .. r*stride + cols]`. That serves *bundled* layouts, where one record of
+//! `stride` bytes holds one row of two matrices (a Spark FFN neuron's
+//! `[K2 (d - r bytes) | pad | V (d bytes) | pad]`, an attention position's key part 2 and
+//! value): the K2 pass gathers from `&bundle[..]`, the V pass from `&bundle[off_v..]`.
+//! [`Kernels::gemv_rows_i8`] and [`Kernels::gemv_t_rows_i8`] are the same kernels with
+//! `stride = cols` (provided methods). Row lists are `u32` indices; they may be in any
+//! order and may repeat.
+//!
+//! Backends with software prefetch (x86) prefetch, for the row gather, each upcoming
+//! listed row's whole record (`stride` bytes), so the first pass over a bundle brings its
+//! second part into cache; for the sparse vector-matrix product only the `cols` bytes read.
+//! Prefetch addresses are wrapping pointer arithmetic, never dereferenced.
 //!
 //! # Accumulators and overflow
 //! Products of two int8 values lie in `[-16256, 16384]` (`-128 * -128 = 16384`), and all
@@ -71,11 +83,11 @@ macro_rules! dispatching_kernels {
             fn gemv_i8(w: &[i8], cols: usize, x: &[i8], y: &mut [i32]) {
                 $dispatch!(gemv_i8(w, cols, x, y))
             }
-            fn gemv_rows_i8(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
-                $dispatch!(gemv_rows_i8(w, cols, rows, x, y))
+            fn gemv_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
+                $dispatch!(gemv_rows_strided_i8(w, stride, cols, rows, x, y))
             }
-            fn gemv_t_rows_i8(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
-                $dispatch!(gemv_t_rows_i8(w, cols, rows, c, y))
+            fn gemv_t_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+                $dispatch!(gemv_t_rows_strided_i8(w, stride, cols, rows, c, y))
             }
             fn quantize_sym_i8(x: &[f32], q: &mut [i8]) -> f32 {
                 $dispatch!(quantize_sym_i8(x, q))
@@ -105,7 +117,6 @@ macro_rules! dispatching_kernels {
 pub(crate) use dispatching_kernels;
 
 pub mod arena;
-#[cfg(any(spark_neon, spark_dsp, all(target_arch = "x86_64", any(feature = "std", target_feature = "avx2"))))]
 mod check;
 pub mod math;
 mod scalar;
@@ -148,52 +159,68 @@ pub trait Kernels {
 
     /// `y[j] = W[rows[j]] . x` for every listed row.
     ///
-    /// Shapes: `w` `[n_rows, cols]`, `rows` `[m]` (each `< n_rows`), `x` `[cols]`, `y` `[m]`.
-    fn gemv_rows_i8(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]);
+    /// Shapes: `w` `[n_rows, cols]` (`w.len()` a multiple of `cols` unless `cols == 0`),
+    /// `rows` `[m]` (each `< n_rows`), `x` `[cols]`, `y` `[m]`.
+    ///
+    /// Provided: [`Kernels::gemv_rows_strided_i8`] with `stride = cols`, after this
+    /// kernel's own shape checks (same panics as before the strided kernels existed).
+    #[inline]
+    fn gemv_rows_i8(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
+        check::gemv_rows(w, cols, rows, x, y);
+        Self::gemv_rows_strided_i8(w, cols, cols, rows, x, y)
+    }
 
     /// `y[col] += sum_j c[j] * W[rows[j]][col]`: the sparse vector-matrix product.
     ///
-    /// Shapes: `w` `[n_rows, cols]`, `rows` `[m]` (each `< n_rows`, `m <= MAX_ACC_TERMS`),
-    /// `c` `[m]`, `y` `[cols]` (accumulated into, not overwritten).
-    fn gemv_t_rows_i8(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]);
-
-    /// [`Kernels::gemv_rows_i8`] over rows laid out `stride` elements apart: row `r` is
-    /// `w[r * stride .. r * stride + cols]` (`stride >= cols`). This is the gather of a
-    /// *bundled* layout, where each row of `w` is one part of a longer record (the Spark
-    /// FFN's `[K2 | V]` neuron rows, the attention cache's `[K2 | V]` key rows): the
-    /// backends prefetch upcoming rows over the whole `stride`, so the first pass over a
-    /// bundle brings its other part along. With `stride == cols` it is `gemv_rows_i8`.
-    fn gemv_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
-        assert!(cols <= stride, "gemv_rows_strided_i8: stride < cols");
-        if stride == cols {
-            return Self::gemv_rows_i8(w, cols, rows, x, y);
-        }
-        assert_eq!(x.len(), cols, "gemv_rows_i8: x length != cols");
-        assert_eq!(rows.len(), y.len(), "gemv_rows_i8: rows length != y length");
-        for j in 0..rows.len() {
-            let r = rows[j] as usize * stride;
-            y[j] = Self::dot_i8(&w[r..r + cols], x);
-        }
+    /// Shapes: `w` `[n_rows, cols]` (`w.len()` a multiple of `cols` unless `cols == 0`),
+    /// `rows` `[m]` (each `< n_rows`, `m <= MAX_ACC_TERMS`), `c` `[m]`, `y` `[cols]`
+    /// (accumulated into, not overwritten).
+    ///
+    /// Provided: [`Kernels::gemv_t_rows_strided_i8`] with `stride = cols`, after this
+    /// kernel's own shape checks.
+    #[inline]
+    fn gemv_t_rows_i8(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+        check::gemv_t_rows(w, cols, rows, c, y);
+        Self::gemv_t_rows_strided_i8(w, cols, cols, rows, c, y)
     }
 
-    /// [`Kernels::gemv_t_rows_i8`] over rows laid out `stride` elements apart (row `r` is
-    /// `w[r * stride .. r * stride + cols]`, `stride >= cols`; see
-    /// [`Kernels::gemv_rows_strided_i8`]). With `stride == cols` it is `gemv_t_rows_i8`.
-    fn gemv_t_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
-        assert!(cols <= stride, "gemv_t_rows_strided_i8: stride < cols");
-        if stride == cols {
-            return Self::gemv_t_rows_i8(w, cols, rows, c, y);
-        }
-        assert_eq!(y.len(), cols, "gemv_t_rows_i8: y length != cols");
-        assert_eq!(rows.len(), c.len(), "gemv_t_rows_i8: rows length != c length");
-        for j in 0..rows.len() {
-            let r = rows[j] as usize * stride;
-            let row = &w[r..r + cols];
-            for k in 0..cols {
-                y[k] += c[j] as i32 * row[k] as i32;
-            }
-        }
-    }
+    /// `y[j] = W[rows[j]] . x` over rows laid out `stride` elements apart: row `r` is
+    /// `w[r * stride .. r * stride + cols]`.
+    ///
+    /// This is the gather of a *bundled* layout, where each row of `w` is one part of a
+    /// longer record (the Spark FFN's `[K2 | pad | V | pad]` neuron records, the attention
+    /// cache's `[K2 | V]` positions): a caller passes `w = &bundle[..]` with `cols = d - r`
+    /// for the K2 pass, or `w = &bundle[off_v..]` with `cols = d` for the V pass, so
+    /// `w.len()` need not be a multiple of `stride` (or of `cols`): only the listed rows must
+    /// lie inside `w`, the last row of the view may end exactly at its end. With
+    /// `stride == cols` it is the plain row-major gather of [`Kernels::gemv_rows_i8`].
+    ///
+    /// Shapes: `stride >= cols`, every listed row inside `w`, `x` `[cols]`, `y` `[m]`,
+    /// `cols <= MAX_ACC_TERMS`. Panics otherwise (rows are sliced out of `w` with safe
+    /// indexing before any vector load); with `cols == 0` `y` is zero-filled and the row
+    /// indices are not looked at. The list may be in any order and repeat.
+    ///
+    /// Prefetching: backends with software prefetch (x86) prefetch each upcoming listed
+    /// row's whole record, `stride` bytes from the row's start, so that this first pass over
+    /// a bundle also brings the bundle's other part (the V row after a K2 row) into cache
+    /// for the pass that follows. Prefetch addresses are formed with wrapping pointer
+    /// arithmetic and never dereferenced (a record's padding may lie past the end of `w`).
+    fn gemv_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]);
+
+    /// `y[col] += sum_j c[j] * W[rows[j]][col]` over rows laid out `stride` elements apart
+    /// (row `r` is `w[r * stride .. r * stride + cols]`, `stride >= cols`; see
+    /// [`Kernels::gemv_rows_strided_i8`] for the bundled layouts and views this serves). With
+    /// `stride == cols` it is [`Kernels::gemv_t_rows_i8`].
+    ///
+    /// Shapes: `stride >= cols`, every listed row inside `w`, `rows` `[m]` with
+    /// `m <= MAX_ACC_TERMS`, `c` `[m]`, `y` `[cols]` (accumulated into, not overwritten; the
+    /// caller starts it at zero or keeps the total across calls in range). Panics otherwise;
+    /// with `cols == 0` nothing is read and the row indices are not looked at.
+    ///
+    /// Prefetching: backends with software prefetch prefetch only the `cols` bytes of each
+    /// upcoming row (this pass reads one part of each record; the other part was read, or
+    /// will be read, by its own pass), with wrapping pointer arithmetic as above.
+    fn gemv_t_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]);
 
     /// Symmetric per-vector quantization: returns `scale = absmax / 127` and writes
     /// `q[i] = clamp(round_half_away(x[i] * (127 / absmax)), -127, 127)`.

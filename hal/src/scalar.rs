@@ -1,9 +1,11 @@
 //! The portable scalar backend: the oracle every ISA backend is tested against.
 //!
 //! Written as plain indexed loops with no `unsafe`, no reassociation tricks and `i32`
-//! accumulators, so its results are the definition of correct.
+//! accumulators, so its results are the definition of correct. The gathers are the strided
+//! kernels (row `r` at `w[r * stride ..]`, bounds-checked by `check::row`); the unstrided
+//! `gemv_rows_i8` / `gemv_t_rows_i8` are the trait's provided forms with `stride = cols`.
 
-use crate::{Kernels, MAX_ACC_TERMS};
+use crate::{check, Kernels, MAX_ACC_TERMS};
 
 /// The scalar oracle backend (always compiled).
 #[derive(Clone, Copy, Debug, Default)]
@@ -84,32 +86,22 @@ impl Kernels for Scalar {
         }
     }
 
-    fn gemv_rows_i8(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
-        assert_eq!(x.len(), cols, "gemv_rows_i8: x length != cols");
-        assert_eq!(rows.len(), y.len(), "gemv_rows_i8: rows length != y length");
-        assert!(cols <= MAX_ACC_TERMS, "gemv_rows_i8: cols exceeds MAX_ACC_TERMS");
-        if cols == 0 {
+    fn gemv_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
+        if !check::gemv_rows_strided(stride, cols, rows, x, y) {
             y.fill(0);
             return;
         }
-        assert_eq!(w.len() % cols, 0, "gemv_rows_i8: w length not a multiple of cols");
         for j in 0..rows.len() {
-            let r = rows[j] as usize;
-            y[j] = dot_scalar(&w[r * cols..(r + 1) * cols], x);
+            y[j] = dot_scalar(check::row(w, stride, cols, rows[j]), x);
         }
     }
 
-    fn gemv_t_rows_i8(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
-        assert_eq!(y.len(), cols, "gemv_t_rows_i8: y length != cols");
-        assert_eq!(rows.len(), c.len(), "gemv_t_rows_i8: rows length != c length");
-        assert!(rows.len() <= MAX_ACC_TERMS, "gemv_t_rows_i8: too many rows");
-        if cols == 0 {
+    fn gemv_t_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+        if !check::gemv_t_rows_strided(stride, cols, rows, c, y) {
             return;
         }
-        assert_eq!(w.len() % cols, 0, "gemv_t_rows_i8: w length not a multiple of cols");
         for j in 0..rows.len() {
-            let r = rows[j] as usize;
-            let row = &w[r * cols..(r + 1) * cols];
+            let row = check::row(w, stride, cols, rows[j]);
             let cj = c[j] as i32;
             for k in 0..cols {
                 y[k] += cj * row[k] as i32;

@@ -5,8 +5,9 @@
 //! module ([`cases`], checked by [`check_case`]: every kernel at the named edge lengths,
 //! rows of all -127 / all -128 values, max-length rows, quantization ties and non-finite
 //! values, the float kernels a backend may replace (`above_masks_f32`, `dequantize_f32`) on
-//! fixtures with signed zeros, subnormals and non-finite values, and [`RANDOM_CASES`]
-//! pseudo-random shapes), proptest over shapes and values
+//! fixtures with signed zeros, subnormals and non-finite values, the strided gathers on
+//! bundled layouts ([`Case::Strided`]: paddings, views at an offset inside a bundle, long
+//! rows), and [`RANDOM_CASES`] pseudo-random shapes), proptest over shapes and values
 //! (including random seeds of the table's generator), and the elementwise float kernels. A
 //! new ISA backend gets the whole suite with one line:
 //!
@@ -34,6 +35,45 @@ pub const EDGE_LENGTHS: &[usize] = &[
     0, 1, 2, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 191, 192,
     13 * 16, 13 * 16 + 5, 255, 256, 257, 384 + 63, 1024, 2304 + 128 + 1,
 ];
+
+/// Row lengths of [`Case::Strided`]: the [`EDGE_LENGTHS`] and two rows longer than 4096.
+pub const STRIDED_COLS: &[usize] = &[
+    0,
+    1,
+    2,
+    3,
+    4,
+    7,
+    8,
+    15,
+    16,
+    17,
+    31,
+    32,
+    33,
+    63,
+    64,
+    65,
+    127,
+    128,
+    129,
+    191,
+    192,
+    13 * 16,
+    13 * 16 + 5,
+    255,
+    256,
+    257,
+    384 + 63,
+    1024,
+    2304 + 128 + 1,
+    4097,
+    4096 + 64 + 5,
+];
+
+/// Paddings between rows of [`Case::Strided`] (`stride - cols` of its one-part records):
+/// none, one byte, a 16-byte tile less one, a tile, one cache line, and odd ones.
+pub const STRIDED_PADS: &[usize] = &[0, 1, 15, 16, 64, 3, 17, 63, 65];
 
 /// The value pairs of [`Case::Extreme`]: all -127, all -128, -128 against 127, all 127.
 pub const EXTREMES: [(i8, i8); 4] = [(-127, -127), (-128, -128), (-128, 127), (127, 127)];
@@ -104,7 +144,8 @@ pub enum Case {
         /// The length.
         len: usize,
     },
-    /// Every int8 kernel at length `len` with vectors of all `a` and all `b`.
+    /// Every int8 kernel at length `len` with vectors of all `a` and all `b` (the gathers
+    /// also strided: rows 17 bytes of other values apart, in a view at an odd offset).
     Extreme {
         /// The length.
         len: usize,
@@ -114,8 +155,23 @@ pub enum Case {
         b: i8,
     },
     /// Rows of [`MAX_ACC_TERMS`] columns of -128 (the largest exact sum), and
-    /// `gemv_t_rows_i8` over `MAX_ACC_TERMS` rows.
+    /// `gemv_t_rows_i8` over `MAX_ACC_TERMS` rows; both gathers also strided (rows 33 bytes
+    /// apart in a view at offset 31; `MAX_ACC_TERMS` rows alternating between two).
     MaxLength,
+    /// The strided gathers (`gemv_rows_strided_i8`, `gemv_t_rows_strided_i8`) on rows of
+    /// `cols` bytes: (1) one-part records `[row | pad]` (`stride = cols + pad`) in a view
+    /// that ends where its last row ends; (2) bundles `[A (cols) | pad | B | pad2]` with
+    /// `B` longer than `A` and an odd `pad2`, gathered through a view of the `A` parts from
+    /// the bundle's start and one of the `B` parts from their offset inside the first
+    /// record (`&bundle[cols + pad..]`), each ending exactly at its last row. Padding bytes
+    /// hold other values, so a read outside a row shows. Row lists with repeats and the last
+    /// row, a single row and an empty one.
+    Strided {
+        /// The row length (`STRIDED_COLS`).
+        cols: usize,
+        /// The padding after each row (`STRIDED_PADS`).
+        pad: usize,
+    },
     /// `quantize_sym_i8` on fixture `0..QUANT_FIXTURES`: empty, zeros, NaN and infinities,
     /// subnormals, exact ties, `f32::MAX`.
     Quant(usize),
@@ -136,6 +192,7 @@ impl core::fmt::Display for Case {
             Case::Edge { n, len } => write!(f, "edge length {len} (#{n})"),
             Case::Extreme { len, a, b } => write!(f, "extreme values {a}/{b}, length {len}"),
             Case::MaxLength => write!(f, "max-length rows ({MAX_ACC_TERMS})"),
+            Case::Strided { cols, pad } => write!(f, "strided rows of {cols} with padding {pad}"),
             Case::Quant(i) => write!(f, "quantization fixture {i}"),
             Case::Float(i) => write!(f, "float-kernel fixture {i}"),
             Case::Random(s) => write!(f, "random seed {s}"),
@@ -144,24 +201,27 @@ impl core::fmt::Display for Case {
 }
 
 /// Every case of the table, in order: edge lengths, extreme values, max-length rows,
-/// quantization fixtures, float-kernel fixtures, then the random cases.
+/// strided gathers, quantization fixtures, float-kernel fixtures, then the random cases.
 pub fn cases() -> impl Iterator<Item = Case> {
     let edge = EDGE_LENGTHS.iter().enumerate().map(|(n, &len)| Case::Edge { n, len });
     let extreme = EDGE_LENGTHS.iter().flat_map(|&len| EXTREMES.iter().map(move |&(a, b)| Case::Extreme { len, a, b }));
+    let strided =
+        STRIDED_COLS.iter().flat_map(|&cols| STRIDED_PADS.iter().map(move |&pad| Case::Strided { cols, pad }));
     edge.chain(extreme)
         .chain(core::iter::once(Case::MaxLength))
+        .chain(strided)
         .chain((0..QUANT_FIXTURES).map(Case::Quant))
         .chain((0..FLOAT_FIXTURES).map(Case::Float))
         .chain((0..RANDOM_CASES).map(Case::Random))
 }
 
-/// Length of [`Buffers::w`] the table needs.
-pub const W_LEN: usize = 2 * MAX_ACC_TERMS;
+/// Length of [`Buffers::w`] the table needs (two max-length rows and a padding between).
+pub const W_LEN: usize = 2 * MAX_ACC_TERMS + 64;
 /// Length of [`Buffers::x`], [`Buffers::c`] and [`Buffers::idx`].
 pub const X_LEN: usize = MAX_ACC_TERMS;
 /// Length of [`Buffers::y0`], [`Buffers::y1`], [`Buffers::f`], [`Buffers::q0`] and
-/// [`Buffers::q1`].
-pub const Y_LEN: usize = 4096;
+/// [`Buffers::q1`] (the longest row of [`Case::Strided`] fits).
+pub const Y_LEN: usize = 8192;
 
 /// The working memory of [`check_case`], lent by the caller (at least the lengths
 /// [`W_LEN`], [`X_LEN`], [`Y_LEN`]).
@@ -197,6 +257,8 @@ pub struct Mismatch {
     pub rows: usize,
     /// Columns (or length) of the call.
     pub cols: usize,
+    /// Row stride of a strided gather (`cols` for the other kernels).
+    pub stride: usize,
 }
 
 impl core::fmt::Display for Mismatch {
@@ -205,7 +267,11 @@ impl core::fmt::Display for Mismatch {
             f,
             "{} differs from the scalar oracle: {}, rows {} cols {}",
             self.kernel, self.case, self.rows, self.cols
-        )
+        )?;
+        if self.stride != self.cols {
+            write!(f, " stride {}", self.stride)?;
+        }
+        Ok(())
     }
 }
 
@@ -245,6 +311,15 @@ pub fn check_case<B: Kernels>(case: Case, b: &mut Buffers<'_>) -> Result<u32, Mi
             k.gemv::<B>(w, len, &b.c[..len], 3, b.y0, b.y1)?;
             k.gemv_rows::<B>(w, len, &[2, 1, 0], &b.x[..len], b.y0, b.y1)?;
             k.gemv_t_rows::<B>(w, len, &[0, 1, 2], &[vb, a, -128], 0, b.y0, b.y1)?;
+            // The same rows 17 bytes of other values apart, in a view at offset 5.
+            let (off, stride) = (5, len + 17);
+            fill_pattern(&mut b.w[..off + 3 * stride], 4000 + len as u32);
+            for (r, v) in [a, vb, a].into_iter().enumerate() {
+                b.w[off + r * stride..][..len].fill(v);
+            }
+            let w = &b.w[off..off + 2 * stride + len];
+            k.gemv_rows_strided::<B>(w, stride, len, &[2, 1, 0, 2], &b.x[..len], b.y0, b.y1)?;
+            k.gemv_t_rows_strided::<B>(w, stride, len, &[0, 1, 2], &[vb, a, -128], 0, b.y0, b.y1)?;
         }
         Case::MaxLength => {
             let len = MAX_ACC_TERMS;
@@ -263,6 +338,63 @@ pub fn check_case<B: Kernels>(case: Case, b: &mut Buffers<'_>) -> Result<u32, Mi
             b.c[..len].fill(-128);
             k.gemv_t_rows::<B>(&w1, 8, &b.idx[..len], &b.c[..len], 0, b.y0, b.y1)?;
             k.expect(b.y1[..8].iter().all(|&v| v == len as i32 * 16384), "gemv_t_rows_i8 (exact maximum)", len, 8)?;
+            // Strided: the two max-length rows 33 bytes of other values apart, in a view at
+            // offset 31 that ends where the second row ends (exactly `W_LEN` bytes in all).
+            let (off, stride) = (31, len + 33);
+            fill_pattern(&mut b.w[..W_LEN], 10);
+            b.w[off..off + len].fill(-128);
+            let w = &b.w[off..off + stride + len];
+            debug_assert_eq!(off + stride + len, W_LEN);
+            k.gemv_rows_strided::<B>(w, stride, len, &[1, 0], a, b.y0, b.y1)?;
+            k.expect(b.y1[1] == len as i32 * 16384, "gemv_rows_strided_i8 (exact maximum)", 2, len)?;
+            // `MAX_ACC_TERMS` rows alternating between two rows of 8 x -128, 16 bytes apart
+            // (the padding holds other values), in a view at offset 5.
+            let mut w2 = [99i8; 40];
+            w2[5..13].fill(-128);
+            w2[21..29].fill(-128);
+            for (j, i) in b.idx[..len].iter_mut().enumerate() {
+                *i = (j % 2) as u32;
+            }
+            k.gemv_t_rows_strided::<B>(&w2[5..29], 16, 8, &b.idx[..len], &b.c[..len], 0, b.y0, b.y1)?;
+            k.expect(
+                b.y1[..8].iter().all(|&v| v == len as i32 * 16384),
+                "gemv_t_rows_strided_i8 (exact maximum)",
+                len,
+                8,
+            )?;
+        }
+        Case::Strided { cols, pad } => {
+            const R: usize = 6;
+            let seed = (cols * 131 + pad) as u32;
+            let lists: [&[u32]; 4] = [&[5, 0, 2, 2, 5, 1, 3, 4, 0], &[5], &[3, 3, 3], &[]];
+            let mut c = [0i8; 9];
+            fill_pattern(&mut c, 5000 + seed);
+            let init = (seed as i32 % 1000) - 500;
+            // (1) One-part records `[row | pad]`.
+            let stride = cols + pad;
+            fill_pattern(&mut b.w[..R * stride + 64], seed);
+            let w = &b.w[..(R - 1) * stride + cols];
+            fill_pattern(&mut b.x[..2 * cols + 2], 6000 + seed);
+            let x = &b.x[..cols];
+            for idx in lists {
+                k.gemv_rows_strided::<B>(w, stride, cols, idx, x, b.y0, b.y1)?;
+                k.gemv_t_rows_strided::<B>(w, stride, cols, idx, &c[..idx.len()], init, b.y0, b.y1)?;
+            }
+            // (2) Bundles `[A (cols) | pad | B (cols_b) | pad2]`, a view of each part.
+            let cols_b = cols + cols / 4 + pad % 3;
+            let pad2 = (pad * 5 + 7) % 67;
+            let off_b = cols + pad;
+            let stride = off_b + cols_b + pad2;
+            fill_pattern(&mut b.w[..R * stride + 64], 7000 + seed);
+            let wa = &b.w[..(R - 1) * stride + cols];
+            let wb = &b.w[off_b..off_b + (R - 1) * stride + cols_b];
+            let xb = &b.x[..cols_b];
+            for idx in lists {
+                k.gemv_rows_strided::<B>(wa, stride, cols, idx, x, b.y0, b.y1)?;
+                k.gemv_rows_strided::<B>(wb, stride, cols_b, idx, xb, b.y0, b.y1)?;
+                k.gemv_t_rows_strided::<B>(wa, stride, cols, idx, &c[..idx.len()], init, b.y0, b.y1)?;
+                k.gemv_t_rows_strided::<B>(wb, stride, cols_b, idx, &c[..idx.len()], 0, b.y0, b.y1)?;
+            }
         }
         Case::Quant(i) => {
             let n = quant_fixture(i, b.f);
@@ -341,6 +473,15 @@ pub fn check_case<B: Kernels>(case: Case, b: &mut Buffers<'_>) -> Result<u32, Mi
                 *f = (r.next() >> 8) as f32 * (2e6 / (1u32 << 24) as f32) - 1e6;
             }
             k.quant::<B>(&b.f[..nf], b.q0, b.q1)?;
+            // The same row list over rows `pad` bytes apart, in a view at offset `off`.
+            if rows > 0 {
+                let stride = cols + r.below(70);
+                let off = r.below(64);
+                r.fill(&mut b.w[..off + rows * stride]);
+                let w = &b.w[off..off + (rows - 1) * stride + cols];
+                k.gemv_rows_strided::<B>(w, stride, cols, &b.idx[..m], x, b.y0, b.y1)?;
+                k.gemv_t_rows_strided::<B>(w, stride, cols, &b.idx[..m], &b.c[..m], init, b.y0, b.y1)?;
+            }
         }
     }
     Ok(k.calls)
@@ -435,11 +576,22 @@ struct Checker {
 
 impl Checker {
     fn expect(&mut self, ok: bool, kernel: &'static str, rows: usize, cols: usize) -> Result<(), Mismatch> {
+        self.expect_strided(ok, kernel, rows, cols, cols)
+    }
+
+    fn expect_strided(
+        &mut self,
+        ok: bool,
+        kernel: &'static str,
+        rows: usize,
+        cols: usize,
+        stride: usize,
+    ) -> Result<(), Mismatch> {
         self.calls += 1;
         if ok {
             Ok(())
         } else {
-            Err(Mismatch { kernel, case: self.case, rows, cols })
+            Err(Mismatch { kernel, case: self.case, rows, cols, stride })
         }
     }
 
@@ -499,6 +651,45 @@ impl Checker {
         Scalar::gemv_t_rows_i8(w, cols, idx, c, y0);
         B::gemv_t_rows_i8(w, cols, idx, c, y1);
         self.expect(y0 == y1, "gemv_t_rows_i8", idx.len(), cols)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn gemv_rows_strided<B: Kernels>(
+        &mut self,
+        w: &[i8],
+        stride: usize,
+        cols: usize,
+        idx: &[u32],
+        x: &[i8],
+        y0: &mut [i32],
+        y1: &mut [i32],
+    ) -> Result<(), Mismatch> {
+        let (y0, y1) = (&mut y0[..idx.len()], &mut y1[..idx.len()]);
+        y0.fill(0);
+        y1.fill(-3);
+        Scalar::gemv_rows_strided_i8(w, stride, cols, idx, x, y0);
+        B::gemv_rows_strided_i8(w, stride, cols, idx, x, y1);
+        self.expect_strided(y0 == y1, "gemv_rows_strided_i8", idx.len(), cols, stride)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn gemv_t_rows_strided<B: Kernels>(
+        &mut self,
+        w: &[i8],
+        stride: usize,
+        cols: usize,
+        idx: &[u32],
+        c: &[i8],
+        init: i32,
+        y0: &mut [i32],
+        y1: &mut [i32],
+    ) -> Result<(), Mismatch> {
+        let (y0, y1) = (&mut y0[..cols], &mut y1[..cols]);
+        y0.fill(init);
+        y1.fill(init);
+        Scalar::gemv_t_rows_strided_i8(w, stride, cols, idx, c, y0);
+        B::gemv_t_rows_strided_i8(w, stride, cols, idx, c, y1);
+        self.expect_strided(y0 == y1, "gemv_t_rows_strided_i8", idx.len(), cols, stride)
     }
 
     fn quant<B: Kernels>(&mut self, x: &[f32], q0: &mut [i8], q1: &mut [i8]) -> Result<(), Mismatch> {
@@ -570,6 +761,34 @@ macro_rules! kernel_suite {
                 Scalar::gemv_t_rows_i8(w, cols, idx, c, &mut y0);
                 <B as Kernels>::gemv_t_rows_i8(w, cols, idx, c, &mut y1);
                 assert_eq!(y0, y1, "gemv_t_rows_i8 m {} cols {cols}", idx.len());
+            }
+
+            fn check_gemv_rows_strided(w: &[i8], stride: usize, cols: usize, idx: &[u32], x: &[i8]) {
+                let mut y0 = vec![0i32; idx.len()];
+                let mut y1 = vec![-3i32; idx.len()];
+                Scalar::gemv_rows_strided_i8(w, stride, cols, idx, x, &mut y0);
+                <B as Kernels>::gemv_rows_strided_i8(w, stride, cols, idx, x, &mut y1);
+                assert_eq!(y0, y1, "gemv_rows_strided_i8 m {} cols {cols} stride {stride}", idx.len());
+            }
+
+            fn check_gemv_t_rows_strided(w: &[i8], stride: usize, cols: usize, idx: &[u32], c: &[i8], init: i32) {
+                let mut y0 = vec![init; cols];
+                let mut y1 = vec![init; cols];
+                Scalar::gemv_t_rows_strided_i8(w, stride, cols, idx, c, &mut y0);
+                <B as Kernels>::gemv_t_rows_strided_i8(w, stride, cols, idx, c, &mut y1);
+                assert_eq!(y0, y1, "gemv_t_rows_strided_i8 m {} cols {cols} stride {stride}", idx.len());
+            }
+
+            /// `f` panics, with a message containing `msg`.
+            fn panics_with(f: impl FnOnce(), msg: &str) {
+                let e = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+                    .expect_err(&format!("no panic (expected one with {msg:?})"));
+                let text = e
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| e.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                assert!(text.contains(msg), "panic message {text:?} lacks {msg:?}");
             }
 
             fn check_quant(x: &[f32]) {
@@ -655,6 +874,76 @@ macro_rules! kernel_suite {
                     return;
                 }
                 table(|c| matches!(c, Case::Float(_)));
+            }
+
+            /// The table's strided gathers: one-part records with every padding, views of both
+            /// parts of a bundle, long rows.
+            #[test]
+            // (about a minute under Miri; the proptests cover the strided kernels there)
+            #[cfg_attr(miri, ignore)]
+            fn strided_cases() {
+                if skip() {
+                    return;
+                }
+                table(|c| matches!(c, Case::Strided { .. }));
+            }
+
+            /// The strided gathers' panics: `stride < cols`, and a listed row that does not
+            /// lie inside `w` (one byte short at the end of the view, far out, overflowing),
+            /// also late in a list (the grouped paths check a group before loading it);
+            /// short rows and the grouped / long-row paths.
+            #[test]
+            fn strided_panics() {
+                if skip() {
+                    return;
+                }
+                for cols in [16usize, 300] {
+                    let stride = cols + 20;
+                    let buf = vec_i8(12 * stride, 9);
+                    let x = vec_i8(cols, 10);
+                    let c = vec_i8(12, 11);
+                    let mut yr = vec![0i32; 12];
+                    let mut yt = vec![0i32; cols];
+                    panics_with(
+                        || <B as Kernels>::gemv_rows_strided_i8(&buf, cols - 1, cols, &[0], &x, &mut yr[..1]),
+                        "stride < cols",
+                    );
+                    panics_with(
+                        || <B as Kernels>::gemv_t_rows_strided_i8(&buf, cols - 1, cols, &[0], &c[..1], &mut yt),
+                        "stride < cols",
+                    );
+                    // Rows 0..=9 exist in `w` only up to row 8: row 9 ends one byte past it.
+                    let w = &buf[3..3 + 9 * stride + cols - 1];
+                    let ok: Vec<u32> = (0..9).collect();
+                    check_gemv_rows_strided(w, stride, cols, &ok, &x);
+                    check_gemv_t_rows_strided(w, stride, cols, &ok, &c[..9], 5);
+                    for bad in [9u32, 1_000_000, u32::MAX] {
+                        for at in [0usize, 9] {
+                            let mut idx = ok.clone();
+                            idx.insert(at, bad);
+                            let m = idx.len();
+                            panics_with(
+                                || <B as Kernels>::gemv_rows_strided_i8(w, stride, cols, &idx, &x, &mut yr[..m]),
+                                "",
+                            );
+                            panics_with(
+                                || <B as Kernels>::gemv_t_rows_strided_i8(w, stride, cols, &idx, &c[..m], &mut yt),
+                                "",
+                            );
+                        }
+                    }
+                }
+                // The unstrided forms keep their own checks and messages.
+                let w = vec_i8(40, 12);
+                panics_with(
+                    || <B as Kernels>::gemv_rows_i8(&w[..39], 8, &[0], &[0; 8], &mut [0; 1]),
+                    "gemv_rows_i8: w length not a multiple of cols",
+                );
+                panics_with(
+                    || <B as Kernels>::gemv_t_rows_i8(&w[..39], 8, &[0], &[1], &mut [0; 8]),
+                    "gemv_t_rows_i8: w length not a multiple of cols",
+                );
+                panics_with(|| <B as Kernels>::gemv_rows_i8(&w, 8, &[5], &[0; 8], &mut [0; 1]), "");
             }
 
             /// The table's random cases (the ones the Cortex-M kernel test runs).
@@ -801,6 +1090,38 @@ macro_rules! kernel_suite {
                     let idx: Vec<u32> = idx.iter().map(|&i| i % n_rows as u32).collect();
                     let c = vec_i8(idx.len(), seed ^ 0x33);
                     check_gemv_t_rows(&w, cols, &idx, &c, init);
+                }
+
+                /// Strided rows (`stride = cols + pad`) in a view that starts `off` bytes into
+                /// its buffer and ends where the last row ends.
+                #[test]
+                fn prop_gemv_rows_strided(n_rows in 1usize..12, cols in 0usize..300, pad in 0usize..80,
+                                          off in 0usize..70, idx in proptest::collection::vec(any::<u32>(), 0..20),
+                                          seed in any::<u32>()) {
+                    if skip() {
+                        return Ok(());
+                    }
+                    let stride = cols + pad;
+                    let buf = vec_i8(off + n_rows * stride, seed);
+                    let w = &buf[off..off + (n_rows - 1) * stride + cols];
+                    let x = vec_i8(cols, seed ^ 0xAA);
+                    let idx: Vec<u32> = idx.iter().map(|&i| i % n_rows as u32).collect();
+                    check_gemv_rows_strided(w, stride, cols, &idx, &x);
+                }
+
+                #[test]
+                fn prop_gemv_t_rows_strided(n_rows in 1usize..12, cols in 0usize..300, pad in 0usize..80,
+                                            off in 0usize..70, idx in proptest::collection::vec(any::<u32>(), 0..20),
+                                            init in -1000i32..1000, seed in any::<u32>()) {
+                    if skip() {
+                        return Ok(());
+                    }
+                    let stride = cols + pad;
+                    let buf = vec_i8(off + n_rows * stride, seed);
+                    let w = &buf[off..off + (n_rows - 1) * stride + cols];
+                    let idx: Vec<u32> = idx.iter().map(|&i| i % n_rows as u32).collect();
+                    let c = vec_i8(idx.len(), seed ^ 0x33);
+                    check_gemv_t_rows_strided(w, stride, cols, &idx, &c, init);
                 }
 
                 /// The table's random-case generator at any seed.

@@ -150,17 +150,92 @@ fn many_rows<B: Kernels>() {
     }
 }
 
+/// Bundled layouts (`[K2 (k2) | pad | V (d) | pad]` records of `stride` bytes, a multiple of
+/// 64 as the engine lays them out, or odd) with many records: both strided gathers over
+/// the K2 view (`&bundle[..]`) and the V view (`&bundle[off_v..]`, its length not a multiple
+/// of the stride, the last row ending at its end), every list of [`row_lists`] (streams,
+/// runs, repeats, scattered selections: all the prefetch and grouping paths), with the
+/// bundle starting at several offsets modulo 64.
+fn bundles<B: Kernels>() {
+    // (records, k2 cols, V cols, stride)
+    let shapes: &[(usize, usize, usize, usize)] = &[
+        (2048, 64, 128, 192),    // attention-like K2 / V rows, stride = k2 + d
+        (1200, 128, 256, 448),   // padded records
+        (600, 230, 256, 512),    // K2 rows below the grouped threshold, V at it
+        (300, 1024, 1280, 2368), // grouped paths, rows over 1 KiB
+        (64, 2176, 2304, 4544),  // gemma-like d = 2304, r = 128
+        (40, 4097, 4100, 8256),  // rows over 4096
+        (500, 17, 33, 53),       // odd everything
+        (257, 255, 257, 577),    // odd, grouped V
+    ];
+    for (s, &(n, k2, d, stride)) in shapes.iter().enumerate() {
+        let off_v = k2 + (stride - k2 - d) / 2;
+        let base = (s * 23) % 64;
+        let buf = v(base + n * stride + 5, (n * 7 + stride) as u32);
+        let bundle = &buf[base..base + n * stride];
+        let views: [(&[i8], usize); 2] =
+            [(&bundle[..(n - 1) * stride + k2], k2), (&bundle[off_v..off_v + (n - 1) * stride + d], d)];
+        for (part, &(w, cols)) in views.iter().enumerate() {
+            let x = v(cols, (cols + part) as u32);
+            for (l, idx) in row_lists(n).iter().enumerate() {
+                let (mut z0, mut z1) = (vec![0i32; idx.len()], vec![1i32; idx.len()]);
+                Scalar::gemv_rows_strided_i8(w, stride, cols, idx, &x, &mut z0);
+                B::gemv_rows_strided_i8(w, stride, cols, idx, &x, &mut z1);
+                assert_eq!(z0, z1, "{} gemv_rows_strided {n}x{cols}/{stride} part {part} list {l}", B::NAME);
+                let c = v(idx.len(), (l * 13 + s) as u32);
+                let (mut t0, mut t1) = (vec![3i32; cols], vec![3i32; cols]);
+                Scalar::gemv_t_rows_strided_i8(w, stride, cols, idx, &c, &mut t0);
+                B::gemv_t_rows_strided_i8(w, stride, cols, idx, &c, &mut t1);
+                assert_eq!(t0, t1, "{} gemv_t_rows_strided {n}x{cols}/{stride} part {part} list {l}", B::NAME);
+            }
+            // Every partial group size at the end of a list, with extreme coefficients.
+            for m in 1..=17.min(n) {
+                let idx: Vec<u32> = (0..m as u32).map(|i| (n as u32 - 1) - (i * 5) % n as u32).collect();
+                let c = vec![-128i8; m];
+                let (mut t0, mut t1) = (vec![0i32; cols], vec![0i32; cols]);
+                Scalar::gemv_t_rows_strided_i8(w, stride, cols, &idx, &c, &mut t0);
+                B::gemv_t_rows_strided_i8(w, stride, cols, &idx, &c, &mut t1);
+                assert_eq!(t0, t1, "{} gemv_t_rows_strided {n}x{cols}/{stride} first {m} rows", B::NAME);
+                let (mut z0, mut z1) = (vec![0i32; m], vec![1i32; m]);
+                Scalar::gemv_rows_strided_i8(w, stride, cols, &idx, &x, &mut z0);
+                B::gemv_rows_strided_i8(w, stride, cols, &idx, &x, &mut z1);
+                assert_eq!(z0, z1, "{} gemv_rows_strided {n}x{cols}/{stride} first {m} rows", B::NAME);
+            }
+        }
+        // Extreme values: all -128 in both parts, other values in the padding.
+        let mut ext = buf[base..base + 40.min(n) * stride].to_vec();
+        for r in ext.chunks_exact_mut(stride) {
+            r[..k2].fill(-128);
+            r[off_v..off_v + d].fill(-128);
+        }
+        let m = 40.min(n);
+        let w = &ext[off_v..off_v + (m - 1) * stride + d];
+        let idx: Vec<u32> = (0..m as u32).rev().collect();
+        let (mut z0, mut z1) = (vec![0i32; m], vec![1i32; m]);
+        Scalar::gemv_rows_strided_i8(w, stride, d, &idx, &vec![-128; d], &mut z0);
+        B::gemv_rows_strided_i8(w, stride, d, &idx, &vec![-128; d], &mut z1);
+        assert_eq!(z0, z1, "{} gemv_rows_strided -128 {n}x{d}/{stride}", B::NAME);
+        assert!(z1.iter().all(|&y| y == d as i32 * 16384));
+        let (mut t0, mut t1) = (vec![0i32; d], vec![0i32; d]);
+        Scalar::gemv_t_rows_strided_i8(w, stride, d, &idx, &vec![-128; m], &mut t0);
+        B::gemv_t_rows_strided_i8(w, stride, d, &idx, &vec![-128; m], &mut t1);
+        assert_eq!(t0, t1, "{} gemv_t_rows_strided -128 {n}x{d}/{stride}", B::NAME);
+    }
+}
+
 #[test]
 fn native_big_shapes() {
     println!("native backend: {}", native_backend_name());
     big_shapes::<Native>();
     many_rows::<Native>();
+    bundles::<Native>();
 }
 
 #[test]
 fn scalar_many_rows_self_check() {
     // The row lists and shapes themselves are valid (the oracle against itself).
     many_rows::<Scalar>();
+    bundles::<Scalar>();
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -170,12 +245,14 @@ fn x86_big_shapes() {
     if Avx2::available() {
         big_shapes::<Avx2>();
         many_rows::<Avx2>();
+        bundles::<Avx2>();
     } else {
         eprintln!("skipped: avx2 not supported on this CPU");
     }
     if Avx512Vnni::available() {
         big_shapes::<Avx512Vnni>();
         many_rows::<Avx512Vnni>();
+        bundles::<Avx512Vnni>();
     } else {
         eprintln!("skipped: avx512-vnni not supported on this CPU");
     }
@@ -187,9 +264,11 @@ fn arm_big_shapes() {
     use spark_hal::arm::neon::{Neon, NeonDot};
     big_shapes::<Neon>();
     many_rows::<Neon>();
+    bundles::<Neon>();
     if NeonDot::available() {
         big_shapes::<NeonDot>();
         many_rows::<NeonDot>();
+        bundles::<NeonDot>();
     } else {
         eprintln!("skipped: neon-sdot not supported on this CPU");
     }
@@ -241,4 +320,29 @@ fn native_gemv_rows_bad_index_panics() {
 #[should_panic]
 fn native_gemv_t_rows_bad_index_panics() {
     Native::gemv_t_rows_i8(&[0; 64], 16, &[1, 2, 3, 4, 0], &[1; 5], &mut [0; 16]);
+}
+
+#[test]
+#[should_panic(expected = "gemv_rows_strided_i8: stride < cols")]
+fn native_gemv_rows_strided_stride_below_cols_panics() {
+    Native::gemv_rows_strided_i8(&[0; 64], 15, 16, &[0], &[0; 16], &mut [0; 1]);
+}
+
+#[test]
+#[should_panic(expected = "gemv_t_rows_strided_i8: stride < cols")]
+fn native_gemv_t_rows_strided_stride_below_cols_panics() {
+    Native::gemv_t_rows_strided_i8(&[0; 64], 15, 16, &[0], &[1], &mut [0; 16]);
+}
+
+#[test]
+#[should_panic]
+fn native_gemv_rows_strided_row_past_the_end_panics() {
+    // Row 2 is w[40..56]: one byte past the 55-byte view.
+    Native::gemv_rows_strided_i8(&[0; 55], 20, 16, &[0, 1, 2], &[0; 16], &mut [0; 3]);
+}
+
+#[test]
+#[should_panic]
+fn native_gemv_t_rows_strided_row_past_the_end_panics() {
+    Native::gemv_t_rows_strided_i8(&[0; 55], 20, 16, &[2, 0, 1, 0, 1], &[1; 5], &mut [0; 16]);
 }

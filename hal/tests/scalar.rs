@@ -52,6 +52,48 @@ fn dot_length_mismatch_panics() {
     Scalar::dot_i8(&[1, 2], &[1]);
 }
 
+/// Named strided values: records `[row | pad]` of 3 + 2 bytes, viewed from offset 1.
+#[test]
+fn strided_named_values() {
+    let buf: [i8; 12] = [99, 1, 2, 3, 99, 99, -4, 5, -6, 99, 99, 7];
+    let w = &buf[1..9]; // rows [1, 2, 3] and [-4, 5, -6]; the view ends with row 1
+    let mut y = [0i32; 3];
+    Scalar::gemv_rows_strided_i8(w, 5, 3, &[1, 0, 1], &[1, -1, 2], &mut y);
+    assert_eq!(y, [-4 - 5 - 12, 1 - 2 + 6, -21]);
+    let mut y = [10i32; 3];
+    Scalar::gemv_t_rows_strided_i8(w, 5, 3, &[0, 1], &[2, -1], &mut y);
+    assert_eq!(y, [10 + 2 + 4, 10 + 4 - 5, 10 + 6 + 6]);
+    // cols 0: y zero-filled, row indices not looked at.
+    let mut y = [5i32; 2];
+    Scalar::gemv_rows_strided_i8(&[], 0, 0, &[7, 1_000], &[], &mut y);
+    assert_eq!(y, [0, 0]);
+}
+
+#[test]
+#[should_panic(expected = "gemv_rows_strided_i8: stride < cols")]
+fn strided_stride_below_cols_panics() {
+    Scalar::gemv_rows_strided_i8(&[0; 16], 3, 4, &[0], &[0; 4], &mut [0]);
+}
+
+#[test]
+#[should_panic(expected = "gemv_t_rows_strided_i8: stride < cols")]
+fn strided_t_stride_below_cols_panics() {
+    Scalar::gemv_t_rows_strided_i8(&[0; 16], 3, 4, &[0], &[1], &mut [0; 4]);
+}
+
+#[test]
+#[should_panic]
+fn strided_row_past_the_end_panics() {
+    // Row 1 is w[5..8]: one byte past the 7-byte view.
+    Scalar::gemv_rows_strided_i8(&[0; 7], 5, 3, &[0, 1], &[0; 3], &mut [0; 2]);
+}
+
+#[test]
+#[should_panic]
+fn strided_t_row_past_the_end_panics() {
+    Scalar::gemv_t_rows_strided_i8(&[0; 7], 5, 3, &[1], &[1], &mut [0; 3]);
+}
+
 proptest! {
     // (a few cases under Miri, which interprets every operation)
     #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 4 } else { 256 }))]
@@ -88,6 +130,48 @@ proptest! {
             let e: i64 = 5 + idx.iter().zip(c).map(|(&r, &cj)| cj as i64 * w[r as usize * cols + k] as i64).sum::<i64>();
             prop_assert_eq!(yt[k] as i64, e);
         }
+    }
+
+    /// The strided gathers against the i64 reference, reading row `r` at `r * stride` of a
+    /// view that starts `off` bytes into the buffer and ends where its last row ends, and
+    /// with `stride == cols` against the unstrided forms.
+    #[test]
+    fn scalar_strided_kernels_match_reference(n_rows in 1usize..8, cols in 0usize..70, pad in 0usize..70,
+                                              off in 0usize..70,
+                                              buf in proptest::collection::vec(any::<i8>(), 8 * 140 + 70),
+                                              x in proptest::collection::vec(any::<i8>(), 70),
+                                              idx in proptest::collection::vec(0u32..8, 0..12),
+                                              c in proptest::collection::vec(any::<i8>(), 12),
+                                              init in any::<i16>()) {
+        let stride = cols + pad;
+        let w = &buf[off..off + (n_rows - 1) * stride + cols];
+        let x = &x[..cols];
+        let idx: Vec<u32> = idx.iter().map(|&i| i % n_rows as u32).collect();
+        let row = |r: u32| &w[r as usize * stride..r as usize * stride + cols];
+        let mut yr = vec![7i32; idx.len()];
+        Scalar::gemv_rows_strided_i8(w, stride, cols, &idx, x, &mut yr);
+        for (j, &r) in idx.iter().enumerate() {
+            prop_assert_eq!(yr[j] as i64, dot_ref(row(r), x));
+        }
+        let c = &c[..idx.len()];
+        let mut yt = vec![init as i32; cols];
+        Scalar::gemv_t_rows_strided_i8(w, stride, cols, &idx, c, &mut yt);
+        for k in 0..cols {
+            let e: i64 = init as i64 + idx.iter().zip(c).map(|(&r, &cj)| cj as i64 * row(r)[k] as i64).sum::<i64>();
+            prop_assert_eq!(yt[k] as i64, e);
+        }
+        // stride == cols: the unstrided kernels on the same rows, packed.
+        let packed: Vec<i8> = (0..n_rows as u32).flat_map(|r| row(r).to_vec()).collect();
+        let (mut a, mut b) = (vec![0i32; idx.len()], vec![1i32; idx.len()]);
+        Scalar::gemv_rows_i8(&packed, cols, &idx, x, &mut a);
+        Scalar::gemv_rows_strided_i8(&packed, cols, cols, &idx, x, &mut b);
+        prop_assert_eq!(&a, &yr);
+        prop_assert_eq!(&b, &yr);
+        let (mut a, mut b) = (vec![init as i32; cols], vec![init as i32; cols]);
+        Scalar::gemv_t_rows_i8(&packed, cols, &idx, c, &mut a);
+        Scalar::gemv_t_rows_strided_i8(&packed, cols, cols, &idx, c, &mut b);
+        prop_assert_eq!(&a, &yt);
+        prop_assert_eq!(&b, &yt);
     }
 
     #[test]

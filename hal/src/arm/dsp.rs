@@ -17,11 +17,20 @@
 //! a 512-byte stack buffer) into the int16 lane order `sxtb16` produces from a weight word,
 //! `[(x0, x2), (x1, x3)]` per four columns, then process four rows per pass: per four
 //! columns and four rows one `ldrd` of activations feeds four weight loads, eight `sxtb16`
-//! and eight `smlad` (an asm loop, four groups per iteration). `gemv_t_rows` takes three
-//! rows per pass with four columns of `y` in registers (`ldm`/`stm`): per row and four
-//! columns one load, two `sxtb16` and four `smla<x><y>` (the products cannot be paired for
-//! `smlad` without a transposing `pkh` per pair, which costs as much). There is no float
-//! SIMD on these cores, so `quantize_sym_i8` is the scalar oracle's.
+//! and eight `smlad` (an asm loop, four groups per iteration). `gemv_t_rows` pairs rows
+//! for `smlad`: the words `A` and `B` of two rows give `[a0 a1 b0 b1]` (`pkhbt`) and
+//! `[a2 a3 b2 b3]` (`pkhtb`), whose `sxtb16` (plain and `ror #8`) are the int16 pairs
+//! `(a_k, b_k)` that one `smlad` with `(c_a, c_b)` adds to `y_k`: 12 instructions per two
+//! rows and four columns. It runs column-block major: four columns of `y` stay in
+//! registers over the whole row list, which the asm walks as a table of four-row groups,
+//! each loaded (with its continuation address, into `pc`) by one `ldm`, so the row loop has
+//! no counter: 25 instructions per 16 MACs (see `t_table`; 1.60 - 1.65 instructions per MAC
+//! measured, against 2.09 - 2.18 for the earlier three-rows-per-pass `smla<x><y>` loop).
+//! There is no float SIMD on these cores, so `quantize_sym_i8` is the scalar oracle's. The gathers are the
+//! strided kernels (row `r` at `w[r * stride ..]`, the bundled layouts of
+//! `Kernels::gemv_rows_strided_i8`; `gemv_rows_i8`/`gemv_t_rows_i8` are them with
+//! `stride = cols`): only the row addresses differ. No software prefetch (no caches to
+//! speak of on M4/M33).
 //!
 //! Tested on QEMU (`mps2-an386` Cortex-M4, `mps2-an505` Cortex-M33) by the no_std
 //! `firmware/kernel-test` binary, which compares every kernel with [`Scalar`] over edge
@@ -383,115 +392,232 @@ fn gemv_by<'w>(m: usize, row: impl Fn(usize) -> &'w [i8], contiguous: Option<&[i
     }
 }
 
-/// The asm text for one weight row of [`t_rows3`]: load four bytes, unpack them to
-/// `(w0, w2)` / `(w1, w3)` and add `w[k] * coef` to `y[k]` in `r0..r3`, where `coef` is the
-/// `$h` (`b`ottom or `t`op) half of `{$c}`.
-macro_rules! t_row {
-    ($p:literal, $c:literal, $h:literal) => {
+/// Rows per table group of [`t_table`] (two coefficient pairs).
+const T_GROUP: usize = 4;
+/// Table groups per [`t_table`] call (64 rows; 17 * 32 = 544 bytes of table on the stack).
+const T_GROUPS: usize = 16;
+
+/// Two int8 coefficients as the int16 halves of a word (`a` low, `b` high): the `smlad`
+/// operand that adds `a * lo + b * hi`.
+#[inline(always)]
+fn pack_pair(a: i8, b: i8) -> u32 {
+    a as i16 as u16 as u32 | ((b as i16 as u16 as u32) << 16)
+}
+
+/// The asm text of one row pair of a [`t_table`] group: the words `A` (row a, columns
+/// 4b..4b+4) in `$a` and `B` in `$b`, coefficients `(c_a, c_b)` in `$c`; `r0` is scratch.
+/// `pkhbt` gives the bytes `[a0 a1 b0 b1]`, `pkhtb` `[a2 a3 b2 b3]`; `sxtb16` (and with
+/// `ror #8`) turns each into the int16 pairs `(a_k, b_k)`, and `smlad` adds
+/// `c_a * a_k + c_b * b_k` to `y_k` in `r8..r11`.
+macro_rules! t_pair {
+    ($a:literal, $b:literal, $c:literal) => {
         concat!(
-            "ldr {w}, [{",
-            $p,
-            "}], #4\n",
-            "sxtb16 {e}, {w}\n",
-            "sxtb16 {w}, {w}, ror #8\n",
-            "smlab",
-            $h,
-            " r0, {e}, {",
+            "pkhbt r0, ",
+            $a,
+            ", ",
+            $b,
+            ", lsl #16\n",
+            "pkhtb ",
+            $b,
+            ", ",
+            $b,
+            ", ",
+            $a,
+            ", asr #16\n",
+            "sxtb16 ",
+            $a,
+            ", r0\n",
+            "smlad r8, ",
+            $a,
+            ", ",
             $c,
-            "}, r0\n",
-            "smlat",
-            $h,
-            " r2, {e}, {",
+            ", r8\n",
+            "sxtb16 r0, r0, ror #8\n",
+            "smlad r9, r0, ",
             $c,
-            "}, r2\n",
-            "smlab",
-            $h,
-            " r1, {w}, {",
+            ", r9\n",
+            "sxtb16 ",
+            $a,
+            ", ",
+            $b,
+            "\n",
+            "smlad r10, ",
+            $a,
+            ", ",
             $c,
-            "}, r1\n",
-            "smlat",
-            $h,
-            " r3, {w}, {",
+            ", r10\n",
+            "sxtb16 ",
+            $b,
+            ", ",
+            $b,
+            ", ror #8\n",
+            "smlad r11, ",
+            $b,
+            ", ",
             $c,
-            "}, r3\n"
+            ", r11\n"
         )
     };
 }
 
-/// `y[k] += c[0]*r[0][k] + c[1]*r[1][k] + c[2]*r[2][k]` for every column `k < y.len()`.
+/// `y[k] += sum_j c[j] * r_j[k]` for the `k < y.len()` (a multiple of 4, at least 4) and
+/// the at most [`T_GROUPS`] `* 4` listed rows `r_j = check::row(w, stride, cols, rows[j])`.
 ///
-/// The asm loop keeps four columns of `y` in `r0..r3` (`ldm`/`stm`), and per row one word
-/// load, two `sxtb16` and four 16x16 multiply-accumulates (`smla<x><y>`) with the
-/// coefficient half picked by `<y>`: 23 instructions per 12 MACs, eight columns per
-/// iteration. The loop counter lives in the top half of the register holding `c[2]` (only
-/// its bottom half is multiplied), which leaves enough registers for three rows.
-#[inline(always)]
-fn t_rows3(r: [&[i8]; 3], c: [i8; 3], y: &mut [i32]) {
-    let n = y.len();
-    // Bounds: every row has the `n` bytes read (panics otherwise).
-    let r = r.map(|s| &s[..n]);
-    let body = n / 8 * 8;
-    if body > 0 {
-        let c01 = c[0] as i16 as u16 as u32 | ((c[1] as i16 as u16 as u32) << 16);
-        // Iterations left after the first, in the top half; `c[2]` in the bottom half.
-        let c2n = (((body / 8 - 1) as u32) << 16) | c[2] as i16 as u16 as u32;
-        // SAFETY: the loop runs `body / 8` times (the top half of `c2n` counts down to a
-        // borrow) and each iteration reads 8 bytes from each row pointer and reads and
-        // writes 8 i32 at the `y` pointer, all advancing: `body <= n` = every row's length
-        // and `y.len()`. `y` is 4-byte aligned (an `&mut [i32]`), as `ldm`/`stm` need.
-        // Only the listed registers and the flags are written; `y` is the only memory written.
-        unsafe {
-            asm!(
-                dsp_ext!(),
-                "2:",
-                "ldm {yp}, {{r0-r3}}",
-                t_row!("pa", "c01", "b"),
-                t_row!("pb", "c01", "t"),
-                t_row!("pc", "c2n", "b"),
-                "stm {yp}!, {{r0-r3}}",
-                "ldm {yp}, {{r0-r3}}",
-                t_row!("pa", "c01", "b"),
-                t_row!("pb", "c01", "t"),
-                t_row!("pc", "c2n", "b"),
-                "stm {yp}!, {{r0-r3}}",
-                "subs {c2n}, {c2n}, #0x10000",
-                "bhs 2b",
-                yp = inout(reg) y.as_mut_ptr() => _,
-                pa = inout(reg) r[0].as_ptr() => _,
-                pb = inout(reg) r[1].as_ptr() => _,
-                pc = inout(reg) r[2].as_ptr() => _,
-                c01 = in(reg) c01,
-                c2n = inout(reg) c2n => _,
-                w = out(reg) _,
-                e = out(reg) _,
-                out("r0") _,
-                out("r1") _,
-                out("r2") _,
-                out("r3") _,
-                options(nostack)
-            );
-        }
+/// Column-block major: for each block of four columns `y[4b..4b+4]` stays in `r8..r11`
+/// while the asm walks a table of row groups. A group is eight words loaded by one
+/// `ldm r12!, {r0-r6, pc}`: four row addresses (`r1..r4`, pre-offset so that
+/// `ldr rX, [rX, lr]` with the block offset in `lr` reads the block's word), two
+/// coefficient pairs (`r5`, `r6`) and the address to continue at, which `ldm` loads into
+/// `pc`: the group code for every group, the block end for the sentinel after the last.
+/// So the row loop costs no counter and no branch: per group of four rows and four columns
+/// one `ldm`, four `ldr`, four `pkh`, eight `sxtb16` and eight `smlad`, 25 instructions per
+/// 16 MACs; per block `ldm`/`stm` of `y`, the table reset and the block count (6). The
+/// sentinel's `r2` holds the table start; `lr` counts from `-y.len()` up to 0; `r7` walks
+/// `y`. `r6` and `r7` (not allowed as asm operands) are saved and restored on the stack.
+fn t_table(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+    let body = y.len();
+    debug_assert!(body >= 4 && body % 4 == 0 && body <= cols && cols <= stride);
+    debug_assert!(!rows.is_empty() && rows.len() <= T_GROUP * T_GROUPS && rows.len() == c.len());
+    // Row `r` lies inside `w` exactly when `r * stride + cols <= w.len()`, i.e. when
+    // `r < n_inside` (one division per call instead of an overflow-checked multiply and a
+    // slice check per row; `stride >= cols >= 4`).
+    let n_inside = if w.len() >= cols { (w.len() - cols) / stride + 1 } else { 0 };
+    // Row start + `body` as the asm wants it (it adds the block offset `lr` in `-body..0`),
+    // after the bounds check; address arithmetic only, nothing is dereferenced here.
+    let base = (w.as_ptr() as usize).wrapping_add(body);
+    // Every listed row inside `w` (one pass over the indices, so the table loop below has
+    // no branches).
+    let max = rows.iter().fold(0, |a, &r| a.max(r));
+    assert!((max as usize) < n_inside, "gemv_t_rows_strided_i8: row index out of range");
+    let at = |r: u32| -> u32 { base.wrapping_add(r as usize * stride) as u32 };
+    let group = |r: [u32; 4], k: [i8; 4]| {
+        [0, at(r[0]), at(r[1]), at(r[2]), at(r[3]), pack_pair(k[0], k[1]), pack_pair(k[2], k[3]), 0]
+    };
+    let m = rows.len();
+    let ng = m.div_ceil(T_GROUP);
+    // Groups `0..ng` and the sentinel `ng` are written below before the asm reads them (the
+    // asm writes each one's word 7); the rest is never read, so it stays uninitialized.
+    let mut tab = core::mem::MaybeUninit::<[[u32; 8]; T_GROUPS + 1]>::uninit();
+    let tp = tab.as_mut_ptr().cast::<[u32; 8]>();
+    let (rq, cq) = (rows.chunks_exact(T_GROUP), c.chunks_exact(T_GROUP));
+    let (r_rest, c_rest) = (rq.remainder(), cq.remainder());
+    for (g, (r, k)) in rq.zip(cq).enumerate() {
+        let g4 = group([r[0], r[1], r[2], r[3]], [k[0], k[1], k[2], k[3]]);
+        // SAFETY: `g < m / 4 <= ng <= T_GROUPS` is inside the table.
+        unsafe { tp.add(g).write(g4) };
     }
-    let (c0, c1, c2) = (c[0] as i32, c[1] as i32, c[2] as i32);
-    for k in body..n {
-        let s = c0 * r[0][k] as i32 + c1 * r[1][k] as i32 + c2 * r[2][k] as i32;
-        y[k] = y[k].wrapping_add(s);
+    if !r_rest.is_empty() {
+        // The partial last group repeats its first row under zero coefficients.
+        let (mut r, mut k) = ([r_rest[0]; 4], [0i8; 4]);
+        r[..r_rest.len()].copy_from_slice(r_rest);
+        k[..c_rest.len()].copy_from_slice(c_rest);
+        // SAFETY: `ng - 1 < T_GROUPS` is inside the table.
+        unsafe { tp.add(ng - 1).write(group(r, k)) };
+    }
+    // The sentinel: `r2` = the table start (for the next block), continuation filled below.
+    // SAFETY: `ng <= T_GROUPS` is inside the table.
+    unsafe { tp.add(ng).write([0, 0, tp as usize as u32, 0, 0, 0, 0, 0]) };
+    // SAFETY: `tab` holds `ng >= 1` initialized groups and the sentinel at `tab[ng]`
+    // (`ng <= T_GROUPS`); the prologue writes the continuation word (index 7) of each of
+    // them, then the loop reads only those `ng + 1` groups, once per block, from the table
+    // start. Each group's four row addresses are rows checked to lie inside `w`
+    // (`r * stride + cols <= w.len()`, so each has `cols >= body` bytes), plus `body`, and
+    // block `b < body / 4` reads the word at byte `4 b` of each (`lr = 4 b - body`), inside
+    // the row (`ldr` handles unaligned addresses on Cortex-M3 and later). `y` is read
+    // and written as `body / 4` blocks of four `i32` through `r7` (4-byte aligned, as
+    // `ldm`/`stm` need); `body >= 4`. The `pc` words are Thumb addresses (bit 0 set) of
+    // labels inside this block, so control never leaves it but through its end. `r6`/`r7`
+    // are pushed and popped (the block uses the stack), every other register written is
+    // declared, and the flags (the `smlad` Q flag) are clobbered.
+    unsafe {
+        asm!(
+            dsp_ext!(),
+            "push {{r6, r7}}",
+            "mov r7, r0",
+            // continuation addresses (Thumb bit set): the group code, the block end
+            "adr.w r2, 2f",
+            "orr r2, r2, #1",
+            "adr.w r3, 4f",
+            "orr r3, r3, #1",
+            "mov r4, r12",
+            "5:",
+            "str r2, [r4, #28]",
+            "adds r4, r4, #32",
+            "subs r1, r1, #1",
+            "bne 5b",
+            "str r3, [r4, #28]",
+            // per block of four columns
+            "3:",
+            "ldm r7, {{r8-r11}}",
+            "ldm r12!, {{r0-r6, pc}}",
+            // per group of four rows (reached only through `ldm ... pc`, so the alignment
+            // padding before it never runs; word-aligned labels keep any `adr` encoding exact)
+            ".p2align 2",
+            "2:",
+            "ldr r1, [r1, lr]",
+            "ldr r2, [r2, lr]",
+            "ldr r3, [r3, lr]",
+            "ldr r4, [r4, lr]",
+            t_pair!("r1", "r2", "r5"),
+            t_pair!("r3", "r4", "r6"),
+            "ldm r12!, {{r0-r6, pc}}",
+            // block end (the sentinel's continuation; reached only through `ldm ... pc`)
+            ".p2align 2",
+            "4:",
+            "stm r7!, {{r8-r11}}",
+            "mov r12, r2",
+            "adds lr, lr, #4",
+            "bne 3b",
+            "pop {{r6, r7}}",
+            inout("r0") y.as_mut_ptr() => _,
+            inout("r1") ng => _,
+            out("r2") _,
+            out("r3") _,
+            out("r4") _,
+            out("r5") _,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+            inout("r12") tp => _,
+            inout("lr") body.wrapping_neg() => _,
+        );
     }
 }
 
-fn gemv_t_rows(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
-    let row = |j: usize| check::row(w, cols, rows[j]);
-    let m = rows.len();
-    let mut j = 0;
-    while j + 3 <= m {
-        t_rows3([row(j), row(j + 1), row(j + 2)], [c[j], c[j + 1], c[j + 2]], y);
-        j += 3;
+/// `y += sum_j c[j] * row rows[j]` over rows `stride` bytes apart (`cols = y.len() > 0`):
+/// [`t_table`] over the columns in whole groups of four, 64 listed rows per call, and the
+/// last 0-3 columns in plain code.
+///
+/// Executed instructions per MAC on Cortex-M4, 64 listed rows of 256 / 512 / 1024 columns
+/// (`measure` in `firmware/kernel-test`, docs/PERFORMANCE.md): **1.650 / 1.618 / 1.602**,
+/// plain and strided alike (rows `2 * cols` apart: 1.651 / 1.618 / 1.602), down from
+/// 2.184 / 2.123 / 2.092 for the three-rows-per-pass `smla<x><y>` loop this replaced. The
+/// asm loop itself is 406 instructions per block of four columns and 64 rows (1.586); the
+/// rest is the per-call table (about 1,100 instructions for 64 rows). Produced by
+/// `test.sh`'s step "Cortex-M4 DSP kernels" (QEMU 7.2):
+///
+/// ```sh
+/// cd firmware/kernel-test
+/// cargo build --release --target thumbv7em-none-eabihf --no-default-features --features mps2-an386
+/// qemu-system-arm -machine mps2-an386 -cpu cortex-m4 -nographic -icount shift=0 \
+///   -semihosting-config enable=on,target=native -kernel target/thumbv7em-none-eabihf/release/spark-kernel-test
+/// ```
+fn gemv_t_rows(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+    let body = cols / 4 * 4;
+    if body > 0 {
+        let per = T_GROUP * T_GROUPS;
+        for (rc, cc) in rows.chunks(per).zip(c.chunks(per)) {
+            t_table(w, stride, cols, rc, cc, &mut y[..body]);
+        }
     }
-    if j < m {
-        // The last 1-2 rows; missing ones repeat row `j` under a zero coefficient.
-        let cc = |t: usize| if j + t < m { c[j + t] } else { 0 };
-        let rr = |t: usize| if j + t < m { row(j + t) } else { row(j) };
-        t_rows3([rr(0), rr(1), rr(2)], [cc(0), cc(1), cc(2)], y);
+    if body < cols {
+        for (&r, &cj) in rows.iter().zip(c) {
+            let row = check::row(w, stride, cols, r);
+            for k in body..cols {
+                y[k] = y[k].wrapping_add(cj as i32 * row[k] as i32);
+            }
+        }
     }
 }
 
@@ -512,17 +638,17 @@ impl Kernels for Dsp {
         gemv_by(y.len(), |i| &w[i * cols..(i + 1) * cols], Some(w), x, y);
     }
 
-    fn gemv_rows_i8(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
-        if !check::gemv_rows(w, cols, rows, x, y) {
+    fn gemv_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
+        if !check::gemv_rows_strided(stride, cols, rows, x, y) {
             y.fill(0);
             return;
         }
-        gemv_by(rows.len(), |j| check::row(w, cols, rows[j]), None, x, y);
+        gemv_by(rows.len(), |j| check::row(w, stride, cols, rows[j]), None, x, y);
     }
 
-    fn gemv_t_rows_i8(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
-        if check::gemv_t_rows(w, cols, rows, c, y) {
-            gemv_t_rows(w, cols, rows, c, y);
+    fn gemv_t_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+        if check::gemv_t_rows_strided(stride, cols, rows, c, y) {
+            gemv_t_rows(w, stride, cols, rows, c, y);
         }
     }
 

@@ -18,6 +18,10 @@
 //! feature is opt-in.
 //!
 //! # The kernels
+//! The gathers are the strided kernels (row `r` at `w[r * stride ..]`, the bundled layouts
+//! of `Kernels::gemv_rows_strided_i8`; `gemv_rows_i8`/`gemv_t_rows_i8` are them with
+//! `stride = cols`): only the row addresses differ.
+//!
 //! - `dot_i8`, `gemv_i8`, `gemv_rows_i8`: a tail-predicated low-overhead loop
 //!   (`dlstp.8 lr, n` ... `letp lr`) over 16 columns per iteration: one `vldrb.8` of `x`
 //!   feeds four rows (`vldrb.8` of each, `vmladava.s8` into four even GPRs `r0, r2, r4,
@@ -181,11 +185,12 @@ fn gemv_contiguous(w: &[i8], x: &[i8], y: &mut [i32]) {
     }
 }
 
-/// `y[j] = W[rows[j]] . x` (`x` not empty); each listed row is bounds-checked.
+/// `y[j] = W[rows[j]] . x` over rows `stride` bytes apart (`x` not empty); each listed row
+/// is bounds-checked.
 #[inline(always)]
-fn gemv_listed(w: &[i8], rows: &[u32], x: &[i8], y: &mut [i32]) {
+fn gemv_listed(w: &[i8], stride: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
     let cols = x.len();
-    let row = |r: u32| check::row(w, cols, r).as_ptr();
+    let row = |r: u32| check::row(w, stride, cols, r).as_ptr();
     let done = y.len() / 4 * 4;
     let mut chunks = y.chunks_exact_mut(4);
     for (yq, rq) in (&mut chunks).zip(rows.chunks_exact(4)) {
@@ -195,7 +200,7 @@ fn gemv_listed(w: &[i8], rows: &[u32], x: &[i8], y: &mut [i32]) {
         yq.copy_from_slice(&unsafe { dot4(p, x) });
     }
     for (yi, &r) in chunks.into_remainder().iter_mut().zip(&rows[done..]) {
-        *yi = dot(check::row(w, cols, r), x);
+        *yi = dot(check::row(w, stride, cols, r), x);
     }
 }
 
@@ -253,10 +258,11 @@ fn t_rows4(r: [&[i8]; 4], c: [i8; 4], y: &mut [i32]) {
     }
 }
 
-fn gemv_t_rows(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+/// `y += sum_j c[j] * row rows[j]` over rows `stride` bytes apart (`cols = y.len()`).
+fn gemv_t_rows(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
     for (rg, cg) in rows.chunks(4).zip(c.chunks(4)) {
         // A partial group repeats its first row under a zero coefficient.
-        let rp = check::group::<4>(w, cols, rg);
+        let rp = check::group::<4>(w, stride, cols, rg);
         let mut cc = [0i8; 4];
         cc[..cg.len()].copy_from_slice(cg);
         t_rows4(rp, cc, y);
@@ -540,17 +546,17 @@ impl Kernels for Mve {
         gemv_contiguous(w, x, y);
     }
 
-    fn gemv_rows_i8(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
-        if !check::gemv_rows(w, cols, rows, x, y) {
+    fn gemv_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
+        if !check::gemv_rows_strided(stride, cols, rows, x, y) {
             y.fill(0);
             return;
         }
-        gemv_listed(w, rows, x, y);
+        gemv_listed(w, stride, rows, x, y);
     }
 
-    fn gemv_t_rows_i8(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
-        if check::gemv_t_rows(w, cols, rows, c, y) {
-            gemv_t_rows(w, cols, rows, c, y);
+    fn gemv_t_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+        if check::gemv_t_rows_strided(stride, cols, rows, c, y) {
+            gemv_t_rows(w, stride, cols, rows, c, y);
         }
     }
 

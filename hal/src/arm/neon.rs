@@ -12,7 +12,11 @@
 //!   [`NeonDot::available`] (compile-time `cfg(target_feature = "dotprod")`, or
 //!   `is_aarch64_feature_detected!("dotprod")` with `std`).
 //!
-//! `gemv` kernels do four rows per pass so each activation load feeds four rows.
+//! `gemv` kernels do four rows per pass so each activation load feeds four rows. The
+//! gathers are the strided kernels (row `r` at `w[r * stride ..]`, the bundled layouts of
+//! `Kernels::gemv_rows_strided_i8`; the unstrided ones are them with `stride = cols`):
+//! only the row addresses differ, the inner loops are the same. There is no software
+//! prefetch here.
 //! `gemv_t_rows` interleaves rows so each int32 lane accumulates one column over several
 //! rows: `Neon` zips two rows (`(W_a[k], W_b[k])` byte pairs times `(c_a, c_b)`, then
 //! `sadalp`), `NeonDot` zips four (`sdot` against `(c0, c1, c2, c3)`). i32 lane sums wrap,
@@ -213,9 +217,10 @@ fn add_to_y(y: &mut [i32], acc: [int32x4_t; 4]) {
     }
 }
 
+/// `y += sum_j c[j] * row rows[j]` over rows `stride` bytes apart (`cols = y.len() > 0`).
 #[target_feature(enable = "neon")]
-fn gemv_t_rows_neon(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
-    let row = |j: usize| check::row(w, cols, rows[j]);
+fn gemv_t_rows_neon(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+    let row = |j: usize| check::row(w, stride, cols, rows[j]);
     let m = rows.len();
     let mut j = 0;
     while j + 8 <= m {
@@ -314,14 +319,14 @@ impl Kernels for Neon {
         );
     }
 
-    fn gemv_rows_i8(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
-        if !check::gemv_rows(w, cols, rows, x, y) {
+    fn gemv_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
+        if !check::gemv_rows_strided(stride, cols, rows, x, y) {
             y.fill(0);
             return;
         }
         gemv_by(
             rows.len(),
-            |j| check::row(w, cols, rows[j]),
+            |j| check::row(w, stride, cols, rows[j]),
             x,
             |j, v| y[j] = v,
             // SAFETY: NEON is enabled for the whole target.
@@ -331,10 +336,10 @@ impl Kernels for Neon {
         );
     }
 
-    fn gemv_t_rows_i8(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
-        if check::gemv_t_rows(w, cols, rows, c, y) {
+    fn gemv_t_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+        if check::gemv_t_rows_strided(stride, cols, rows, c, y) {
             // SAFETY: NEON is enabled for the whole target.
-            unsafe { gemv_t_rows_neon(w, cols, rows, c, y) };
+            unsafe { gemv_t_rows_neon(w, stride, cols, rows, c, y) };
         }
     }
 
@@ -455,11 +460,14 @@ unsafe fn t_quads_sdot<const Q: usize>(r: [[&[i8]; 4]; Q], c: [[i8; 4]; Q], y: &
     }
 }
 
+/// `y += sum_j c[j] * row rows[j]` over rows `stride` bytes apart.
+///
 /// # Safety
-/// The CPU supports `dotprod`; shapes checked by [`check::gemv_t_rows`] with `cols > 0`.
+/// The CPU supports `dotprod`; shapes checked by [`check::gemv_t_rows_strided`] with
+/// `cols > 0`.
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn gemv_t_rows_sdot(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
-    let row = |j: usize| check::row(w, cols, rows[j]);
+unsafe fn gemv_t_rows_sdot(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+    let row = |j: usize| check::row(w, stride, cols, rows[j]);
     let quad = |j: usize| [row(j), row(j + 1), row(j + 2), row(j + 3)];
     let cq = |j: usize| [c[j], c[j + 1], c[j + 2], c[j + 3]];
     let m = rows.len();
@@ -512,15 +520,15 @@ impl Kernels for NeonDot {
         );
     }
 
-    fn gemv_rows_i8(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
-        if !check::gemv_rows(w, cols, rows, x, y) {
+    fn gemv_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
+        if !check::gemv_rows_strided(stride, cols, rows, x, y) {
             y.fill(0);
             return;
         }
         Self::require();
         gemv_by(
             rows.len(),
-            |j| check::row(w, cols, rows[j]),
+            |j| check::row(w, stride, cols, rows[j]),
             x,
             |j, v| y[j] = v,
             // SAFETY: dotprod is available (checked just above).
@@ -530,13 +538,13 @@ impl Kernels for NeonDot {
         );
     }
 
-    fn gemv_t_rows_i8(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
-        if !check::gemv_t_rows(w, cols, rows, c, y) {
+    fn gemv_t_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+        if !check::gemv_t_rows_strided(stride, cols, rows, c, y) {
             return;
         }
         Self::require();
         // SAFETY: dotprod is available (checked just above).
-        unsafe { gemv_t_rows_sdot(w, cols, rows, c, y) }
+        unsafe { gemv_t_rows_sdot(w, stride, cols, rows, c, y) }
     }
 
     fn quantize_sym_i8(x: &[f32], q: &mut [i8]) -> f32 {

@@ -9,8 +9,10 @@
 //!
 //! - `gemv` streams one row at a time (measured faster than sharing activation loads
 //!   across four rows, see the note above `gemv`), with the page-entry prefetches of
-//!   `x86::prefetch`. `gemv_rows` (a gather) takes 8 listed rows at a time across their
-//!   columns and prefetches, line by line, the rows a few groups later.
+//!   `x86::prefetch`. `gemv_rows` (the strided gather; `gemv_rows_i8` is it with
+//!   `stride = cols`) takes 8 listed rows at a time across their columns and prefetches,
+//!   line by line, the rows a few groups later, each over its whole record (`stride`
+//!   bytes: the rest of the record once the columns are done).
 //! - `gemv_t_rows` pairs rows: the int16 words of rows `a` and `b` are interleaved so one
 //!   `vpmaddwd` against the broadcast pair `(c_a, c_b)` gives `c_a*W_a + c_b*W_b` per column;
 //!   up to four pairs are summed before `y` is read and written, and the next eight listed
@@ -65,7 +67,7 @@ impl Kernels for Avx2 {
         check::dot(a, b);
         Self::require();
         // SAFETY: AVX2 is available (checked just above).
-        unsafe { dot(a, b, false) }
+        unsafe { dot(a, b, 0) }
     }
 
     fn gemv_i8(w: &[i8], cols: usize, x: &[i8], y: &mut [i32]) {
@@ -75,23 +77,23 @@ impl Kernels for Avx2 {
         unsafe { gemv(w, cols, x, y) }
     }
 
-    fn gemv_rows_i8(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
-        if !check::gemv_rows(w, cols, rows, x, y) {
+    fn gemv_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
+        if !check::gemv_rows_strided(stride, cols, rows, x, y) {
             y.fill(0);
             return;
         }
         Self::require();
         // SAFETY: AVX2 is available (checked just above).
-        unsafe { gemv_rows(w, cols, rows, x, y) }
+        unsafe { gemv_rows(w, stride, cols, rows, x, y) }
     }
 
-    fn gemv_t_rows_i8(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
-        if !check::gemv_t_rows(w, cols, rows, c, y) {
+    fn gemv_t_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+        if !check::gemv_t_rows_strided(stride, cols, rows, c, y) {
             return;
         }
         Self::require();
         // SAFETY: AVX2 is available (checked just above).
-        unsafe { gemv_t_rows(w, cols, rows, c, y) }
+        unsafe { gemv_t_rows(w, stride, cols, rows, c, y) }
     }
 
     fn quantize_sym_i8(x: &[f32], q: &mut [i8]) -> f32 {
@@ -148,16 +150,17 @@ fn tail_dot(a: &[i8], b: &[i8], from: usize) -> i32 {
 }
 
 /// `a . b` (`a.len() == b.len()`), 64 products per iteration into four accumulators.
-/// `page`: `a` is part of a stream of consecutive rows, give it page-entry prefetches.
+/// `page`: `a` is part of a stream of consecutive rows (records of `page` bytes from `a`'s
+/// start), give those bytes page-entry prefetches; 0 for none.
 ///
 /// # Safety
 /// The CPU supports AVX2.
 #[target_feature(enable = "avx2")]
-unsafe fn dot(a: &[i8], b: &[i8], page: bool) -> i32 {
+unsafe fn dot(a: &[i8], b: &[i8], page: usize) -> i32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
-    if page {
-        pages_ahead(a.as_ptr(), n);
+    if page > 0 {
+        pages_ahead(a.as_ptr(), page);
     }
     let mut acc = [_mm256_setzero_si256(); 4];
     let mut k = 0;
@@ -196,39 +199,42 @@ unsafe fn gemv(w: &[i8], cols: usize, x: &[i8], y: &mut [i32]) {
     }
     for (yi, r) in y.iter_mut().zip(w.chunks_exact(cols)) {
         // SAFETY: AVX2 is enabled on this function. Consecutive rows form one stream.
-        *yi = unsafe { dot(r, x, true) };
+        *yi = unsafe { dot(r, x, cols) };
     }
 }
 
-/// `y[j] = row rows[j] . x`, a gather. Rows of [`GROUP_MIN_COLS`] bytes and more:
-/// [`GROUP`] listed rows at a time across all columns, one accumulator per row and each
-/// activation chunk widened once per group, prefetching as [`GroupGather`] (the schedule
-/// of the AVX-512 kernel). Shorter rows: row after row, prefetching as [`Gather`].
+/// `y[j] = row rows[j] . x`, a gather of rows `stride` bytes apart. Rows of
+/// [`GROUP_MIN_COLS`] bytes and more: [`GROUP`] listed rows at a time across all columns,
+/// one accumulator per row and each activation chunk widened once per group, prefetching
+/// as [`GroupGather`] (the schedule of the AVX-512 kernel). Shorter rows: row after row,
+/// prefetching as [`Gather`]. Either prefetches each upcoming row's whole record
+/// (`stride` bytes).
 ///
 /// # Safety
-/// The CPU supports AVX2; shapes checked by [`check::gemv_rows`] with `cols > 0`.
+/// The CPU supports AVX2; shapes checked by [`check::gemv_rows_strided`] with `cols > 0`.
 #[target_feature(enable = "avx2")]
-unsafe fn gemv_rows(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
+unsafe fn gemv_rows(w: &[i8], stride: usize, cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
     const G: usize = GROUP;
     if cols < GROUP_MIN_COLS {
-        // Short rows: row after row, whole rows prefetched 64 KiB ahead in the list.
-        let gp = Gather::start(w, cols, rows);
+        // Short rows: row after row, whole records prefetched 64 KiB ahead in the list.
+        let gp = Gather::start(w, stride, stride, rows);
         for j in 0..rows.len() {
             gp.at(j);
+            let page = if in_stream(rows, j) { stride } else { 0 };
             // SAFETY: AVX2 is enabled on this function.
-            y[j] = unsafe { dot(check::row(w, cols, rows[j]), x, in_stream(rows, j)) };
+            y[j] = unsafe { dot(check::row(w, stride, cols, rows[j]), x, page) };
         }
         return;
     }
     let n = cols;
     let m = rows.len();
-    let gp = GroupGather::start(w, n, rows);
+    let gp = GroupGather::start(w, stride, stride, rows);
     let mut j = 0;
     while j < m {
         let g = (m - j).min(G);
         // This group's rows, bounds-checked (a last, partial group repeats its first row;
         // those sums are never stored).
-        let rp: [&[i8]; G] = check::group(w, n, &rows[j..j + g]);
+        let rp: [&[i8]; G] = check::group(w, stride, n, &rows[j..j + g]);
         let (next, n_next) = gp.next(j);
         let mut acc = [_mm256_setzero_si256(); G];
         let mut k = 0;
@@ -245,6 +251,7 @@ unsafe fn gemv_rows(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]
             }
             k += 16;
         }
+        gp.rest(&next[..n_next], n);
         for t in 0..g {
             y[j + t] = hsum(acc[t]).wrapping_add(tail_dot(rp[t], x, k));
         }
@@ -255,7 +262,8 @@ unsafe fn gemv_rows(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]
 /// `y += sum_p (c_a * row_a + c_b * row_b)` over `P` row pairs; every row has `y.len()`
 /// elements. `cp[p]` packs `(c_a, c_b)` as the low and high int16 halves of an i32.
 /// `next`: rows read after these, prefetched into L2 one cache line per 64 columns;
-/// `stream`: the rows are part of a stream of consecutive rows (page-entry prefetches).
+/// `stream`: the rows are part of a stream of consecutive records of `stream` bytes
+/// (page-entry prefetches over each record), 0 if not.
 ///
 /// # Safety
 /// The CPU supports AVX2.
@@ -265,16 +273,16 @@ unsafe fn t_pairs<const P: usize>(
     r: [(&[i8], &[i8]); P],
     cp: [i32; P],
     next: &[*const i8],
-    stream: bool,
+    stream: usize,
     y: &mut [i32],
 ) {
     let n = y.len();
     let r = r.map(|(a, b)| (&a[..n], &b[..n]));
     let cv = cp.map(|v| _mm256_set1_epi32(v));
-    if stream {
+    if stream > 0 {
         for (a, b) in r {
-            pages_ahead(a.as_ptr(), n);
-            pages_ahead(b.as_ptr(), n);
+            pages_ahead(a.as_ptr(), stream);
+            pages_ahead(b.as_ptr(), stream);
         }
     }
     let mut k = 0;
@@ -321,16 +329,19 @@ fn pack_pair(a: i8, b: i8) -> i32 {
     (a as i16 as u16 as u32 | ((b as i16 as u16 as u32) << 16)) as i32
 }
 
+/// `y += sum_j c[j] * row rows[j]` over rows `stride` bytes apart; the next eight rows'
+/// `cols` bytes are prefetched.
+///
 /// # Safety
-/// The CPU supports AVX2; shapes checked by [`check::gemv_t_rows`] with `cols > 0`.
+/// The CPU supports AVX2; shapes checked by [`check::gemv_t_rows_strided`] with `cols > 0`.
 #[target_feature(enable = "avx2")]
-unsafe fn gemv_t_rows(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
-    let row = |j: usize| check::row(w, cols, rows[j]);
+unsafe fn gemv_t_rows(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+    let row = |j: usize| check::row(w, stride, cols, rows[j]);
     let m = rows.len();
     // Start addresses of the 8 listed rows after position `j` (for prefetching only).
     let next = |j: usize| -> [*const i8; 8] {
         core::array::from_fn(|t| {
-            rows.get(j + t).map_or(core::ptr::null(), |&r| w.as_ptr().wrapping_add((r as usize).wrapping_mul(cols)))
+            rows.get(j + t).map_or(core::ptr::null(), |&r| w.as_ptr().wrapping_add((r as usize).wrapping_mul(stride)))
         })
     };
     let mut j = 0;
@@ -344,20 +355,20 @@ unsafe fn gemv_t_rows(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i3
             pack_pair(c[j + 4], c[j + 5]),
             pack_pair(c[j + 6], c[j + 7]),
         ];
-        let stream = (j..j + 8).all(|t| in_stream(rows, t));
+        let stream = if (j..j + 8).all(|t| in_stream(rows, t)) { stride } else { 0 };
         // SAFETY: AVX2 is enabled on this function; every row has `cols = y.len()` elements.
         unsafe { t_pairs(r, cp, &nx[..n_next], stream, y) };
         j += 8;
     }
     while j + 2 <= m {
         // SAFETY: as above.
-        unsafe { t_pairs([(row(j), row(j + 1))], [pack_pair(c[j], c[j + 1])], &[], false, y) };
+        unsafe { t_pairs([(row(j), row(j + 1))], [pack_pair(c[j], c[j + 1])], &[], 0, y) };
         j += 2;
     }
     if j < m {
         // The odd row pairs with itself under a zero coefficient.
         // SAFETY: as above.
-        unsafe { t_pairs([(row(j), row(j))], [pack_pair(c[j], 0)], &[], false, y) };
+        unsafe { t_pairs([(row(j), row(j))], [pack_pair(c[j], 0)], &[], 0, y) };
     }
 }
 

@@ -28,9 +28,12 @@
 //!   in L1.
 //! - Prefetching follows `x86::prefetch`: page-entry prefetches for streams (consecutive
 //!   rows); for `gemv_rows` the rows at least 2 groups (and 32 KiB) ahead, line by line
-//!   as the current group advances (short rows: whole rows about 64 KiB ahead); for
-//!   `gemv_t_rows` on long rows the next 8 rows, chunk by chunk; for `gemv_t_rows` on
-//!   short rows, L2 prefetches of the rows about 64 KiB ahead in the list.
+//!   as the current group advances, then the rest of each row's record (short rows: whole
+//!   records about 64 KiB ahead); for `gemv_t_rows` on long rows the next 8 rows, chunk by
+//!   chunk; for `gemv_t_rows` on short rows, L2 prefetches of the rows about 64 KiB ahead
+//!   in the list. The gathers are the strided kernels (row `r` at `r * stride`; the
+//!   unstrided ones are them with `stride = cols`): `gemv_rows` prefetches each record's
+//!   whole `stride` bytes, `gemv_t_rows` only the `cols` it reads.
 //!
 //! Ragged ends use AVX-512 masked loads and stores (masked-off bytes read as zero and are
 //! never accessed), so there is no scalar tail: a zero `x` byte cancels whatever `u` holds,
@@ -125,30 +128,31 @@ impl Kernels for Avx512Vnni {
         unsafe { gemv_by(Rows::Stream(w), x, y) };
     }
 
-    fn gemv_rows_i8(w: &[i8], cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
-        if !check::gemv_rows(w, cols, rows, x, y) {
+    fn gemv_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
+        if !check::gemv_rows_strided(stride, cols, rows, x, y) {
             y.fill(0);
             return;
         }
         Self::require();
         // SAFETY: the CPU features are available (checked just above); every listed row
-        // has `cols = x.len() > 0` elements, `y.len() = rows.len()`.
+        // (bounds-checked where it is read) has `cols = x.len() > 0` elements,
+        // `y.len() = rows.len()`.
         unsafe {
             if cols < GROUP_MIN_COLS {
-                gemv_by(Rows::List(w, rows), x, y)
+                gemv_by(Rows::List(w, stride, rows), x, y)
             } else {
-                gemv_gather(w, rows, x, y)
+                gemv_gather(w, stride, rows, x, y)
             }
         };
     }
 
-    fn gemv_t_rows_i8(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
-        if !check::gemv_t_rows(w, cols, rows, c, y) {
+    fn gemv_t_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+        if !check::gemv_t_rows_strided(stride, cols, rows, c, y) {
             return;
         }
         Self::require();
         // SAFETY: the CPU features are available (checked just above).
-        unsafe { gemv_t_rows(w, cols, rows, c, y) }
+        unsafe { gemv_t_rows(w, stride, cols, rows, c, y) }
     }
 
     fn quantize_sym_i8(x: &[f32], q: &mut [i8]) -> f32 {
@@ -260,27 +264,28 @@ enum Rows<'a> {
     One(&'a [i8]),
     /// All rows of `w`, consecutive in memory: page-entry prefetches.
     Stream(&'a [i8]),
-    /// Rows of `w` listed by index (rows shorter than [`GROUP_MIN_COLS`]): whole rows
-    /// prefetched about 64 KiB ahead in the list, page-entry prefetches for rows
-    /// [`in_stream`].
-    List(&'a [i8], &'a [u32]),
+    /// Rows of `w` listed by index, `stride` bytes apart (rows shorter than
+    /// [`GROUP_MIN_COLS`]): whole records (`stride` bytes) prefetched about 64 KiB ahead in
+    /// the list, page-entry prefetches for rows [`in_stream`].
+    List(&'a [i8], usize, &'a [u32]),
 }
 
 /// `sum_k (r[k] ^ 0x80) * x[k]` over all of `x` (`r.len() == x.len()`) in the lanes of
 /// the result, 256 columns per step into four chains, then 128 into two and a masked tail
 /// (four chains measured 2.5 - 4 % faster than two in `spark-sim bench ffn`, eight slower
-/// on 2304-byte rows); `page`: `r` is part of a stream, give it its page-entry prefetches.
+/// on 2304-byte rows); `page`: `r` is part of a stream of records of `page` bytes, give
+/// those page-entry prefetches (0: none).
 ///
 /// # Safety
 /// The CPU supports AVX-512 F, BW and VNNI.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn row_dot(r: &[i8], x: &[i8], page: bool) -> __m512i {
+unsafe fn row_dot(r: &[i8], x: &[i8], page: usize) -> __m512i {
     let n = x.len();
     let r = &r[..n];
     let flip = _mm512_set1_epi8(-128);
-    if page {
-        pages_ahead(r.as_ptr(), n);
+    if page > 0 {
+        pages_ahead(r.as_ptr(), page);
     }
     let (mut a0, mut a1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
     let (mut a2, mut a3) = (_mm512_setzero_si512(), _mm512_setzero_si512());
@@ -334,7 +339,7 @@ unsafe fn gemv_by(src: Rows<'_>, x: &[i8], y: &mut [i32]) {
         let corr = _mm512_set1_epi32(sum_i8(x).wrapping_mul(128));
         let mut acc = [_mm512_setzero_si512(); 16];
         // SAFETY: the CPU features are enabled here; `r` has `n` elements.
-        acc[0] = unsafe { row_dot(r, x, false) };
+        acc[0] = unsafe { row_dot(r, x, 0) };
         store_rows16(&acc, corr, &mut y[..1]);
         return;
     }
@@ -353,19 +358,20 @@ unsafe fn gemv_by(src: Rows<'_>, x: &[i8], y: &mut [i32]) {
 
 /// The row loop of [`gemv_by`] and [`gemv_short`]: `y[i] = row i . x` over the rows of
 /// `src` (`Stream` or `List`, rows of `x.len()` bytes), 16 rows per reduction, each row's
-/// flipped-weight lanes from `dot(row, page)` (`page`: the row is part of a stream, give it
-/// its page-entry prefetches). List rows are prefetched as [`Gather`].
+/// flipped-weight lanes from `dot(row, page)` (`page`: the row is part of a stream of
+/// records of `page` bytes, give those page-entry prefetches; 0: none). List rows are
+/// prefetched as [`Gather`], whole records.
 ///
 /// # Safety
 /// The CPU supports AVX-512 F, BW and VNNI.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn rows16(src: Rows<'_>, x: &[i8], y: &mut [i32], dot: impl Fn(&[i8], bool) -> __m512i) {
+unsafe fn rows16(src: Rows<'_>, x: &[i8], y: &mut [i32], dot: impl Fn(&[i8], usize) -> __m512i) {
     let n = x.len();
     let m = y.len();
     let corr = _mm512_set1_epi32(sum_i8(x).wrapping_mul(128));
     let gather = match src {
-        Rows::List(w, rows) => Some(Gather::start(w, n, rows)),
+        Rows::List(w, stride, rows) => Some(Gather::start(w, stride, stride, rows)),
         _ => None,
     };
     let mut i = 0;
@@ -375,13 +381,14 @@ unsafe fn rows16(src: Rows<'_>, x: &[i8], y: &mut [i32], dot: impl Fn(&[i8], boo
         match (src, &gather) {
             (Rows::Stream(w), _) => {
                 for (a, r) in acc.iter_mut().zip(w[i * n..(i + g) * n].chunks_exact(n)) {
-                    *a = dot(r, true);
+                    *a = dot(r, n);
                 }
             }
-            (Rows::List(w, rows), Some(gp)) => {
+            (Rows::List(w, stride, rows), Some(gp)) => {
                 for (t, a) in acc.iter_mut().enumerate().take(g) {
                     gp.at(i + t);
-                    *a = dot(check::row(w, n, rows[i + t]), in_stream(rows, i + t));
+                    let page = if in_stream(rows, i + t) { stride } else { 0 };
+                    *a = dot(check::row(w, stride, n, rows[i + t]), page);
                 }
             }
             _ => unreachable!("rows16 takes streams and lists"),
@@ -413,10 +420,10 @@ unsafe fn gemv_short<const NC: usize>(src: Rows<'_>, x: &[i8], y: &mut [i32]) {
         unsafe { load64(x, 64 * c) }
     });
     // `sum_k (r[k] ^ 0x80) * x[k]` for a row `r` of `n` bytes, in the lanes.
-    let dot = |r: &[i8], page: bool| -> __m512i {
+    let dot = |r: &[i8], page: usize| -> __m512i {
         debug_assert_eq!(r.len(), n);
-        if page {
-            pages_ahead(r.as_ptr(), n);
+        if page > 0 {
+            pages_ahead(r.as_ptr(), page);
         }
         let (mut a0, mut a1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
         for (c, &xc) in xv.iter().enumerate() {
@@ -442,23 +449,24 @@ unsafe fn gemv_short<const NC: usize>(src: Rows<'_>, x: &[i8], y: &mut [i32]) {
     unsafe { rows16(src, x, y, dot) }
 }
 
-/// `gemv_rows` (`y[j] = row rows[j] . x`) on rows of [`GROUP_MIN_COLS`] bytes and more:
-/// [`GROUP`] listed rows at a time across all columns, one accumulator per row and each
-/// activation chunk loaded once per group, prefetching as [`GroupGather`]; 16 rows are
-/// then reduced together as in [`gemv_by`].
+/// `gemv_rows` (`y[j] = row rows[j] . x`, rows `stride` bytes apart) on rows of
+/// [`GROUP_MIN_COLS`] bytes and more: [`GROUP`] listed rows at a time across all columns,
+/// one accumulator per row and each activation chunk loaded once per group, prefetching as
+/// [`GroupGather`] (whole records: the columns line by line, then the rest of the
+/// `stride`); 16 rows are then reduced together as in [`gemv_by`].
 ///
 /// # Safety
-/// The CPU supports AVX-512 F, BW and VNNI; shapes checked by [`check::gemv_rows`] with
-/// `cols = x.len() > 0`.
+/// The CPU supports AVX-512 F, BW and VNNI; shapes checked by
+/// [`check::gemv_rows_strided`] with `cols = x.len() > 0`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn gemv_gather(w: &[i8], rows: &[u32], x: &[i8], y: &mut [i32]) {
+unsafe fn gemv_gather(w: &[i8], stride: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
     const G: usize = GROUP;
     let n = x.len();
     let m = rows.len();
     let corr = _mm512_set1_epi32(sum_i8(x).wrapping_mul(128));
     let flip = _mm512_set1_epi8(-128);
-    let gp = GroupGather::start(w, n, rows);
+    let gp = GroupGather::start(w, stride, stride, rows);
     let mut i = 0;
     while i < m {
         let g16 = (m - i).min(16);
@@ -470,7 +478,7 @@ unsafe fn gemv_gather(w: &[i8], rows: &[u32], x: &[i8], y: &mut [i32]) {
             }
             let g = (i + g16 - j).min(G);
             // This group's rows (a last, partial group's extra sums are never stored).
-            let rp = check::group::<G>(w, n, &rows[j..j + g]).map(<[i8]>::as_ptr);
+            let rp = check::group::<G>(w, stride, n, &rows[j..j + g]).map(<[i8]>::as_ptr);
             let (next, n_next) = gp.next(j);
             let mut a = [_mm512_setzero_si512(); G];
             let mut k = 0;
@@ -502,6 +510,7 @@ unsafe fn gemv_gather(w: &[i8], rows: &[u32], x: &[i8], y: &mut [i32]) {
                     }
                 }
             }
+            gp.rest(&next[..n_next], n);
             part.copy_from_slice(&a);
         }
         store_rows16(&acc, corr, &mut y[i..i + g16]);
@@ -594,19 +603,20 @@ fn quad<'w>(row: &impl Fn(usize) -> &'w [i8], c: &[i8], j: usize) -> ([&'w [i8];
 /// `gemv_t_rows` for rows of `NC * 64 - 63 ..= NC * 64` columns (`NC` in 1..=4): all of
 /// `y` lives in `NC * 4` accumulators for the whole row list, one quad of rows at a time.
 ///
+/// Rows are `stride` bytes apart; their `y.len()` bytes are prefetched as [`Gather`].
+///
 /// # Safety
-/// The CPU supports AVX-512 F, BW and VNNI; `y.len() <= NC * 64`, every listed row has
-/// `y.len()` elements.
+/// The CPU supports AVX-512 F, BW and VNNI; `y.len() <= NC * 64`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn t_short<const NC: usize>(w: &[i8], rows: &[u32], c: &[i8], y: &mut [i32]) {
+unsafe fn t_short<const NC: usize>(w: &[i8], stride: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
     let n = y.len();
-    let row = |j: usize| check::row(w, n, rows[j]);
+    let row = |j: usize| check::row(w, stride, n, rows[j]);
     let csum = c.iter().fold(0i32, |s, &v| s.wrapping_add(v as i32));
     // Every flipped weight adds 128 * c to its column: subtract 128 * sum c once.
     let corr = _mm512_set1_epi32(csum.wrapping_mul(-128));
     let mut acc = [[corr; 4]; NC];
-    let gp = Gather::start(w, n, rows);
+    let gp = Gather::start(w, stride, n, rows);
     let mut j = 0;
     while j < rows.len() {
         let (r, cc) = quad(&row, c, j);
@@ -614,7 +624,7 @@ unsafe fn t_short<const NC: usize>(w: &[i8], rows: &[u32], c: &[i8], y: &mut [i3
         for t in 0..4.min(rows.len() - j) {
             gp.at(j + t);
             if in_stream(rows, j + t) {
-                pages_ahead(r[t].as_ptr(), n);
+                pages_ahead(r[t].as_ptr(), stride);
             }
         }
         for (q, a) in acc.iter_mut().enumerate() {
@@ -643,11 +653,13 @@ const T_GROUP: usize = 8;
 /// prefetches 0.92-1.06x the plain-sum time, groups of 16 1.16-1.44x, page-entry
 /// prefetches alone 1.7-2.1x.)
 ///
+/// Rows are `stride` bytes apart (page-entry prefetches over the whole record).
+///
 /// # Safety
-/// The CPU supports AVX-512 F, BW and VNNI; every listed row has `y.len()` elements.
+/// The CPU supports AVX-512 F, BW and VNNI.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn t_long(w: &[i8], rows: &[u32], c: &[i8], y: &mut [i32]) {
+unsafe fn t_long(w: &[i8], stride: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
     const G: usize = T_GROUP;
     let n = y.len();
     let m = rows.len();
@@ -657,12 +669,12 @@ unsafe fn t_long(w: &[i8], rows: &[u32], c: &[i8], y: &mut [i32]) {
         let g = (m - j).min(G);
         // Row starts of this group (a last, partial group's extra rows get a zero
         // coefficient), and the coefficients.
-        let rp = check::group::<G>(w, n, &rows[j..j + g]).map(<[i8]>::as_ptr);
+        let rp = check::group::<G>(w, stride, n, &rows[j..j + g]).map(<[i8]>::as_ptr);
         let mut cc = [0i8; G];
         cc[..g].copy_from_slice(&c[j..j + g]);
         for t in 0..g {
             if in_stream(rows, j + t) {
-                pages_ahead(rp[t], n);
+                pages_ahead(rp[t], stride);
             }
         }
         let csum = cc.iter().fold(0i32, |s, &v| s.wrapping_add(v as i32));
@@ -673,7 +685,8 @@ unsafe fn t_long(w: &[i8], rows: &[u32], c: &[i8], y: &mut [i32]) {
         let nq = g.div_ceil(4);
         // The next group's rows: start addresses for the prefetches only.
         let next: [*const i8; G] = core::array::from_fn(|t| {
-            rows.get(j + g + t).map_or(core::ptr::null(), |&r| w.as_ptr().wrapping_add((r as usize).wrapping_mul(n)))
+            rows.get(j + g + t)
+                .map_or(core::ptr::null(), |&r| w.as_ptr().wrapping_add((r as usize).wrapping_mul(stride)))
         });
         let n_next = (m - j - g).min(G);
         let mut k = 0;
@@ -698,21 +711,24 @@ unsafe fn t_long(w: &[i8], rows: &[u32], c: &[i8], y: &mut [i32]) {
     }
 }
 
+/// `y += sum_j c[j] * row rows[j]` over rows `stride` bytes apart.
+///
 /// # Safety
-/// The CPU supports AVX-512 F, BW and VNNI; shapes checked by [`check::gemv_t_rows`] with
-/// `cols > 0`.
+/// The CPU supports AVX-512 F, BW and VNNI; shapes checked by
+/// [`check::gemv_t_rows_strided`] with `cols > 0`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn gemv_t_rows(w: &[i8], cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+unsafe fn gemv_t_rows(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
     debug_assert_eq!(cols, y.len());
     // SAFETY: (all arms) the CPU features are enabled on this function, `cols = y.len()`
-    // is every row's length and within each arm's bound.
+    // is every row's length (each row bounds-checked where it is sliced) and within each
+    // arm's bound.
     unsafe {
         match cols.div_ceil(64) {
-            1 => t_short::<1>(w, rows, c, y),
-            2 => t_short::<2>(w, rows, c, y),
-            3 => t_short::<3>(w, rows, c, y),
-            4 => t_short::<4>(w, rows, c, y),
-            _ => t_long(w, rows, c, y),
+            1 => t_short::<1>(w, stride, rows, c, y),
+            2 => t_short::<2>(w, stride, rows, c, y),
+            3 => t_short::<3>(w, stride, rows, c, y),
+            4 => t_short::<4>(w, stride, rows, c, y),
+            _ => t_long(w, stride, rows, c, y),
         }
     }
 }

@@ -108,10 +108,24 @@ pub(crate) mod prefetch {
     //!   lines in flight (a 1081-of-13824 gather of 1280-byte rows went from 35-36 % to
     //!   39-40 % of the read bandwidth, every 8th 2304-byte row from 35-37 % to 43-44 %).
     //!
+    //! - **Strided gathers** (bundled layouts, row `r` at `r * stride`, see
+    //!   `Kernels::gemv_rows_strided_i8`): the gather prefetchers take the rows' `stride` and
+    //!   a `span`, the bytes prefetched from each row's start. `gemv_rows` passes
+    //!   `span = stride`, the whole record, so the K2 pass over a bundle brings each
+    //!   neuron's V part along for the `gemv_t_rows` pass that follows; the grouped
+    //!   schedule prefetches the columns line by line as before and the rest of the record
+    //!   ([`GroupGather::rest`]) once the group's columns are done. `gemv_t_rows` passes
+    //!   `span = cols`. The gather distances count `span` bytes per row, so the bytes in
+    //!   flight stay the same. Page-entry prefetches of rows [`in_stream`] cover the whole
+    //!   `stride` of each record (every page boundary of a run of consecutive records, gaps
+    //!   included). With `stride == span == cols` all of this is the unstrided schedule.
+    //!
     //! Prefetching is a hint: it never faults and is not a memory access, so the
-    //! addresses may lie outside the slices (they are formed with `wrapping_add` and never
-    //! dereferenced). A stream thus keeps prefetching past the end of a slice, which is
-    //! what a caller streaming one matrix in chunks (the Spark FFN predictor) needs.
+    //! addresses may lie outside the slices (they are formed with `wrapping_add` /
+    //! `wrapping_mul` and never dereferenced; a record's padding or second part may lie
+    //! past the end of the view a gather was given). A stream thus keeps prefetching past
+    //! the end of a slice, which is what a caller streaming one matrix in chunks (the Spark
+    //! FFN predictor) needs.
 
     use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0, _MM_HINT_T1};
 
@@ -201,25 +215,28 @@ pub(crate) mod prefetch {
 
     /// Prefetcher of a grouped gather, which reads [`GROUP`] listed rows at a time across
     /// their columns: at every 64-column step the same line of the rows at least
-    /// [`GROUPS_AHEAD`] groups and [`GROUP_BYTES_AHEAD`] bytes later is prefetched into L2,
-    /// the first of them whole, up front ([`GroupGather::start`]). That steady, line by
-    /// line schedule kept more lines in flight than [`Gather`]'s whole rows 64 KiB ahead
-    /// (docs/performance-history.md, "Update 2").
+    /// [`GROUPS_AHEAD`] groups and [`GROUP_BYTES_AHEAD`] bytes (of `span` bytes per row)
+    /// later is prefetched into L2, the first of them whole, up front
+    /// ([`GroupGather::start`]), and the rest of their `span` after the columns
+    /// ([`GroupGather::rest`]). That steady, line by line schedule kept more lines in flight
+    /// than [`Gather`]'s whole rows 64 KiB ahead (docs/performance-history.md, "Update 2").
     pub(crate) struct GroupGather<'r> {
         base: *const i8,
-        cols: usize,
+        stride: usize,
+        span: usize,
         rows: &'r [u32],
         ahead: usize,
     }
 
     impl<'r> GroupGather<'r> {
-        /// Prefetches the rows before the first prefetched group, whole.
+        /// Prefetches the rows (row `r` at `w + r * stride`, `span` bytes each) before the
+        /// first prefetched group, whole.
         #[inline(always)]
-        pub(crate) fn start(w: &[i8], cols: usize, rows: &'r [u32]) -> Self {
-            let ahead = GROUP * GROUP_BYTES_AHEAD.div_ceil(GROUP * cols.max(1)).max(GROUPS_AHEAD);
-            let g = GroupGather { base: w.as_ptr(), cols, rows, ahead };
+        pub(crate) fn start(w: &[i8], stride: usize, span: usize, rows: &'r [u32]) -> Self {
+            let ahead = GROUP * GROUP_BYTES_AHEAD.div_ceil(GROUP * span.max(1)).max(GROUPS_AHEAD);
+            let g = GroupGather { base: w.as_ptr(), stride, span, rows, ahead };
             for j in 0..ahead.min(rows.len()) {
-                lines_l2(g.row_start(j), cols);
+                lines_l2(g.row_start(j), span);
             }
             g
         }
@@ -227,7 +244,7 @@ pub(crate) mod prefetch {
         /// Start address of listed row `j`, for prefetching only (never dereferenced).
         #[inline(always)]
         fn row_start(&self, j: usize) -> *const i8 {
-            self.base.wrapping_add((self.rows[j] as usize).wrapping_mul(self.cols))
+            self.base.wrapping_add((self.rows[j] as usize).wrapping_mul(self.stride))
         }
 
         /// The rows to prefetch while computing the group that starts at list position
@@ -237,6 +254,18 @@ pub(crate) mod prefetch {
             let nj = j + self.ahead;
             let n = self.rows.len().saturating_sub(nj).min(GROUP);
             (core::array::from_fn(|t| if t < n { self.row_start(nj + t) } else { core::ptr::null() }), n)
+        }
+
+        /// Prefetches bytes `from..span` of each row starting at `next` (the part of a
+        /// record after the `from` columns that [`line_of_each`] covered): nothing when
+        /// `span <= from`, i.e. for unstrided rows.
+        #[inline(always)]
+        pub(crate) fn rest(&self, next: &[*const i8], from: usize) {
+            if self.span > from {
+                for &p in next {
+                    lines_l2(p.wrapping_add(from), self.span - from);
+                }
+            }
         }
     }
 
@@ -249,19 +278,22 @@ pub(crate) mod prefetch {
     }
 
     /// Row-list prefetcher: call [`Gather::start`] once, then [`Gather::at`] before
-    /// computing listed row `j` (in increasing `j`).
+    /// computing listed row `j` (in increasing `j`). Each prefetched row is the `span` bytes
+    /// from `w + r * stride`.
     pub(crate) struct Gather<'r> {
         base: *const i8,
-        cols: usize,
+        stride: usize,
+        span: usize,
         rows: &'r [u32],
         ahead: usize,
     }
 
     impl<'r> Gather<'r> {
-        /// Prefetches the first rows of the list (those not [`in_stream`]).
+        /// Prefetches the first rows of the list (those not [`in_stream`]), about
+        /// [`GATHER_AHEAD`] bytes (`span` per row) of them.
         #[inline(always)]
-        pub(crate) fn start(w: &[i8], cols: usize, rows: &'r [u32]) -> Self {
-            let g = Gather { base: w.as_ptr(), cols, rows, ahead: gather_rows_ahead(cols) };
+        pub(crate) fn start(w: &[i8], stride: usize, span: usize, rows: &'r [u32]) -> Self {
+            let g = Gather { base: w.as_ptr(), stride, span, rows, ahead: gather_rows_ahead(span) };
             for j in 0..g.ahead.min(rows.len()) {
                 g.row(j);
             }
@@ -280,8 +312,8 @@ pub(crate) mod prefetch {
         #[inline(always)]
         fn row(&self, t: usize) {
             if !in_stream(self.rows, t) {
-                let at = (self.rows[t] as usize).wrapping_mul(self.cols);
-                lines_l2(self.base.wrapping_add(at), self.cols);
+                let at = (self.rows[t] as usize).wrapping_mul(self.stride);
+                lines_l2(self.base.wrapping_add(at), self.span);
             }
         }
     }
