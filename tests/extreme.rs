@@ -47,12 +47,6 @@ impl Kernels for QuantSpy {
     fn gemv_t_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
         Scalar::gemv_t_rows_strided_i8(w, stride, cols, rows, c, y)
     }
-    fn gemv_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
-        Scalar::gemv_rows_strided_i8(w, stride, cols, rows, x, y)
-    }
-    fn gemv_t_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
-        Scalar::gemv_t_rows_strided_i8(w, stride, cols, rows, c, y)
-    }
     fn quantize_sym_i8(x: &[f32], q: &mut [i8]) -> f32 {
         let s = Scalar::quantize_sym_i8(x, q);
         let bad = q.iter().filter(|&&v| v == i8::MIN).count() as u64;

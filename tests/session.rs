@@ -151,14 +151,6 @@ impl Kernels for Recording {
         READS.with(|r| r.borrow_mut().push((w.as_ptr() as usize, rows.to_vec(), c.to_vec())));
         Scalar::gemv_t_rows_strided_i8(w, stride, cols, rows, c, y)
     }
-    fn gemv_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
-        READS.with(|r| r.borrow_mut().push((w.as_ptr() as usize, rows.to_vec(), Vec::new())));
-        Scalar::gemv_rows_strided_i8(w, stride, cols, rows, x, y)
-    }
-    fn gemv_t_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
-        READS.with(|r| r.borrow_mut().push((w.as_ptr() as usize, rows.to_vec(), c.to_vec())));
-        Scalar::gemv_t_rows_strided_i8(w, stride, cols, rows, c, y)
-    }
     fn quantize_sym_i8(x: &[f32], q: &mut [i8]) -> f32 {
         Scalar::quantize_sym_i8(x, q)
     }
