@@ -24,10 +24,10 @@
 //! `stride = cols` (provided methods). Row lists are `u32` indices; they may be in any
 //! order and may repeat.
 //!
-//! Backends with software prefetch (x86) prefetch, for the row gather, each upcoming
-//! listed row's whole record (`stride` bytes), so the first pass over a bundle brings its
-//! second part into cache; for the sparse vector-matrix product only the `cols` bytes read.
-//! Prefetch addresses are wrapping pointer arithmetic, never dereferenced.
+//! Backends with software prefetch (x86) prefetch the `cols` bytes of each upcoming listed
+//! row that the kernel reads (prefetching a bundle's whole record in its first pass was
+//! measured and was not faster, docs/PERFORMANCE.md). Prefetch addresses are wrapping
+//! pointer arithmetic, never dereferenced.
 //!
 //! # Accumulators and overflow
 //! Products of two int8 values lie in `[-16256, 16384]` (`-128 * -128 = 16384`), and all
@@ -200,11 +200,10 @@ pub trait Kernels {
     /// indexing before any vector load); with `cols == 0` `y` is zero-filled and the row
     /// indices are not looked at. The list may be in any order and repeat.
     ///
-    /// Prefetching: backends with software prefetch (x86) prefetch each upcoming listed
-    /// row's whole record, `stride` bytes from the row's start, so that this first pass over
-    /// a bundle also brings the bundle's other part (the V row after a K2 row) into cache
-    /// for the pass that follows. Prefetch addresses are formed with wrapping pointer
-    /// arithmetic and never dereferenced (a record's padding may lie past the end of `w`).
+    /// Prefetching: backends with software prefetch (x86) prefetch the `cols` bytes of each
+    /// upcoming listed row (not the rest of its record: bringing a bundle's other part
+    /// along in this first pass was measured and was not faster). Prefetch addresses are
+    /// formed with wrapping pointer arithmetic and never dereferenced.
     fn gemv_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]);
 
     /// `y[col] += sum_j c[j] * W[rows[j]][col]` over rows laid out `stride` elements apart

@@ -11,8 +11,7 @@
 //!   across four rows, see the note above `gemv`), with the page-entry prefetches of
 //!   `x86::prefetch`. `gemv_rows` (the strided gather; `gemv_rows_i8` is it with
 //!   `stride = cols`) takes 8 listed rows at a time across their columns and prefetches,
-//!   line by line, the rows a few groups later, each over its whole record (`stride`
-//!   bytes: the rest of the record once the columns are done).
+//!   line by line, the columns of the rows a few groups later.
 //! - `gemv_t_rows` pairs rows: the int16 words of rows `a` and `b` are interleaved so one
 //!   `vpmaddwd` against the broadcast pair `(c_a, c_b)` gives `c_a*W_a + c_b*W_b` per column;
 //!   up to four pairs are summed before `y` is read and written, and the next eight listed
@@ -207,8 +206,7 @@ unsafe fn gemv(w: &[i8], cols: usize, x: &[i8], y: &mut [i32]) {
 /// [`GROUP_MIN_COLS`] bytes and more: [`GROUP`] listed rows at a time across all columns,
 /// one accumulator per row and each activation chunk widened once per group, prefetching
 /// as [`GroupGather`] (the schedule of the AVX-512 kernel). Shorter rows: row after row,
-/// prefetching as [`Gather`]. Either prefetches each upcoming row's whole record
-/// (`stride` bytes).
+/// prefetching as [`Gather`]. Either prefetches the `cols` bytes of each upcoming row.
 ///
 /// # Safety
 /// The CPU supports AVX2; shapes checked by [`check::gemv_rows_strided`] with `cols > 0`.
@@ -216,8 +214,8 @@ unsafe fn gemv(w: &[i8], cols: usize, x: &[i8], y: &mut [i32]) {
 unsafe fn gemv_rows(w: &[i8], stride: usize, cols: usize, rows: &[u32], x: &[i8], y: &mut [i32]) {
     const G: usize = GROUP;
     if cols < GROUP_MIN_COLS {
-        // Short rows: row after row, whole records prefetched 64 KiB ahead in the list.
-        let gp = Gather::start(w, stride, stride, rows);
+        // Short rows: row after row, prefetched 64 KiB ahead in the list.
+        let gp = Gather::start(w, stride, cols, rows);
         for j in 0..rows.len() {
             gp.at(j);
             let page = if in_stream(rows, j) { stride } else { 0 };
@@ -228,7 +226,7 @@ unsafe fn gemv_rows(w: &[i8], stride: usize, cols: usize, rows: &[u32], x: &[i8]
     }
     let n = cols;
     let m = rows.len();
-    let gp = GroupGather::start(w, stride, stride, rows);
+    let gp = GroupGather::start(w, stride, cols, rows);
     let mut j = 0;
     while j < m {
         let g = (m - j).min(G);
@@ -251,7 +249,6 @@ unsafe fn gemv_rows(w: &[i8], stride: usize, cols: usize, rows: &[u32], x: &[i8]
             }
             k += 16;
         }
-        gp.rest(&next[..n_next], n);
         for t in 0..g {
             y[j + t] = hsum(acc[t]).wrapping_add(tail_dot(rp[t], x, k));
         }

@@ -28,12 +28,11 @@
 //!   in L1.
 //! - Prefetching follows `x86::prefetch`: page-entry prefetches for streams (consecutive
 //!   rows); for `gemv_rows` the rows at least 2 groups (and 32 KiB) ahead, line by line
-//!   as the current group advances, then the rest of each row's record (short rows: whole
-//!   records about 64 KiB ahead); for `gemv_t_rows` on long rows the next 8 rows, chunk by
+//!   as the current group advances (short rows: whole rows about 64 KiB ahead); for `gemv_t_rows` on long rows the next 8 rows, chunk by
 //!   chunk; for `gemv_t_rows` on short rows, L2 prefetches of the rows about 64 KiB ahead
 //!   in the list. The gathers are the strided kernels (row `r` at `r * stride`; the
-//!   unstrided ones are them with `stride = cols`): `gemv_rows` prefetches each record's
-//!   whole `stride` bytes, `gemv_t_rows` only the `cols` it reads.
+//!   unstrided ones are them with `stride = cols`); both prefetch the `cols` bytes of a
+//!   row they read, not the rest of its record.
 //!
 //! Ragged ends use AVX-512 masked loads and stores (masked-off bytes read as zero and are
 //! never accessed), so there is no scalar tail: a zero `x` byte cancels whatever `u` holds,
@@ -265,8 +264,8 @@ enum Rows<'a> {
     /// All rows of `w`, consecutive in memory: page-entry prefetches.
     Stream(&'a [i8]),
     /// Rows of `w` listed by index, `stride` bytes apart (rows shorter than
-    /// [`GROUP_MIN_COLS`]): whole records (`stride` bytes) prefetched about 64 KiB ahead in
-    /// the list, page-entry prefetches for rows [`in_stream`].
+    /// [`GROUP_MIN_COLS`]): rows prefetched about 64 KiB ahead in the list, page-entry
+    /// prefetches for rows [`in_stream`].
     List(&'a [i8], usize, &'a [u32]),
 }
 
@@ -360,7 +359,7 @@ unsafe fn gemv_by(src: Rows<'_>, x: &[i8], y: &mut [i32]) {
 /// `src` (`Stream` or `List`, rows of `x.len()` bytes), 16 rows per reduction, each row's
 /// flipped-weight lanes from `dot(row, page)` (`page`: the row is part of a stream of
 /// records of `page` bytes, give those page-entry prefetches; 0: none). List rows are
-/// prefetched as [`Gather`], whole records.
+/// prefetched as [`Gather`].
 ///
 /// # Safety
 /// The CPU supports AVX-512 F, BW and VNNI.
@@ -371,7 +370,7 @@ unsafe fn rows16(src: Rows<'_>, x: &[i8], y: &mut [i32], dot: impl Fn(&[i8], usi
     let m = y.len();
     let corr = _mm512_set1_epi32(sum_i8(x).wrapping_mul(128));
     let gather = match src {
-        Rows::List(w, stride, rows) => Some(Gather::start(w, stride, stride, rows)),
+        Rows::List(w, stride, rows) => Some(Gather::start(w, stride, x.len(), rows)),
         _ => None,
     };
     let mut i = 0;
@@ -452,8 +451,7 @@ unsafe fn gemv_short<const NC: usize>(src: Rows<'_>, x: &[i8], y: &mut [i32]) {
 /// `gemv_rows` (`y[j] = row rows[j] . x`, rows `stride` bytes apart) on rows of
 /// [`GROUP_MIN_COLS`] bytes and more: [`GROUP`] listed rows at a time across all columns,
 /// one accumulator per row and each activation chunk loaded once per group, prefetching as
-/// [`GroupGather`] (whole records: the columns line by line, then the rest of the
-/// `stride`); 16 rows are then reduced together as in [`gemv_by`].
+/// [`GroupGather`] (the columns line by line); 16 rows are then reduced together as in [`gemv_by`].
 ///
 /// # Safety
 /// The CPU supports AVX-512 F, BW and VNNI; shapes checked by
@@ -466,7 +464,7 @@ unsafe fn gemv_gather(w: &[i8], stride: usize, rows: &[u32], x: &[i8], y: &mut [
     let m = rows.len();
     let corr = _mm512_set1_epi32(sum_i8(x).wrapping_mul(128));
     let flip = _mm512_set1_epi8(-128);
-    let gp = GroupGather::start(w, stride, stride, rows);
+    let gp = GroupGather::start(w, stride, x.len(), rows);
     let mut i = 0;
     while i < m {
         let g16 = (m - i).min(16);
@@ -510,7 +508,6 @@ unsafe fn gemv_gather(w: &[i8], stride: usize, rows: &[u32], x: &[i8], y: &mut [
                     }
                 }
             }
-            gp.rest(&next[..n_next], n);
             part.copy_from_slice(&a);
         }
         store_rows16(&acc, corr, &mut y[i..i + g16]);

@@ -110,12 +110,11 @@ pub(crate) mod prefetch {
     //!
     //! - **Strided gathers** (bundled layouts, row `r` at `r * stride`, see
     //!   `Kernels::gemv_rows_strided_i8`): the gather prefetchers take the rows' `stride` and
-    //!   a `span`, the bytes prefetched from each row's start. `gemv_rows` passes
-    //!   `span = stride`, the whole record, so the K2 pass over a bundle brings each
-    //!   neuron's V part along for the `gemv_t_rows` pass that follows; the grouped
-    //!   schedule prefetches the columns line by line as before and the rest of the record
-    //!   ([`GroupGather::rest`]) once the group's columns are done. `gemv_t_rows` passes
-    //!   `span = cols`. The gather distances count `span` bytes per row, so the bytes in
+    //!   a `span`, the bytes prefetched from each row's start. Both gathers pass
+    //!   `span = cols`: `gemv_rows` with `span = stride` (the K2 pass over a bundle bringing
+    //!   each neuron's V part along for the `gemv_t_rows` pass, the grouped schedule adding
+    //!   the rest of each record once the group's columns were done) was measured in interleaved runs on the Zen 4 VM and was slower: Spark FFN 2.80 -
+    //!   2.87x against 2.95 - 2.97x over 8 and 12 rounds (docs/PERFORMANCE.md). The gather distances count `span` bytes per row, so the bytes in
     //!   flight stay the same. Page-entry prefetches of rows [`in_stream`] cover the whole
     //!   `stride` of each record (every page boundary of a run of consecutive records, gaps
     //!   included). With `stride == span == cols` all of this is the unstrided schedule.
@@ -217,13 +216,11 @@ pub(crate) mod prefetch {
     /// their columns: at every 64-column step the same line of the rows at least
     /// [`GROUPS_AHEAD`] groups and [`GROUP_BYTES_AHEAD`] bytes (of `span` bytes per row)
     /// later is prefetched into L2, the first of them whole, up front
-    /// ([`GroupGather::start`]), and the rest of their `span` after the columns
-    /// ([`GroupGather::rest`]). That steady, line by line schedule kept more lines in flight
+    /// ([`GroupGather::start`]). That steady, line by line schedule kept more lines in flight
     /// than [`Gather`]'s whole rows 64 KiB ahead (docs/performance-history.md, "Update 2").
     pub(crate) struct GroupGather<'r> {
         base: *const i8,
         stride: usize,
-        span: usize,
         rows: &'r [u32],
         ahead: usize,
     }
@@ -234,7 +231,7 @@ pub(crate) mod prefetch {
         #[inline(always)]
         pub(crate) fn start(w: &[i8], stride: usize, span: usize, rows: &'r [u32]) -> Self {
             let ahead = GROUP * GROUP_BYTES_AHEAD.div_ceil(GROUP * span.max(1)).max(GROUPS_AHEAD);
-            let g = GroupGather { base: w.as_ptr(), stride, span, rows, ahead };
+            let g = GroupGather { base: w.as_ptr(), stride, rows, ahead };
             for j in 0..ahead.min(rows.len()) {
                 lines_l2(g.row_start(j), span);
             }
@@ -254,18 +251,6 @@ pub(crate) mod prefetch {
             let nj = j + self.ahead;
             let n = self.rows.len().saturating_sub(nj).min(GROUP);
             (core::array::from_fn(|t| if t < n { self.row_start(nj + t) } else { core::ptr::null() }), n)
-        }
-
-        /// Prefetches bytes `from..span` of each row starting at `next` (the part of a
-        /// record after the `from` columns that [`line_of_each`] covered): nothing when
-        /// `span <= from`, i.e. for unstrided rows.
-        #[inline(always)]
-        pub(crate) fn rest(&self, next: &[*const i8], from: usize) {
-            if self.span > from {
-                for &p in next {
-                    lines_l2(p.wrapping_add(from), self.span - from);
-                }
-            }
         }
     }
 
