@@ -40,6 +40,20 @@ pub fn small_spark_config() -> Config {
     }
 }
 
+/// The dense twin of [`small_spark_config`]: GeGLU FFN of width 64 (same FFN parameters,
+/// `f_g = f / 1.5`), dense attention.
+pub fn small_dense_config() -> Config {
+    Config {
+        d_ff: 64,
+        ffn_kind: spark_core::FfnKind::Geglu,
+        ffn_r: 0,
+        ffn_k: 64,
+        attn_kind: spark_core::AttnKind::Dense,
+        attn_r: 0,
+        ..small_spark_config()
+    }
+}
+
 /// Call `f(id, dtype, rows, cols)` for every tensor `cfg` requires except the scale vectors
 /// of quantized matrices and the tokenizer, globals first then each layer, in the
 /// canonical order of `GLOBAL_KINDS` / `LAYER_KINDS`.

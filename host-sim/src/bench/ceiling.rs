@@ -96,21 +96,8 @@ pub fn token_bytes(cfg: &Config, n: usize, ffn_active: &[f64], attn_keys: &[f64]
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testmodel::{for_each_weight, small_spark_config};
+    use crate::testmodel::{for_each_weight, small_dense_config, small_spark_config};
     use spark_core::format::expected;
-
-    /// The dense twin of `small_spark_config` (GeGLU width 64, dense attention).
-    fn small_dense() -> Config {
-        Config {
-            d_ff: 64,
-            ffn_kind: FfnKind::Geglu,
-            ffn_r: 0,
-            ffn_k: 64,
-            attn_kind: AttnKind::Dense,
-            attn_r: 0,
-            ..small_spark_config()
-        }
-    }
 
     #[test]
     fn spark_bytes_by_hand() {
@@ -138,7 +125,7 @@ mod tests {
 
     #[test]
     fn dense_bytes_by_hand() {
-        let c = small_dense();
+        let c = small_dense_config();
         let t = token_bytes(&c, 10, &[64.0, 64.0], &[10.0, 10.0]);
         assert_eq!(t.attn_proj, 2.0 * 3456.0);
         // K 10 x (8 + 4) and V 10 x (8 + 4) per kv head, two kv heads, two layers.
@@ -157,7 +144,7 @@ mod tests {
     fn a_dense_step_reads_every_tensor_byte_of_its_file() {
         // Weights and norms of a dense twin (tied embedding = logits head) are the whole
         // model file's tensors: the step reads all of them, plus the embedding row and cache.
-        for c in [small_dense(), Config { post_norms: true, ..small_dense() }] {
+        for c in [small_dense_config(), Config { post_norms: true, ..small_dense_config() }] {
             let mut file = 0.0;
             for_each_weight(&c, |id, _, _, _| {
                 for k in [Some(id.kind), id.kind.scale()].into_iter().flatten() {

@@ -525,25 +525,12 @@ fn report_model(a: &BenchArgs, s: &Setup<'_, '_>, rows: &[Row]) -> CliResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testmodel::small_spark_config;
+    use crate::testmodel::{small_dense_config, small_spark_config};
     use spark_core::Sequential;
-
-    /// The dense twin of `small_spark_config`.
-    fn small_dense() -> Config {
-        Config {
-            d_ff: 64,
-            ffn_kind: FfnKind::Geglu,
-            ffn_r: 0,
-            ffn_k: 64,
-            attn_kind: AttnKind::Dense,
-            attn_r: 0,
-            ..small_spark_config()
-        }
-    }
 
     #[test]
     fn synthetic_models_load_and_decode_after_a_synthetic_kv_fill() {
-        for (i, cfg) in [small_spark_config(), small_dense()].iter().enumerate() {
+        for (i, cfg) in [small_spark_config(), small_dense_config()].iter().enumerate() {
             let blob = synthetic_model(cfg, 5 + i as u64).unwrap();
             let m = Model::load(&blob).expect("a synthetic model is a valid file");
             let max_seq = cfg.max_seq_len as usize;
