@@ -80,14 +80,14 @@ impl FfnBundle {
         FfnBundle::of_dims(cfg.d_model as usize, cfg.ffn_r as usize)
     }
 
-    /// The record layout for model width `d` and predictor rank `r` (a valid config has
-    /// `r < d`; a larger `r` gives an empty `K2` part rather than a panic, for writers
-    /// handed unvalidated configs).
+    /// The record layout for model width `d` and predictor rank `r`. A valid config has
+    /// `r < d <= 65536`; for writers handed unvalidated configs nothing here panics (a
+    /// larger `r` gives an empty `K2` part, sizes past `usize` saturate).
     pub fn of_dims(d: usize, r: usize) -> FfnBundle {
         let a = FfnBundle::align(d);
         let k2_cols = d.saturating_sub(r);
-        let v_offset = k2_cols.div_ceil(a) * a;
-        FfnBundle { k2_cols, v_offset, v_cols: d, stride: (v_offset + d).div_ceil(a) * a }
+        let v_offset = k2_cols.div_ceil(a).saturating_mul(a);
+        FfnBundle { k2_cols, v_offset, v_cols: d, stride: v_offset.saturating_add(d).div_ceil(a).saturating_mul(a) }
     }
 }
 /// Size of the fixed preamble.

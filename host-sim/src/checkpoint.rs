@@ -96,7 +96,7 @@ pub enum CheckpointError {
         /// The safetensors dtype.
         dtype: String,
     },
-    /// The quantized model would not fit the 32-bit offsets of the `.spark` v1 format.
+    /// The quantized model would not fit the 32-bit offsets of the `.spark` format.
     TooLarge {
         /// Estimated file size in bytes.
         bytes: u64,
@@ -131,7 +131,7 @@ impl fmt::Display for CheckpointError {
             }
             NonFinite { name, index } => write!(f, "tensor {name}: non-finite value at flat index {index}"),
             TooLarge { bytes } => {
-                write!(f, "model too large for the .spark v1 format: about {bytes} bytes (limit 4 GiB)")
+                write!(f, "model too large for the .spark format: about {bytes} bytes (limit 4 GiB)")
             }
         }
     }

@@ -132,7 +132,9 @@ pub fn bundle_ffn_rows(cfg: &spark_core::Config, tensors: &[PendingTensor]) -> V
             Some((find(t.id.layer, TensorKind::K2, b.k2_cols)?, find(t.id.layer, TensorKind::V, b.v_cols)?))
         };
         match (t.id.kind, pair(t)) {
-            (TensorKind::K2, Some((k2, v))) => {
+            // (an empty record or one past `usize`: only an invalid config gets there; the
+            // tensors pass through and the loader reports them)
+            (TensorKind::K2, Some((k2, v))) if b.stride > 0 && f.checked_mul(b.stride).is_some() => {
                 let (k2, v) = (&tensors[k2].bytes, &tensors[v].bytes);
                 let mut rec = vec![0u8; f * b.stride];
                 for (i, r) in rec.chunks_exact_mut(b.stride).enumerate() {
@@ -142,7 +144,7 @@ pub fn bundle_ffn_rows(cfg: &spark_core::Config, tensors: &[PendingTensor]) -> V
                 let id = TensorId { kind: TensorKind::K2V, layer: t.id.layer };
                 out.push(PendingTensor { id, dtype: DType::I8, shape: [f as u32, b.stride as u32], bytes: rec });
             }
-            (TensorKind::V, Some(_)) => {} // inside the layer's ffn.k2v
+            (TensorKind::V, Some(_)) if b.stride > 0 && f.checked_mul(b.stride).is_some() => {} // in ffn.k2v
             _ => out.push(t.clone()),
         }
     }
