@@ -180,8 +180,8 @@ pub fn spark_ffn_on<K: Kernels, E: Executor>(
     K::prefetch_rows(w.v.scales.0, 4, idx);
 
     // u_i = K2_i . h[r..d) for the selected neurons only. With bundled rows (format v2)
-    // the gather reads, and prefetches, each selected neuron's whole [K2 | V] record: the
-    // V pass below finds its rows in cache.
+    // `K2` and `V` are the two parts of one record per neuron (rows `stride` apart); the
+    // record is visited twice, the `V` pass needing every coefficient first.
     let h2 = &h[r..];
     let hs = K::quantize_sym_i8(h2, &mut s.xq[..h2.len()]);
     let (k2, v) = (&w.k2, &w.v);
