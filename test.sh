@@ -7,6 +7,25 @@ cd "$(dirname "$0")"
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# Disk: a clean run builds about a dozen target directories (host, Miri, fuzz, MSRV, armv7,
+# aarch64, three firmware projects). Where the disk is short (under 20 GiB free at the
+# start, or SPARK_TEST_PRUNE=1), each step's own build directory is removed once the step
+# has passed, so the run needs the host build plus the largest step rather than the sum;
+# SPARK_TEST_PRUNE=0 keeps them all (faster reruns). Incremental compilation is off: a
+# test run does not reuse it, and it doubles the workspace crates' footprint.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+free_gib=$(df -Pk . | awk 'NR == 2 { print int($4 / 1048576) }')
+if [ -z "${SPARK_TEST_PRUNE:-}" ]; then
+  if [ "$free_gib" -lt 20 ]; then SPARK_TEST_PRUNE=1; else SPARK_TEST_PRUNE=0; fi
+fi
+echo "disk: ${free_gib} GiB free; SPARK_TEST_PRUNE=$SPARK_TEST_PRUNE"
+prune() { # build directories a finished step no longer needs
+  if [ "$SPARK_TEST_PRUNE" = 1 ]; then
+    rm -rf "$@"
+    echo "pruned $*; disk: $(df -Pk . | awk 'NR == 2 { printf "%.1f", $4 / 1048576 }') GiB free"
+  fi
+}
+
 step "toolchain components and targets"
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
@@ -67,6 +86,7 @@ if rustup toolchain list | grep -q '^nightly'; then
     --test miri sizes_beyond_the_address_space_are_refused
   unset MIRIFLAGS
   echo "Miri: $((SECONDS - REL_T0)) s"
+  prune "${CARGO_TARGET_DIR:-target}/miri"
 
   FUZZ_SECS=${SPARK_FUZZ_SECS:-30}
   step "fuzz targets (cargo fuzz, libFuzzer): ${FUZZ_SECS} s each"
@@ -82,6 +102,7 @@ if rustup toolchain list | grep -q '^nightly'; then
     echo "<- $t"
   done
   echo "fuzz: $((SECONDS - FUZZ_T0)) s"
+  prune fuzz/target "${CARGO_TARGET_DIR:-target}/fuzz-corpus"
 else
   step "Miri and fuzz targets"
   echo "skipped: SPARK_NO_NIGHTLY is set"
@@ -97,6 +118,7 @@ MSRV=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
 step "MSRV: cargo +$MSRV check --workspace --all-targets"
 rustup toolchain list | grep -q "^$MSRV-" || rustup toolchain install "$MSRV" --profile minimal
 CARGO_TARGET_DIR=target/msrv cargo "+$MSRV" check --workspace --all-targets
+prune target/msrv
 
 # ---------------------------------------------------------------------------------------
 # The Python side the golden files come from: train/reference.py writes tests/golden/ and
@@ -164,6 +186,7 @@ fi
 step "spark-hal: no_std x86-64 builds (scalar, and AVX2 enabled at compile time)"
 cargo clippy -p spark-hal -- -D warnings
 RUSTFLAGS="-C target-feature=+avx2" cargo clippy -p spark-hal --target-dir target/avx2-check -- -D warnings
+prune target/avx2-check
 
 step "spark-hal: force-scalar A/B switch (Native = Scalar)"
 cargo test -p spark-hal --features force-scalar --test backends
@@ -216,6 +239,7 @@ CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc \
 CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER="qemu-arm -L /usr/arm-linux-gnueabihf" \
   cargo test -q --release --target armv7-unknown-linux-gnueabihf -p spark-fuzz-entry --test replay 2>&1 |
   grep -v -e '/corpus/' -e '/regressions/'
+prune "${CARGO_TARGET_DIR:-target}/armv7-unknown-linux-gnueabihf"
 
 # Cross-target determinism: the bundled model on aarch64 (NEON + sdot, and NEON without
 # dotprod) must reproduce the token ids and the logits digest that the x86 scalar
@@ -237,6 +261,7 @@ echo "aarch64 threads: $((SECONDS - THREADS_T0)) s"
 # than the oracle's.
 step "aarch64 kernels: executed instructions per MAC under qemu-aarch64 (rows of 1024)"
 hal/icount-aarch64.sh 1024
+prune "${CARGO_TARGET_DIR:-target}/aarch64-unknown-linux-gnu"
 
 # firmware/kernel-test is its own cargo project (own .cargo/config.toml with the QEMU
 # runners); its build output goes under the workspace target directory. It runs
@@ -274,6 +299,7 @@ kernel_qemu mps3-an547 thumbv8m.main-none-eabihf cortex-m55
 step "Cortex-M55 Helium (MVE) kernels and DSP kernels: spark-hal's cases under qemu-system-arm -machine mps3-an547 (feature mve)"
 kernel_qemu mps3-an547 thumbv8m.main-none-eabihf cortex-m55 mve
 echo "firmware/kernel-test section: $((SECONDS - FW_KT_T0)) s"
+prune "$FW_TARGET_DIR"
 
 # firmware/app: the firmware a user flashes (own cargo project like kernel-test): boards
 # are cargo features, the board table and memory maps live in firmware/boards (shared with
@@ -312,6 +338,7 @@ if cmp -s "$FW_DENSE.new" "$FW_DENSE"; then rm "$FW_DENSE.new"; else mv "$FW_DEN
 step "firmware/run-qemu.sh: five QEMU boards and mps3-an547 with mve (Helium), greedy and sampled, JSON lines equal to spark-sim generate --json; Pico 2 and Nucleo-H743ZI images built (+ UF2)"
 SPARK_SIM="${CARGO_TARGET_DIR:-target}/debug/spark-sim" firmware/run-qemu.sh
 echo "firmware/app section: $((SECONDS - FW_APP_T0)) s"
+prune "$FW_APP_TARGET_DIR"
 
 # firmware/ffi: the C API (libspark.a + spark.h), its own cargo project like firmware/app.
 # C programs link it on the host (tests plain and under ASan+UBSan, the example) and on a
