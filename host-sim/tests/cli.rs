@@ -483,6 +483,27 @@ fn bench_small_shapes() {
     assert!(t.contains("ceiling") && t.contains("synthetic KV-cache fill") && t.contains("cpu "), "{t}");
     err(&["bench", "model", "--shape", &m, "--layers", "2"], 2, &["--layers", "synthetic"]);
     err(&["bench", "attn", "--ctx", "64,128"], 2, &["--ctx", "one context"]);
+    // The KV-cache copies can start past their page: the offset is used and reported.
+    let v = json(&[
+        "bench",
+        "attn",
+        "--shape",
+        &m,
+        "--ctx",
+        "64",
+        "--iters",
+        "2",
+        "--llc",
+        "256K",
+        "--cache-offset",
+        "64",
+        "--json",
+    ]);
+    assert_eq!(v["cache_offset"], 64, "{v}");
+    assert!(v["speedup"].as_f64().unwrap() > 0.0, "{v}");
+    err(&["bench", "ffn", "--cache-offset", "64"], 2, &["--cache-offset", "bench attn"]);
+    err(&["bench", "model", "--cache-offset", "64"], 2, &["--cache-offset", "bench attn"]);
+    err(&["bench", "attn", "--cache-offset", "24"], 2, &["--cache-offset", "multiple of 16"]);
     err(&["bench", "ffn", "--prefill"], 2, &["--prefill", "bench model"]);
     err(&["bench", "model", "--ctx", "65536", "--iters", "2"], 2, &["--ctx", "65536"]);
     err(&["bench", "ffn", "--shape", "gemma9-9000b"], 2, &["unknown shape", "gemma9-9000b"]);

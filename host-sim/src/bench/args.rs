@@ -39,6 +39,12 @@ pub struct BenchArgs {
     /// head) [default: 256000, gemma2-2b's].
     #[arg(long, value_parser = clap::value_parser!(u32).range(2..=1 << 20), value_name = "V")]
     pub vocab: Option<u32>,
+    /// `bench attn`: start each KV-cache copy this many bytes (0 to 65536, a multiple of 16)
+    /// past its page-aligned mapping [default: 0]. Spark attention's gathers are sensitive
+    /// to where the cache sits (docs/PERFORMANCE.md, "Bundled rows"): the session arena
+    /// places its caches at whatever offset the buffers before them leave.
+    #[arg(long, value_parser = parse_cache_offset, value_name = "BYTES")]
+    pub cache_offset: Option<usize>,
     /// `bench model`: reach each context by decoding real (random) tokens through both models
     /// (the honest path: about 10 minutes per variant for 8192 tokens of the full-size pair)
     /// instead of filling the KV caches with synthetic int8 values
@@ -98,6 +104,19 @@ pub fn parse_ctx_list(s: &str) -> Result<CtxList, String> {
     Ok(CtxList(v))
 }
 
+/// The largest `--cache-offset`.
+pub const MAX_CACHE_OFFSET: usize = 65536;
+
+/// `--cache-offset`: 0 to [`MAX_CACHE_OFFSET`] bytes, a multiple of 16 (the arena's
+/// alignment, which keeps the f32 scales aligned).
+pub fn parse_cache_offset(s: &str) -> Result<usize, String> {
+    s.trim()
+        .parse()
+        .ok()
+        .filter(|v| *v <= MAX_CACHE_OFFSET && v % 16 == 0)
+        .ok_or_else(|| format!("{s:?} is not a cache offset: give 0 to {MAX_CACHE_OFFSET} bytes, a multiple of 16"))
+}
+
 /// The largest last-level cache a rotation is planned for: a larger `--llc` is a usage
 /// error, a larger size read from the system is taken as this.
 pub const MAX_LLC: u64 = 2 << 30;
@@ -124,6 +143,16 @@ mod tests {
             assert!(parse_ctx_list(bad).is_err(), "{bad:?} accepted");
         }
         assert!(parse_ctx_list("512,4096,512").unwrap_err().contains("twice"));
+    }
+
+    #[test]
+    fn cache_offsets_are_multiples_of_16_up_to_64_kib() {
+        assert_eq!(parse_cache_offset("0"), Ok(0));
+        assert_eq!(parse_cache_offset("64"), Ok(64));
+        assert_eq!(parse_cache_offset("65536"), Ok(65536));
+        for bad in ["", "8", "65552", "-16", "1k", "x"] {
+            assert!(parse_cache_offset(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -20,9 +20,11 @@ use std::time::Instant;
 /// huge-page-advised buffer as in the session arena (separate mappings per head part or
 /// per scale vector would be too small for a 2 MiB page): per kv head
 /// `K1 [n, ra] | [K2 | V] [n, rb + dh]` (the session's bundled records), then per kv head
-/// the f32 scales `K1 [n] | [K2, V] [n, 2]`.
+/// the f32 scales `K1 [n] | [K2, V] [n, 2]`; all of it `off` bytes (`--cache-offset`)
+/// past the page-aligned start of the mapping.
 struct KvCopy {
     mem: HugeBytes,
+    off: usize,
     n: usize,
     ra: usize,
     rb: usize,
@@ -31,10 +33,11 @@ struct KvCopy {
 }
 
 impl KvCopy {
-    fn new(fill: &mut Fill, nkv: usize, n: usize, ra: usize, rb: usize, dh: usize) -> io::Result<Self> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(fill: &mut Fill, nkv: usize, n: usize, ra: usize, rb: usize, dh: usize, off: usize) -> io::Result<Self> {
         let i8_len = nkv * n * (ra + rb + dh);
-        let mut mem = fill.i8s(i8_len.next_multiple_of(64) + nkv * 3 * n * 4)?;
-        let scales: &mut [f32] = bytemuck::cast_slice_mut(&mut mem[i8_len.next_multiple_of(64)..]);
+        let mut mem = fill.i8s(off + i8_len.next_multiple_of(64) + nkv * 3 * n * 4)?;
+        let scales: &mut [f32] = bytemuck::cast_slice_mut(&mut mem[off + i8_len.next_multiple_of(64)..]);
         let base = |w: usize| 1.0 / 127.0 * (w.max(1) as f32).sqrt().recip() * 4.0;
         for head in scales.chunks_exact_mut(3 * n) {
             let (k1s, kvs) = head.split_at_mut(n);
@@ -48,14 +51,14 @@ impl KvCopy {
                 pair[1] = f(&vs);
             }
         }
-        Ok(KvCopy { mem, n, ra, rb, dh, nkv })
+        Ok(KvCopy { mem, off, n, ra, rb, dh, nkv })
     }
     fn view(&self, h: usize) -> KvView<'_> {
         let (n, ra, rb, dh) = (self.n, self.ra, self.rb, self.dh);
         let i8_len = self.nkv * n * (ra + rb + dh);
-        let head = &self.mem.as_i8()[h * n * (ra + rb + dh)..(h + 1) * n * (ra + rb + dh)];
+        let head = &self.mem.as_i8()[self.off..][h * n * (ra + rb + dh)..(h + 1) * n * (ra + rb + dh)];
         let (k1, kv) = head.split_at(n * ra);
-        let scales: &[f32] = bytemuck::cast_slice(&self.mem[i8_len.next_multiple_of(64)..]);
+        let scales: &[f32] = bytemuck::cast_slice(&self.mem[self.off + i8_len.next_multiple_of(64)..]);
         let hs = &scales[h * 3 * n..(h + 1) * 3 * n];
         KvView { k1, kv, k1_scale: &hs[..n], kv_scale: &hs[n..], ra, rb }
     }
@@ -75,7 +78,7 @@ struct KvCopies {
 }
 
 impl KvCopies {
-    fn build(fill: &mut Fill, s: &BenchShape, n: usize, llc: u64, show: bool) -> CliResult<Self> {
+    fn build(fill: &mut Fill, s: &BenchShape, n: usize, off: usize, llc: u64, show: bool) -> CliResult<Self> {
         let (nkv, dh, ra) = (s.n_kv, s.dh, s.ra);
         let rb = dh - ra;
         let spark_bytes = nkv * n * (dh + dh + 12);
@@ -92,9 +95,9 @@ impl KvCopies {
         let mut spark = Vec::new();
         let mut dense = Vec::new();
         for _ in 0..copies {
-            spark.push(KvCopy::new(fill, nkv, n, ra, rb, dh).map_err(mapped)?);
+            spark.push(KvCopy::new(fill, nkv, n, ra, rb, dh, off).map_err(mapped)?);
             pb.inc(1);
-            dense.push(KvCopy::new(fill, nkv, n, dh, 0, dh).map_err(mapped)?);
+            dense.push(KvCopy::new(fill, nkv, n, dh, 0, dh, off).map_err(mapped)?);
             pb.inc(1);
         }
         pb.finish_and_clear();
@@ -199,15 +202,24 @@ pub(super) fn bench_attn<K: Kernels>(a: &BenchArgs, pool: &Pool, s: &BenchShape)
     let n = a.ctx.as_ref().map_or(4096, |c| c.0[0]);
     let common = measure_common(a, pool)?;
     let mut fill = Fill(a.seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
-    let kv = KvCopies::build(&mut fill, s, n, common.llc, !a.json)?;
+    let off = a.cache_offset.unwrap_or(0);
+    let kv = KvCopies::build(&mut fill, s, n, off, common.llc, !a.json)?;
     let qs: Vec<Vec<f32>> = (0..8).map(|_| fill.gauss(s.n_heads * s.dh)).collect();
     let m = time_attn::<K>(a, pool, s, n, &kv, &qs);
-    report_attn(a, s, n, &common, &kv, &m)
+    report_attn(a, s, n, off, &common, &kv, &m)
 }
 
 /// Bytes and MACs of each variant from the measured selections, the SPEC byte ceiling,
 /// and the report.
-fn report_attn(a: &BenchArgs, s: &BenchShape, n: usize, common: &Common, kv: &KvCopies, m: &AttnSamples) -> CliResult {
+fn report_attn(
+    a: &BenchArgs,
+    s: &BenchShape,
+    n: usize,
+    off: usize,
+    common: &Common,
+    kv: &KvCopies,
+    m: &AttnSamples,
+) -> CliResult {
     let (nh, nkv, dh, ra, ka) = (s.n_heads, s.n_kv, s.dh, s.ra, s.ka);
     let rb = dh - ra;
     let copies = kv.spark.len();
@@ -231,7 +243,7 @@ fn report_attn(a: &BenchArgs, s: &BenchShape, n: usize, common: &Common, kv: &Kv
         &shape_label(a, s),
         &format!(
             "{nh} q heads / {nkv} kv heads, dh {dh}, Spark ra {ra} ka {ka}; ctx {n} keys (attended mean {sel:.0}; V rows read: Spark {vs:.0}, dense {vd:.0}, \
-             a zero int8 coefficient skips its row); SPEC byte ceiling per kv head {ceiling:.2}x"
+             a zero int8 coefficient skips its row); SPEC byte ceiling per kv head {ceiling:.2}x; caches {off} bytes past a page start"
         ),
         common,
         WorkingSet {
@@ -244,6 +256,6 @@ fn report_attn(a: &BenchArgs, s: &BenchShape, n: usize, common: &Common, kv: &Kv
         ("Spark attention", "dense attention"),
         serde_json::json!({"ctx": n, "n_heads": nh, "n_kv_heads": nkv, "head_dim": dh, "ra": ra, "ka": ka,
                            "attended_mean": sel, "spark_v_rows_mean": vs, "dense_v_rows_mean": vd,
-                           "byte_ceiling": ceiling}),
+                           "byte_ceiling": ceiling, "cache_offset": off}),
     )
 }
