@@ -40,8 +40,8 @@ pub struct BenchArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(2..=1 << 20), value_name = "V")]
     pub vocab: Option<u32>,
     /// `bench attn`: start each KV-cache copy this many bytes (0 to 65536, a multiple of 16)
-    /// past its page-aligned mapping [default: 0]. Spark attention's gathers are sensitive
-    /// to where the cache sits (docs/PERFORMANCE.md, "Where the attention cache sits"): the
+    /// past its page-aligned mapping [default: 0], to check that the gathers do not depend
+    /// on where the cache sits (docs/PERFORMANCE.md, "Where the attention cache sits"): the
     /// session arena places its caches at whatever offset the buffers before them leave.
     #[arg(long, value_parser = parse_cache_offset, value_name = "BYTES")]
     pub cache_offset: Option<usize>,
