@@ -39,6 +39,9 @@ use model::bench_model;
 /// `spark-sim bench`.
 pub fn bench(a: &BenchArgs) -> CliResult {
     let (shape, file) = shape::resolve_shape(&a.shape)?;
+    if a.what != BenchWhat::Attn && a.cache_offset.is_some() {
+        return Err(usage("--cache-offset only applies to `bench attn`"));
+    }
     if a.what != BenchWhat::Model {
         let model_only = [
             ("--dense", a.dense.is_some()),
@@ -49,14 +52,9 @@ pub fn bench(a: &BenchArgs) -> CliResult {
         if let Some((opt, _)) = model_only.iter().find(|(_, given)| *given) {
             return Err(usage(format!("{opt} only applies to `bench model`")));
         }
-        if a.what != BenchWhat::Attn && a.cache_offset.is_some() {
-            return Err(usage("--cache-offset only applies to `bench attn`"));
-        }
         if a.ctx.as_ref().is_some_and(|c| c.0.len() > 1) {
             return Err(usage("--ctx takes one context here (a list only for `bench model`)"));
         }
-    } else if a.cache_offset.is_some() {
-        return Err(usage("--cache-offset only applies to `bench attn`"));
     } else if file.is_some() && (a.layers.is_some() || a.vocab.is_some()) {
         return Err(usage("--layers and --vocab shape the synthetic gemma2-2b pair; a model file has its own"));
     }
