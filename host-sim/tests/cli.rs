@@ -479,8 +479,21 @@ fn bench_small_shapes() {
             assert_eq!(v["spark_ffn_active_mean"].as_array().unwrap().len(), 2, "one mean per layer");
         }
     }
-    let t = ok(&["bench", "model", "--shape", &m, "--dense", &ids, "--ctx", "6,2", "--iters", "3"]);
+    // With more than one thread every variant also runs on one thread in the same rounds:
+    // the thread speedup is a ratio within the run. One thread: no such fields.
+    let base = ["bench", "model", "--shape", &m, "--dense", &ids, "--ctx", "4", "--iters", "3", "--json", "--threads"];
+    let v = json(&[&base[..], &["2"]].concat());
+    let q = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {v}"));
+    assert!(q("spark_ms_one_thread") > 0.0 && q("dense_ms_one_thread") > 0.0, "{v}");
+    assert!((q("thread_speedup_spark") - q("spark_ms_one_thread") / q("spark_ms")).abs() < 1e-9, "{v}");
+    assert!((q("thread_speedup_dense") - q("dense_ms_one_thread") / q("dense_ms")).abs() < 1e-9, "{v}");
+    assert!(q("thread_speedup_spark_paired_q1") <= q("thread_speedup_spark_paired_median"), "{v}");
+    assert!(q("thread_speedup_spark_paired_median") <= q("thread_speedup_spark_paired_q3"), "{v}");
+    let v = json(&[&base[..], &["1"]].concat());
+    assert!(v["spark_ms"].as_f64().is_some() && v.get("spark_ms_one_thread").is_none(), "{v}");
+    let t = ok(&["bench", "model", "--shape", &m, "--dense", &ids, "--ctx", "6,2", "--iters", "3", "--threads", "2"]);
     assert!(t.contains("ceiling") && t.contains("synthetic KV-cache fill") && t.contains("cpu "), "{t}");
+    assert!(t.contains("2 threads against 1") && t.contains("Spark 1-thr ms"), "{t}");
     err(&["bench", "model", "--shape", &m, "--layers", "2"], 2, &["--layers", "synthetic"]);
     err(&["bench", "attn", "--ctx", "64,128"], 2, &["--ctx", "one context"]);
     // The KV-cache copies can start past their page: the offset is used and reported.

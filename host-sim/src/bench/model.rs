@@ -7,7 +7,9 @@
 //! Each context is reached by filling the KV caches with synthetic int8 values
 //! (`Session::fill_kv_synthetic`) or, with `--prefill`, by decoding tokens up to it; the
 //! timed steps are real decode steps either way, Spark and dense interleaved token by
-//! token.
+//! token, each variant taking every place of the round in turn. With `--threads N > 1`
+//! each model also has a one-thread session stepped in the same rounds, so the N-thread
+//! speedup is a ratio within one run (`thread_speedup_*`).
 
 use super::args::{BenchArgs, MAX_CTX};
 use super::ceiling::{token_bytes, TokenBytes};
@@ -21,7 +23,8 @@ use crate::hugemem::HugeBytes;
 use crate::inputs::{load_model, read_model_file};
 use crate::testmodel::for_each_weight;
 use crate::threads::Pool;
-use crate::ui::{fail, human_bytes, print_json, progress, spinner, usage, CliResult};
+use crate::ui::{fail, human_bytes, median, print_json, progress, spinner, usage, CliResult};
+use spark_core::exec::Executor;
 use spark_core::format::FfnBundle;
 use spark_core::{AttnKind, Config, DType, FfnKind, LayerStats, Model, Session, TensorId, TensorKind, TokenizerMeta};
 use spark_hal::Kernels;
@@ -180,7 +183,9 @@ fn stat_means(before: &[LayerStats], after: &[LayerStats]) -> (Vec<f64>, Vec<f64
 
 /// Every context of `ctxs` in turn: bring each session to the context (synthetic KV fill,
 /// or with `--prefill` decoding tokens up to it), then `--iters` timed steps, the variants
-/// interleaved token by token. Returns per context the measurements of each model.
+/// interleaved token by token. Returns per context the measurements of each model on
+/// `pool`, then, when `pool` has more than one thread, of each model on one thread (its
+/// own session, stepped in the same rounds: the thread speedup is a ratio within one run).
 fn time_decode<K: Kernels>(
     a: &BenchArgs,
     pool: &Pool,
@@ -189,11 +194,15 @@ fn time_decode<K: Kernels>(
 ) -> CliResult<Vec<Vec<Timed>>> {
     let iters = a.iters as usize;
     let max_seq = ctxs.iter().max().copied().unwrap_or(0) + iters;
-    let mut arenas = models.iter().map(|(_, m)| session_arena(m, max_seq)).collect::<CliResult<Vec<_>>>()?;
+    let one = Pool::single();
+    let mut runs: Vec<(&str, &Model<'_>, &Pool)> = models.iter().map(|&(n, m)| (n, m, pool)).collect();
+    if pool.threads() > 1 {
+        runs.extend(models.iter().map(|&(n, m)| (n, m, &one)));
+    }
+    let mut arenas = runs.iter().map(|(_, m, _)| session_arena(m, max_seq)).collect::<CliResult<Vec<_>>>()?;
     let mut sessions = Vec::new();
-    for ((name, m), arena) in models.iter().zip(arenas.iter_mut()) {
-        sessions
-            .push(Session::<K, _>::with_executor(m, arena, max_seq, pool).map_err(|e| fail(format!("{name}: {e}")))?);
+    for ((name, m, p), arena) in runs.iter().zip(arenas.iter_mut()) {
+        sessions.push(Session::<K, _>::with_executor(m, arena, max_seq, *p).map_err(|e| fail(format!("{name}: {e}")))?);
     }
     let vocab = models.iter().map(|(_, m)| m.config().vocab_size).min().unwrap_or(1);
     let mut fill = Fill(a.seed | 1);
@@ -224,8 +233,13 @@ fn time_decode<K: Kernels>(
         let before: Vec<Vec<LayerStats>> = sessions.iter().map(|s| s.stats().to_vec()).collect();
         let mut times = vec![Vec::new(); sessions.len()];
         let pb = progress(iters as u64, !a.json, &format!("ctx {ctx}"));
-        for &t in &toks[ctx..ctx + iters] {
-            for (i, s) in sessions.iter_mut().enumerate() {
+        for (step, &t) in toks[ctx..ctx + iters].iter().enumerate() {
+            // Each variant takes every place of the round in turn: the first step of a
+            // round measured up to 20 % slower than the others on the demo model.
+            let n = sessions.len();
+            for k in 0..n {
+                let i = (k + step) % n;
+                let s = &mut sessions[i];
                 let t0 = Instant::now();
                 black_box(s.step(t).map_err(run_err)?);
                 times[i].push(t0.elapsed().as_secs_f64());
@@ -376,6 +390,17 @@ struct Row {
     paired: Option<(f64, f64, f64)>,
     spark_ffn_active: Vec<f64>,
     spark_attn_keys: Vec<f64>,
+    /// With more than one thread: the same steps on one thread.
+    one_thread: Option<OneThread>,
+}
+
+/// The single-threaded twins of one context's runs, stepped in the same rounds.
+struct OneThread {
+    spark_ms: f64,
+    dense_ms: Option<f64>,
+    /// Per-step (one-thread ms / N-thread ms): median, quartiles.
+    spark_paired: (f64, f64, f64),
+    dense_paired: Option<(f64, f64, f64)>,
 }
 
 impl Row {
@@ -394,6 +419,7 @@ impl Row {
             paired: r.get(1).map(|d| paired_speedup(&r[0].times, &d.times)),
             spark_ffn_active: r[0].ffn_active.clone(),
             spark_attn_keys: r[0].attn_keys.clone(),
+            one_thread: OneThread::new(r, 1 + usize::from(s.dense.is_some())),
         }
     }
     fn speedup(&self) -> Option<f64> {
@@ -402,6 +428,20 @@ impl Row {
     /// Dense bytes / Spark bytes.
     fn ceiling(&self) -> Option<f64> {
         self.dense.map(|d| d.bytes / self.spark.bytes.max(1.0))
+    }
+}
+
+impl OneThread {
+    /// From the runs of [`time_decode`] over `n` models (`None`: no one-thread runs).
+    fn new(r: &[Timed], n: usize) -> Option<OneThread> {
+        let (multi, one) = (r.get(..n)?, r.get(n..2 * n)?);
+        let ms = |t: &Timed| median(&t.times) * 1e3;
+        Some(OneThread {
+            spark_ms: ms(&one[0]),
+            dense_ms: one.get(1).map(ms),
+            spark_paired: paired_speedup(&multi[0].times, &one[0].times),
+            dense_paired: multi.get(1).zip(one.get(1)).map(|(m, o)| paired_speedup(&m.times, &o.times)),
+        })
     }
 }
 
@@ -418,7 +458,7 @@ fn report_model(a: &BenchArgs, s: &Setup<'_, '_>, rows: &[Row]) -> CliResult {
     let (scfg, dcfg) = (s.spark.config(), s.dense.map(|m| *m.config()));
     if a.json {
         for r in rows {
-            print_json(&serde_json::json!({
+            let mut j = serde_json::json!({
                 "bench": "model", "shape": s.label, "backend": a.backend.kernel_name(), "threads": c.threads,
                 "iters": a.iters, "cpu_model": c.cpu, "ctx": r.ctx, "visible_at_median_step": r.visible,
                 "kv_fill": fill, "synthetic_models": s.synthetic,
@@ -438,7 +478,20 @@ fn report_model(a: &BenchArgs, s: &Setup<'_, '_>, rows: &[Row]) -> CliResult {
                 "spark_ffn_active_mean": r.spark_ffn_active, "spark_attn_keys_mean": r.spark_attn_keys,
                 "spark_d_ff": scfg.d_ff, "dense_d_ff": dcfg.map(|d| d.d_ff),
                 "build_s": s.build_s, "load_s": s.load_s, "llc_bytes": c.llc,
-            }))?;
+            });
+            // With more than one thread: the one-thread twins of the same steps (N-thread
+            // speedup = one-thread ms / N-thread ms; paired: the median per-step ratio).
+            if let Some(t) = &r.one_thread {
+                j["spark_ms_one_thread"] = t.spark_ms.into();
+                j["dense_ms_one_thread"] = t.dense_ms.into();
+                j["thread_speedup_spark"] = (t.spark_ms / r.spark.ms.max(1e-12)).into();
+                j["thread_speedup_spark_paired_median"] = t.spark_paired.0.into();
+                j["thread_speedup_spark_paired_q1"] = t.spark_paired.1.into();
+                j["thread_speedup_spark_paired_q3"] = t.spark_paired.2.into();
+                j["thread_speedup_dense"] = t.dense_ms.zip(r.dense).map(|(x, d)| x / d.ms.max(1e-12)).into();
+                j["thread_speedup_dense_paired_median"] = t.dense_paired.map(|p| p.0).into();
+            }
+            print_json(&j)?;
         }
         return Ok(());
     }
@@ -467,7 +520,7 @@ fn report_model(a: &BenchArgs, s: &Setup<'_, '_>, rows: &[Row]) -> CliResult {
     )?;
     writeln!(
         o,
-        "each context reached by {}; then {} timed decode steps, Spark and dense interleaved, medians",
+        "each context reached by {}; then {} timed decode steps, Spark and dense interleaved (rotating), medians",
         if a.prefill {
             "decoding random tokens up to it (--prefill)"
         } else {
@@ -512,6 +565,32 @@ fn report_model(a: &BenchArgs, s: &Setup<'_, '_>, rows: &[Row]) -> CliResult {
             100.0 * mean(&r.spark_ffn_active) / scfg.d_ff as f64,
             mean(&r.spark_attn_keys),
         )?;
+    }
+    if rows.iter().any(|r| r.one_thread.is_some()) {
+        writeln!(
+            o,
+            "{} threads against 1 (the same steps on a one-thread session of each model, in the same rounds):",
+            c.threads
+        )?;
+        writeln!(
+            o,
+            "{:>6} {:>13} {:>8} {:>6} | {:>13} {:>8} {:>6}",
+            "ctx", "Spark 1-thr ms", "speedup", "pairs", "dense 1-thr ms", "speedup", "pairs"
+        )?;
+        for r in rows {
+            let Some(t) = &r.one_thread else { continue };
+            writeln!(
+                o,
+                "{:>6} {:>13.3} {:>8} {:>6} | {:>13} {:>8} {:>6}",
+                r.ctx,
+                t.spark_ms,
+                format!("{:.2}x", t.spark_ms / r.spark.ms.max(1e-12)),
+                format!("{:.2}x", t.spark_paired.0),
+                t.dense_ms.map_or(dash.into(), |x| format!("{x:.3}")),
+                t.dense_ms.zip(r.dense).map_or(dash.into(), |(x, d)| format!("{:.2}x", x / d.ms.max(1e-12))),
+                t.dense_paired.map_or(dash.into(), |p| format!("{:.2}x", p.0)),
+            )?;
+        }
     }
     writeln!(
         o,
