@@ -491,6 +491,7 @@ fn bench_small_shapes() {
     assert!(q("thread_speedup_spark_paired_median") <= q("thread_speedup_spark_paired_q3"), "{v}");
     let v = json(&[&base[..], &["1"]].concat());
     assert!(v["spark_ms"].as_f64().is_some() && v.get("spark_ms_one_thread").is_none(), "{v}");
+    assert!(v.get("bandwidth_one_thread_gbs").is_none(), "{v}");
     let t = ok(&["bench", "model", "--shape", &m, "--dense", &ids, "--ctx", "6,2", "--iters", "3", "--threads", "2"]);
     assert!(t.contains("ceiling") && t.contains("synthetic KV-cache fill") && t.contains("cpu "), "{t}");
     assert!(t.contains("2 threads against 1") && t.contains("Spark 1-thr ms"), "{t}");
@@ -527,6 +528,9 @@ fn bench_small_shapes() {
     // The report says the thread count it ran with.
     let v = json(&["bench", "ffn", "--shape", &m, "--iters", "3", "--llc", "256K", "--threads", "2", "--json"]);
     assert_eq!(v["threads"].as_u64(), Some(2), "{v}");
+    // The one-thread read bound, measured interleaved with the 2-thread one, beside it.
+    let (b2, b1) = (v["bandwidth_gbs"].as_f64().unwrap(), v["bandwidth_one_thread_gbs"].as_f64().unwrap());
+    assert!(b1 > 0.0 && (v["bandwidth_thread_ratio"].as_f64().unwrap() - b2 / b1).abs() < 1e-9, "{v}");
     err(&["bench", "model", "--shape", &m, "--ctx", "30", "--iters", "5", "--llc", "256K"], 1, &["--ctx", "context"]);
 }
 

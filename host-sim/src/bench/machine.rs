@@ -59,6 +59,13 @@ pub fn read_bandwidth(bytes: usize, passes: usize) -> io::Result<(f64, f64)> {
 /// [`read_bandwidth`] with every thread of `pool` summing its own equal part of the
 /// buffer at once (each pass timed from the hand-off to the last thread's end).
 pub fn read_bandwidth_on(pool: &Pool, bytes: usize, passes: usize) -> io::Result<(f64, f64)> {
+    Ok(read_bandwidths(&[pool], bytes, passes)?[0])
+}
+
+/// [`read_bandwidth_on`] for each pool of `pools` over one buffer, their passes
+/// interleaved (so that a slow phase of the host falls on all of them): `(plain,
+/// page-prefetched)` bytes/s per pool.
+pub fn read_bandwidths(pools: &[&Pool], bytes: usize, passes: usize) -> io::Result<Vec<(f64, f64)>> {
     let words = bytes / 8;
     // Huge-page-advised like the benchmarks' weights and KV caches (`hugemem`).
     let mut mem = HugeBytes::zeroed(words * 8)?;
@@ -67,16 +74,18 @@ pub fn read_bandwidth_on(pool: &Pool, bytes: usize, passes: usize) -> io::Result
         *w = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
     let buf: &[u64] = buf;
-    let (mut plain, mut pf) = (f64::INFINITY, f64::INFINITY);
+    let mut best = vec![(f64::INFINITY, f64::INFINITY); pools.len()];
     for _ in 0..passes.max(1) {
-        for prefetch in [false, true] {
-            let e = read_pass_on(pool, buf, prefetch);
-            let best = if prefetch { &mut pf } else { &mut plain };
-            *best = best.min(e);
+        for (pool, (plain, pf)) in pools.iter().zip(best.iter_mut()) {
+            for prefetch in [false, true] {
+                let e = read_pass_on(pool, buf, prefetch);
+                let b = if prefetch { &mut *pf } else { &mut *plain };
+                *b = b.min(e);
+            }
         }
     }
     let total = (words * 8) as f64;
-    Ok((total / plain, total / pf))
+    Ok(best.into_iter().map(|(plain, pf)| (total / plain, total / pf)).collect())
 }
 
 /// Seconds for one summing pass over `buf` (four accumulators), with or without the
@@ -174,6 +183,10 @@ pub(super) struct Common {
     pub(super) bw: f64,
     /// The plain summing pass alone (the bound before page-entry prefetching), bytes/s.
     pub(super) bw_plain: f64,
+    /// With more than one thread: the same bound on one thread, its passes interleaved
+    /// with the N-thread ones (what the N-thread speedup of a read-bound product is
+    /// limited to: `bw / bw_one_thread`).
+    pub(super) bw_one_thread: Option<f64>,
     /// The CPU's model name ([`cpu_model`]).
     pub(super) cpu: String,
 }
@@ -209,15 +222,26 @@ pub(super) fn measure_common(a: &BenchArgs, pool: &Pool) -> CliResult<Common> {
     };
     let bytes = ((4 * llc) as usize).max(16 << 20);
     let pb = progress(1, show, "bandwidth");
-    let (bw_plain, bw_pf) = read_bandwidth_on(pool, bytes, 7).map_err(|e| {
+    use spark_core::Executor;
+    let one = Pool::single();
+    let pools: &[&Pool] = if pool.threads() > 1 { &[pool, &one] } else { &[pool] };
+    let bws = read_bandwidths(pools, bytes, 7).map_err(|e| {
         fail(format!(
             "bench: cannot map the {} read-bandwidth buffer (4x LLC): {e}; lower --llc",
             human_bytes(bytes as u64)
         ))
     })?;
     pb.finish_and_clear();
-    use spark_core::Executor;
-    Ok(Common { threads: pool.threads(), llc, llc_known, bw: bw_plain.max(bw_pf), bw_plain, cpu: cpu_model() })
+    let (bw_plain, bw_pf) = bws[0];
+    Ok(Common {
+        threads: pool.threads(),
+        llc,
+        llc_known,
+        bw: bw_plain.max(bw_pf),
+        bw_plain,
+        bw_one_thread: bws.get(1).map(|&(p, f)| p.max(f)),
+        cpu: cpu_model(),
+    })
 }
 
 #[cfg(test)]

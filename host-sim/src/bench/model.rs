@@ -479,6 +479,7 @@ fn report_model(a: &BenchArgs, s: &Setup<'_, '_>, rows: &[Row]) -> CliResult {
                 "spark_d_ff": scfg.d_ff, "dense_d_ff": dcfg.map(|d| d.d_ff),
                 "build_s": s.build_s, "load_s": s.load_s, "llc_bytes": c.llc,
             });
+            super::report::add_one_thread_bound(&mut j, c);
             // With more than one thread: the one-thread twins of the same steps (N-thread
             // speedup = one-thread ms / N-thread ms; paired: the median per-step ratio).
             if let Some(t) = &r.one_thread {
@@ -505,6 +506,7 @@ fn report_model(a: &BenchArgs, s: &Setup<'_, '_>, rows: &[Row]) -> CliResult {
         c.threads,
         c.threads
     )?;
+    super::report::one_thread_bound_line(&mut o, c)?;
     let files = match s.dense {
         Some(d) => {
             format!("Spark {} / dense {}", human_bytes(s.spark.blob().len() as u64), human_bytes(d.blob().len() as u64))

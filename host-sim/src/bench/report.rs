@@ -96,6 +96,7 @@ pub(super) fn report(
         if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
             o.extend(e.clone());
         }
+        add_one_thread_bound(&mut v, c);
         return print_json(&v);
     }
     let mut o = io::stdout().lock();
@@ -153,6 +154,31 @@ pub(super) fn report(
         100.0 * sv.gbs / (c.bw_plain / 1e9),
         100.0 * dv.gbs / (c.bw_plain / 1e9)
     )?;
+    one_thread_bound_line(&mut o, c)?;
+    Ok(())
+}
+
+/// JSON `bandwidth_one_thread_gbs` and `bandwidth_thread_ratio` (N-thread bound / one-thread
+/// bound, measured interleaved) when the run has more than one thread.
+pub(super) fn add_one_thread_bound(v: &mut serde_json::Value, c: &Common) {
+    if let Some(b1) = c.bw_one_thread {
+        v["bandwidth_one_thread_gbs"] = (b1 / 1e9).into();
+        v["bandwidth_thread_ratio"] = (c.bw / b1.max(1.0)).into();
+    }
+}
+
+/// The text line of [`add_one_thread_bound`] (nothing with one thread).
+pub(super) fn one_thread_bound_line(o: &mut impl Write, c: &Common) -> io::Result<()> {
+    if let Some(b1) = c.bw_one_thread {
+        writeln!(
+            o,
+            "read bandwidth on 1 thread (passes interleaved with the {}-thread ones): {:.2} GB/s; the {}-thread bound is {:.2}x it",
+            c.threads,
+            b1 / 1e9,
+            c.threads,
+            c.bw / b1.max(1.0)
+        )?;
+    }
     Ok(())
 }
 
