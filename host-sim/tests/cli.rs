@@ -531,6 +531,17 @@ fn bench_small_shapes() {
     // The one-thread read bound, measured interleaved with the 2-thread one, beside it.
     let (b2, b1) = (v["bandwidth_gbs"].as_f64().unwrap(), v["bandwidth_one_thread_gbs"].as_f64().unwrap());
     assert!(b1 > 0.0 && (v["bandwidth_thread_ratio"].as_f64().unwrap() - b2 / b1).abs() < 1e-9, "{v}");
+    // And both variants on one thread in the same iterations: the thread speedups.
+    for what in ["ffn", "attn"] {
+        let v = json(&["bench", what, "--shape", &m, "--iters", "3", "--llc", "256K", "--threads", "2", "--json"]);
+        let q = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{what}: {k} missing: {v}"));
+        assert!((q("thread_speedup_spark") - q("spark_ms_one_thread") / q("spark_ms")).abs() < 1e-9, "{v}");
+        assert!((q("thread_speedup_dense") - q("dense_ms_one_thread") / q("dense_ms")).abs() < 1e-9, "{v}");
+        assert!((q("speedup_one_thread") - q("dense_ms_one_thread") / q("spark_ms_one_thread")).abs() < 1e-9, "{v}");
+        assert!(q("thread_speedup_spark_paired_median") > 0.0 && q("thread_speedup_dense_paired_median") > 0.0);
+        let v1 = json(&["bench", what, "--shape", &m, "--iters", "3", "--llc", "256K", "--threads", "1", "--json"]);
+        assert!(v1.get("spark_ms_one_thread").is_none() && v1.get("bandwidth_one_thread_gbs").is_none(), "{v1}");
+    }
     err(&["bench", "model", "--shape", &m, "--ctx", "30", "--iters", "5", "--llc", "256K"], 1, &["--ctx", "context"]);
 }
 

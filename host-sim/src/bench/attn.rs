@@ -4,13 +4,14 @@
 
 use super::args::BenchArgs;
 use super::machine::{measure_common, rotation, Common, Rotation};
-use super::report::{paired_speedup, report, Variant, WorkingSet};
+use super::report::{paired_speedup, report, OneThreadSamples, Variant, WorkingSet};
 use super::shape::{shape_label, BenchShape};
 use super::weights::Fill;
 use crate::hugemem::HugeBytes;
 use crate::threads::Pool;
 use crate::ui::{fail, human_bytes, progress, usage, CliResult};
 use spark_core::attention::{attend_head_on, AttnParams, AttnScratch, KvView};
+use spark_core::exec::Executor;
 use spark_hal::Kernels;
 use std::hint::black_box;
 use std::io;
@@ -126,10 +127,13 @@ struct AttnSamples {
     spark_v_rows: Vec<f64>,
     /// V rows dense attention read per head.
     dense_v_rows: Vec<f64>,
+    /// With more than one thread: both variants again on one thread, each iteration.
+    one: OneThreadSamples,
 }
 
 /// The timed loop: per iteration all query heads of one Spark call and one dense call,
-/// each on its next cache copy.
+/// each on its next cache copy; with more than one thread, then both again on one
+/// thread, on the copies half a rotation away.
 fn time_attn<K: Kernels>(
     a: &BenchArgs,
     pool: &Pool,
@@ -150,10 +154,11 @@ fn time_attn<K: Kernels>(
     let warm = (a.iters as usize / 10).clamp(2, 10);
     let total = warm + a.iters as usize;
     let mut m = AttnSamples::default();
+    let one = Pool::single();
     let pb = progress(total as u64, !a.json, "attn");
     for it in 0..total {
         let q = &qs[it % qs.len()];
-        let mut run = |kv: &KvCopy, p: &AttnParams| -> (f64, usize, usize) {
+        let mut run = |pool: &Pool, kv: &KvCopy, p: &AttnParams| -> (f64, usize, usize) {
             let t0 = Instant::now();
             let (mut sel, mut v_rows) = (0, 0);
             for hd in 0..nh {
@@ -182,8 +187,17 @@ fn time_attn<K: Kernels>(
             black_box(&out);
             (t0.elapsed().as_secs_f64(), sel, v_rows)
         };
-        let (e1, sel, vs) = run(&kv.spark[it % copies], &sp);
-        let (e2, _, vd) = run(&kv.dense[it % copies], &dp);
+        let (e1, sel, vs) = run(pool, &kv.spark[it % copies], &sp);
+        let (e2, _, vd) = run(pool, &kv.dense[it % copies], &dp);
+        if pool.threads() > 1 {
+            let half = (it + copies / 2) % copies;
+            let (e3, _, _) = run(&one, &kv.spark[half], &sp);
+            let (e4, _, _) = run(&one, &kv.dense[half], &dp);
+            if it >= warm {
+                m.one.spark.push(e3);
+                m.one.dense.push(e4);
+            }
+        }
         if it >= warm {
             m.spark.push(e1);
             m.dense.push(e2);
@@ -237,6 +251,13 @@ fn report_attn(
     let dv = Variant::new(&m.dense, h * (nf + vd) * dh as f64, h * (nf * (dh + 8) as f64 + vd * dh as f64));
     let kmin = (ka as f64).min(nf);
     let ceiling = 2.0 * nf * dh as f64 / (nf * ra as f64 + kmin * (rb + dh) as f64);
+    let twins = m.one.report(common.threads, &m.spark, &m.dense);
+    let mut extra = serde_json::json!({"ctx": n, "n_heads": nh, "n_kv_heads": nkv, "head_dim": dh, "ra": ra, "ka": ka,
+                                       "attended_mean": sel, "spark_v_rows_mean": vs, "dense_v_rows_mean": vd,
+                                       "byte_ceiling": ceiling, "cache_offset": off});
+    if let (Some(o), Some((j, _))) = (extra.as_object_mut(), &twins) {
+        o.extend(j.as_object().into_iter().flatten().map(|(k, v)| (k.clone(), v.clone())));
+    }
     report(
         a,
         "attn",
@@ -254,8 +275,10 @@ fn report_attn(
         },
         (sv, dv, paired_speedup(&m.spark, &m.dense)),
         ("Spark attention", "dense attention"),
-        serde_json::json!({"ctx": n, "n_heads": nh, "n_kv_heads": nkv, "head_dim": dh, "ra": ra, "ka": ka,
-                           "attended_mean": sel, "spark_v_rows_mean": vs, "dense_v_rows_mean": vd,
-                           "byte_ceiling": ceiling, "cache_offset": off}),
-    )
+        extra,
+    )?;
+    if let (false, Some((_, line))) = (a.json, &twins) {
+        println!("{line}");
+    }
+    Ok(())
 }

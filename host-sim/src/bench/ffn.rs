@@ -4,12 +4,13 @@
 
 use super::args::BenchArgs;
 use super::machine::{measure_common, read_pass_on, rotation, Common};
-use super::report::{paired_speedup, report, Variant, WorkingSet};
+use super::report::{paired_speedup, report, OneThreadSamples, Variant, WorkingSet};
 use super::shape::{shape_label, BenchShape};
 use super::weights::{Fill, RandBundle, RandMatrix};
 use crate::hugemem::HugeBytes;
 use crate::threads::Pool;
 use crate::ui::{fail, human_bytes, median, progress, usage, CliResult};
+use spark_core::exec::Executor;
 use spark_core::ffn::{geglu_ffn_on, spark_ffn_on, FfnPlan, FfnScratch, GegluFfn, SparkFfn};
 use spark_core::format::FfnBundle;
 use spark_core::topk::stat_topk_with;
@@ -99,12 +100,15 @@ struct FfnSamples {
     spark_v_rows: Vec<f64>,
     /// `Wd` rows the dense twin read.
     dense_wd_rows: Vec<f64>,
+    /// With more than one thread: both variants again on one thread, each iteration.
+    one: OneThreadSamples,
 }
 
 /// The timed loop: per iteration one Spark call, the top-k alone on a copy of its
 /// predictor scores, one dense call (both on `pool`), and one page-prefetched read pass
 /// over `read_buf` with every thread of `pool` (the read bandwidth under the same host
-/// conditions as the pair).
+/// conditions as the pair); with more than one thread, then one Spark and one dense call
+/// on one thread, on the copies half a rotation away.
 fn time_ffn<K: Kernels>(
     a: &BenchArgs,
     pool: &Pool,
@@ -133,6 +137,7 @@ fn time_ffn<K: Kernels>(
             FfnScratch { scores: &mut scores, idx: &mut idx, t: &mut t, xq: &mut xq, kept: &mut kept, acc: &mut acc }
         };
     }
+    let one = Pool::single();
     let pb = progress(total as u64, !a.json, "ffn");
     for it in 0..total {
         let h = &hs[it % hs.len()];
@@ -153,6 +158,24 @@ fn time_ffn<K: Kernels>(
         black_box(&y);
         let e2 = t1.elapsed().as_secs_f64();
         let e4 = read_pass_on(pool, read_buf, true);
+        let twins = (pool.threads() > 1).then(|| {
+            let ws = &w.spark[(it + n_spark / 2) % n_spark];
+            let sw = SparkFfn { k1: ws.0.q(), k2: ws.1.part(false), v: ws.1.part(true), plan };
+            let t0 = Instant::now();
+            spark_ffn_on::<K, _>(&one, &sw, black_box(h), &mut scratch!(), &mut y);
+            black_box(&y);
+            let e5 = t0.elapsed().as_secs_f64();
+            let wd = &w.dense[(it + n_dense / 2) % n_dense];
+            let dw = GegluFfn { wg: wd[0].q(), wu: wd[1].q(), wd_t: wd[2].q(), plan: dense_plan };
+            let t1 = Instant::now();
+            geglu_ffn_on::<K, _>(&one, &dw, black_box(h), &mut scratch!(), &mut y);
+            black_box(&y);
+            (e5, t1.elapsed().as_secs_f64())
+        });
+        if let (true, Some((e5, e6))) = (it >= warm, twins) {
+            out.one.spark.push(e5);
+            out.one.dense.push(e6);
+        }
         if it >= warm {
             out.spark.push(e1);
             out.dense.push(e2);
@@ -226,6 +249,18 @@ fn report_ffn(
         );
     }
     let (n_spark, n_dense) = (w.spark.len(), w.dense.len());
+    let twins = m.one.report(common.threads, &m.spark, &m.dense);
+    let mut extra = serde_json::json!({
+        "d": d, "f": f, "r": r, "k": k, "f_g": fg, "active_mean": act,
+        "spark_v_rows_mean": v_rows, "dense_wd_rows_mean": wd_rows,
+        "nominal_spark_macs": nominal_spark_macs, "nominal_mac_ratio": dv.macs / nominal_spark_macs,
+        "topk_ms": topk_ms, "topk_share": topk_ms / sv.ms.max(1e-12),
+        "interleaved_read_gbs": read_gbs, "spark_of_interleaved_read": spark_of_read,
+        "dense_of_interleaved_read": dense_of_read,
+    });
+    if let (Some(o), Some((j, _))) = (extra.as_object_mut(), &twins) {
+        o.extend(j.as_object().into_iter().flatten().map(|(k, v)| (k.clone(), v.clone())));
+    }
     report(
         a,
         "ffn",
@@ -243,15 +278,11 @@ fn report_ffn(
         },
         (sv, dv, paired_speedup(&m.spark, &m.dense)),
         ("Spark FFN", "dense GeGLU"),
-        serde_json::json!({
-            "d": d, "f": f, "r": r, "k": k, "f_g": fg, "active_mean": act,
-            "spark_v_rows_mean": v_rows, "dense_wd_rows_mean": wd_rows,
-            "nominal_spark_macs": nominal_spark_macs, "nominal_mac_ratio": dv.macs / nominal_spark_macs,
-            "topk_ms": topk_ms, "topk_share": topk_ms / sv.ms.max(1e-12),
-            "interleaved_read_gbs": read_gbs, "spark_of_interleaved_read": spark_of_read,
-            "dense_of_interleaved_read": dense_of_read,
-        }),
+        extra,
     )?;
+    if let (true, Some((_, line))) = (show, &twins) {
+        println!("{line}");
+    }
     if show {
         println!(
             "interleaved read (one page-prefetched pass over {} after every Spark/dense pair, same run): median {read_gbs:.2} GB/s; \

@@ -182,6 +182,48 @@ pub(super) fn one_thread_bound_line(o: &mut impl Write, c: &Common) -> io::Resul
     Ok(())
 }
 
+/// The one-thread twins of an N-thread run: every iteration also runs each variant on
+/// one thread (on another weight or cache copy), so the N-thread speedup is a ratio
+/// within the run. Empty when the run has one thread.
+#[derive(Default)]
+pub(super) struct OneThreadSamples {
+    /// Seconds of each one-thread Spark call.
+    pub(super) spark: Vec<f64>,
+    /// Seconds of each one-thread dense call.
+    pub(super) dense: Vec<f64>,
+}
+
+impl OneThreadSamples {
+    /// JSON fields (`spark_ms_one_thread`, `dense_ms_one_thread`, `speedup_one_thread`,
+    /// `thread_speedup_spark` / `_dense` = one-thread median / N-thread median, and the
+    /// medians of the per-iteration ratios) and the text line, against the N-thread samples;
+    /// `None` without twins.
+    pub(super) fn report(&self, threads: usize, spark: &[f64], dense: &[f64]) -> Option<(serde_json::Value, String)> {
+        if self.spark.is_empty() || self.dense.is_empty() {
+            return None;
+        }
+        let ms = |t: &[f64]| 1e3 * median(t);
+        let (s1, d1, sn, dn) = (ms(&self.spark), ms(&self.dense), ms(spark), ms(dense));
+        // `paired_speedup(a, b)` is the median of b / a per iteration.
+        let (ps, pd) = (paired_speedup(spark, &self.spark), paired_speedup(dense, &self.dense));
+        let json = serde_json::json!({
+            "spark_ms_one_thread": s1, "dense_ms_one_thread": d1, "speedup_one_thread": d1 / s1.max(1e-12),
+            "thread_speedup_spark": s1 / sn.max(1e-12), "thread_speedup_spark_paired_median": ps.0,
+            "thread_speedup_dense": d1 / dn.max(1e-12), "thread_speedup_dense_paired_median": pd.0,
+        });
+        let text = format!(
+            "one thread, same iterations (other copies): Spark {s1:.3} ms, dense {d1:.3} ms (dense / Spark {:.2}x); \
+             {threads} threads against 1: Spark {:.2}x (pairs {:.2}x), dense {:.2}x (pairs {:.2}x)",
+            d1 / s1.max(1e-12),
+            s1 / sn.max(1e-12),
+            ps.0,
+            d1 / dn.max(1e-12),
+            pd.0
+        );
+        Some((json, text))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::paired_speedup;
