@@ -24,7 +24,7 @@
 //! rows and four columns. It runs column-block major: four columns of `y` stay in
 //! registers over the whole row list, which the asm walks as a table of four-row groups,
 //! each loaded (with its continuation address, into `pc`) by one `ldm`, so the row loop has
-//! no counter: 25 instructions per 16 MACs (see `t_table`; 1.60 - 1.65 instructions per MAC
+//! no counter: 25 instructions per 16 MACs (see `t_table`; 1.59 - 1.61 instructions per MAC
 //! measured, against 2.09 - 2.18 for the earlier three-rows-per-pass `smla<x><y>` loop).
 //! There is no float SIMD on these cores, so `quantize_sym_i8` is the scalar oracle's. The gathers are the
 //! strided kernels (row `r` at `w[r * stride ..]`, the bundled layouts of
@@ -150,7 +150,11 @@ const _: () = assert!(core::mem::size_of::<XBuf>() == 512 && CHUNK % 8 == 0);
 impl XBuf {
     /// Expands `x` (`x.len()` a multiple of 4, at most [`CHUNK`]) into the last `x.len() / 2`
     /// words and returns them.
-    #[inline(always)]
+    ///
+    /// Not inlined (one call per 256 columns): inlined, its registers changed with
+    /// unrelated edits elsewhere in the crate and cost `gemv_i8`'s row loop up to 0.013
+    /// instructions per MAC on Cortex-M4 (1.458 against 1.446 at 256 columns).
+    #[inline(never)]
     fn expand(&mut self, x: &[i8]) -> &[u32] {
         let ng = x.len() / 4;
         let start = CHUNK / 2 - 2 * ng;
@@ -463,17 +467,28 @@ macro_rules! t_pair {
 /// `y[k] += sum_j c[j] * r_j[k]` for the `k < y.len()` (a multiple of 4, at least 4) and
 /// the at most [`T_GROUPS`] `* 4` listed rows `r_j = check::row(w, stride, cols, rows[j])`.
 ///
-/// Column-block major: for each block of four columns `y[4b..4b+4]` stays in `r8..r11`
-/// while the asm walks a table of row groups. A group is eight words loaded by one
-/// `ldm r12!, {r0-r6, pc}`: four row addresses (`r1..r4`, pre-offset so that
-/// `ldr rX, [rX, lr]` with the block offset in `lr` reads the block's word), two
-/// coefficient pairs (`r5`, `r6`) and the address to continue at, which `ldm` loads into
-/// `pc`: the group code for every group, the block end for the sentinel after the last.
-/// So the row loop costs no counter and no branch: per group of four rows and four columns
-/// one `ldm`, four `ldr`, four `pkh`, eight `sxtb16` and eight `smlad`, 25 instructions per
-/// 16 MACs; per block `ldm`/`stm` of `y`, the table reset and the block count (6). The
-/// sentinel's `r2` holds the table start; `lr` counts from `-y.len()` up to 0; `r7` walks
-/// `y`. `r6` and `r7` (not allowed as asm operands) are saved and restored on the stack.
+/// One asm block builds a table of row groups, then walks it once per block of four
+/// columns. A group is eight words, loaded by one `ldm r12!, {r0-r6, pc}`: `r0` unused,
+/// the addresses of its four rows `j .. j + 4` (`r1..r4`, pre-offset so that
+/// `ldr rX, [rX, lr]` with the block offset in `lr` reads the block's word), the
+/// coefficient pairs `(c_j, c_{j+2})` (`r5`) and `(c_{j+1}, c_{j+3})` (`r6`), which pair
+/// the rows `(r1, r3)` and `(r2, r4)`, and the address to continue at, which `ldm`
+/// loads into `pc`: the group code for every group, the block end for the sentinel after
+/// the last. So the row loop costs no counter and no branch: per group of four rows and
+/// four columns one `ldm`, four `ldr`, four `pkh`, eight `sxtb16` and eight `smlad`, 25
+/// instructions per 16 MACs; per block `ldm`/`stm` of `y`, the table reset and the block
+/// count (6).
+///
+/// The table build (whole groups, in the asm): per group one `ldm` of four row indices,
+/// a compare and branch per row against the rows inside `w` (an index out of range leaves
+/// before anything is computed, and the caller panics), one `mla` per row address, one
+/// `ldr` of four coefficients and two `sxtb16` (bytes 0 and 2, then 1 and 3: the pairs
+/// above), one `stm` of the group: 19 instructions per four rows. A last partial group
+/// (its missing rows repeat the first under zero coefficients) is written in Rust first
+/// (the asm adds its continuation word); the asm writes the sentinel (its `r2` the table
+/// start) with one `stm`.
+/// `r6` and `r7` (not allowed as asm operands) are saved and restored on the stack.
+#[inline(never)]
 fn t_table(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
     let body = y.len();
     debug_assert!(body >= 4 && body % 4 == 0 && body <= cols && cols <= stride);
@@ -485,67 +500,89 @@ fn t_table(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut
     // Row start + `body` as the asm wants it (it adds the block offset `lr` in `-body..0`),
     // after the bounds check; address arithmetic only, nothing is dereferenced here.
     let base = (w.as_ptr() as usize).wrapping_add(body);
-    // Every listed row inside `w` (one pass over the indices, so the table loop below has
-    // no branches).
-    let max = rows.iter().fold(0, |a, &r| a.max(r));
-    assert!((max as usize) < n_inside, "gemv_t_rows_strided_i8: row index out of range");
     let at = |r: u32| -> u32 { base.wrapping_add(r as usize * stride) as u32 };
-    let group = |r: [u32; 4], k: [i8; 4]| {
-        [0, at(r[0]), at(r[1]), at(r[2]), at(r[3]), pack_pair(k[0], k[1]), pack_pair(k[2], k[3]), 0]
-    };
     let m = rows.len();
-    let ng = m.div_ceil(T_GROUP);
-    // Groups `0..ng` and the sentinel `ng` are written below before the asm reads them (the
-    // asm writes each one's word 7); the rest is never read, so it stays uninitialized.
+    let (nf, ng) = (m / T_GROUP, m.div_ceil(T_GROUP));
+    // Groups `0..ng` and the sentinel `ng` are written before the walk reads them (the
+    // asm writes groups `0..nf`, the sentinel and each continuation word); the rest is
+    // never read, so it stays uninitialized.
     let mut tab = core::mem::MaybeUninit::<[[u32; 8]; T_GROUPS + 1]>::uninit();
     let tp = tab.as_mut_ptr().cast::<[u32; 8]>();
-    let (rq, cq) = (rows.chunks_exact(T_GROUP), c.chunks_exact(T_GROUP));
-    let (r_rest, c_rest) = (rq.remainder(), cq.remainder());
-    for (g, (r, k)) in rq.zip(cq).enumerate() {
-        let g4 = group([r[0], r[1], r[2], r[3]], [k[0], k[1], k[2], k[3]]);
-        // SAFETY: `g < m / 4 <= ng <= T_GROUPS` is inside the table.
-        unsafe { tp.add(g).write(g4) };
-    }
+    let (r_rest, c_rest) = (&rows[nf * T_GROUP..], &c[nf * T_GROUP..]);
     if !r_rest.is_empty() {
+        let max = r_rest.iter().fold(0, |a, &r| a.max(r));
+        assert!((max as usize) < n_inside, "gemv_t_rows_strided_i8: row index out of range");
         // The partial last group repeats its first row under zero coefficients.
         let (mut r, mut k) = ([r_rest[0]; 4], [0i8; 4]);
         r[..r_rest.len()].copy_from_slice(r_rest);
         k[..c_rest.len()].copy_from_slice(c_rest);
-        // SAFETY: `ng - 1 < T_GROUPS` is inside the table.
-        unsafe { tp.add(ng - 1).write(group(r, k)) };
+        let g = [0, at(r[0]), at(r[1]), at(r[2]), at(r[3]), pack_pair(k[0], k[2]), pack_pair(k[1], k[3]), 0];
+        // SAFETY: `nf < ng <= T_GROUPS` is inside the table.
+        unsafe { tp.add(nf).write(g) };
     }
-    // The sentinel: `r2` = the table start (for the next block), continuation filled below.
-    // SAFETY: `ng <= T_GROUPS` is inside the table.
-    unsafe { tp.add(ng).write([0, 0, tp as usize as u32, 0, 0, 0, 0, 0]) };
-    // SAFETY: `tab` holds `ng >= 1` initialized groups and the sentinel at `tab[ng]`
-    // (`ng <= T_GROUPS`); the prologue writes the continuation word (index 7) of each of
-    // them, then the loop reads only those `ng + 1` groups, once per block, from the table
-    // start. Each group's four row addresses are rows checked to lie inside `w`
-    // (`r * stride + cols <= w.len()`, so each has `cols >= body` bytes), plus `body`, and
-    // block `b < body / 4` reads the word at byte `4 b` of each (`lr = 4 b - body`), inside
-    // the row (`ldr` handles unaligned addresses on Cortex-M3 and later). `y` is read
-    // and written as `body / 4` blocks of four `i32` through `r7` (4-byte aligned, as
+    let bad: u32;
+    // SAFETY: the build loop reads `rows` as `nf` groups of four `u32` (`ldm` from the
+    // slice start, 4-byte aligned, `4 nf <= rows.len()`) and `c` as `nf` words (`4 nf <=
+    // c.len()`; `ldr` handles unaligned addresses on Cortex-M3 and later), and writes
+    // groups `0..nf` of `tab` (`nf <= ng <= T_GROUPS`) through `r12`, then the continuation
+    // word of the partial group `nf` (if any, written above) and the sentinel `ng` whole.
+    // Every row index is compared with `n_inside` before its address is formed; one out of
+    // range branches to the exit with `r0 = 1` before anything is read through a row
+    // address or `y` is touched. Otherwise the walk reads only groups `0..=ng`, once per
+    // block, each holding four addresses of rows inside `w` (`r * stride + cols <=
+    // w.len()`, so each has `cols >= body` bytes) plus `body`; block `b < body / 4` reads
+    // the word at byte `4 b` of each (`lr = 4 b - body`), inside the row. `y` is read and
+    // written as `body / 4` blocks of four `i32` through `r7` (4-byte aligned, as
     // `ldm`/`stm` need); `body >= 4`. The `pc` words are Thumb addresses (bit 0 set) of
-    // labels inside this block, so control never leaves it but through its end. `r6`/`r7`
-    // are pushed and popped (the block uses the stack), every other register written is
-    // declared, and the flags (the `smlad` Q flag) are clobbered.
+    // labels inside this block, so control never leaves it but through its end. The
+    // stack is balanced on both exits (`r6`, `r7` and the four spilled operands), every
+    // other register written is declared, and the flags are clobbered.
     unsafe {
         asm!(
             dsp_ext!(),
             "push {{r6, r7}}",
-            "mov r7, r0",
-            // continuation addresses (Thumb bit set): the group code, the block end
-            "adr.w r2, 2f",
-            "orr r2, r2, #1",
-            "adr.w r3, 4f",
-            "orr r3, r3, #1",
-            "mov r4, r12",
-            "5:",
-            "str r2, [r4, #28]",
-            "adds r4, r4, #32",
-            "subs r1, r1, #1",
-            "bne 5b",
-            "str r3, [r4, #28]",
+            "push {{r1, r2, r3, r12}}",
+            // continuation of every group: the group code (Thumb bit set)
+            "adr.w r7, 2f",
+            "orr r7, r7, #1",
+            "cmp r9, r8",
+            "beq 6f",
+            // build: one group of four rows per pass
+            "1:",
+            "ldm r9!, {{r1-r4}}",
+            "cmp r1, r11",
+            "bhs 9f",
+            "cmp r2, r11",
+            "bhs 9f",
+            "cmp r3, r11",
+            "bhs 9f",
+            "cmp r4, r11",
+            "bhs 9f",
+            "mla r1, r1, lr, r0",
+            "mla r2, r2, lr, r0",
+            "mla r3, r3, lr, r0",
+            "mla r4, r4, lr, r0",
+            "ldr r5, [r10], #4",
+            "sxtb16 r6, r5, ror #8",
+            "sxtb16 r5, r5",
+            "stm r12!, {{r0-r7}}",
+            "cmp r9, r8",
+            "bne 1b",
+            "6:",
+            "pop {{r1, r2, r3, r4}}",
+            // the partial group's continuation, then the sentinel: `r2` the table start,
+            // continuation the block end (its other words are never used)
+            "cbz r3, 7f",
+            "str r7, [r12, #28]",
+            "adds r12, r12, #32",
+            "7:",
+            "mov lr, r2",
+            "mov r2, r4",
+            "adr.w r7, 4f",
+            "orr r7, r7, #1",
+            "stm r12, {{r0-r7}}",
+            "mov r12, r2",
+            "mov r7, r1",
             // per block of four columns
             "3:",
             "ldm r7, {{r8-r11}}",
@@ -558,8 +595,8 @@ fn t_table(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut
             "ldr r2, [r2, lr]",
             "ldr r3, [r3, lr]",
             "ldr r4, [r4, lr]",
-            t_pair!("r1", "r2", "r5"),
-            t_pair!("r3", "r4", "r6"),
+            t_pair!("r1", "r3", "r5"),
+            t_pair!("r2", "r4", "r6"),
             "ldm r12!, {{r0-r6, pc}}",
             // block end (the sentinel's continuation; reached only through `ldm ... pc`)
             ".p2align 2",
@@ -568,21 +605,29 @@ fn t_table(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut
             "mov r12, r2",
             "adds lr, lr, #4",
             "bne 3b",
+            "movs r0, #0",
+            "b 8f",
+            // a row index out of range: nothing computed
+            "9:",
+            "pop {{r1, r2, r3, r4}}",
+            "movs r0, #1",
+            "8:",
             "pop {{r6, r7}}",
-            inout("r0") y.as_mut_ptr() => _,
-            inout("r1") ng => _,
-            out("r2") _,
-            out("r3") _,
+            inout("r0") base as u32 => bad,
+            inout("r1") y.as_mut_ptr() => _,
+            inout("r2") body.wrapping_neg() => _,
+            inout("r3") usize::from(ng > nf) => _,
             out("r4") _,
             out("r5") _,
-            out("r8") _,
-            out("r9") _,
-            out("r10") _,
-            out("r11") _,
+            inout("r8") rows.as_ptr().wrapping_add(nf * T_GROUP) => _,
+            inout("r9") rows.as_ptr() => _,
+            inout("r10") c.as_ptr() => _,
+            inout("r11") n_inside => _,
             inout("r12") tp => _,
-            inout("lr") body.wrapping_neg() => _,
+            inout("lr") stride => _,
         );
     }
+    assert!(bad == 0, "gemv_t_rows_strided_i8: row index out of range");
 }
 
 /// `y += sum_j c[j] * row rows[j]` over rows `stride` bytes apart (`cols = y.len() > 0`):
@@ -590,12 +635,12 @@ fn t_table(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut
 /// last 0-3 columns in plain code.
 ///
 /// Executed instructions per MAC on Cortex-M4, 64 listed rows of 256 / 512 / 1024 columns
-/// (`measure` in `firmware/kernel-test`, docs/PERFORMANCE.md): **1.650 / 1.618 / 1.602**,
-/// plain and strided alike (rows `2 * cols` apart: 1.651 / 1.618 / 1.602), down from
-/// 2.184 / 2.123 / 2.092 for the three-rows-per-pass `smla<x><y>` loop this replaced. The
-/// asm loop itself is 406 instructions per block of four columns and 64 rows (1.586); the
-/// rest is the per-call table (about 1,100 instructions for 64 rows). Produced by
-/// `test.sh`'s step "Cortex-M4 DSP kernels" (QEMU 7.2):
+/// (`measure` in `firmware/kernel-test`, docs/PERFORMANCE.md): **1.612 / 1.599 / 1.592**,
+/// plain and strided alike, down from 2.184 / 2.123 / 2.092 for the three-rows-per-pass
+/// `smla<x><y>` loop this replaced (and 1.650 / 1.618 / 1.602 with the table built in
+/// Rust). The asm loop itself is 406 instructions per block of four columns and 64 rows
+/// (1.586); the rest is the table (19 instructions per four rows) and the call. Produced
+/// by `test.sh`'s step "Cortex-M4 DSP kernels" (QEMU 7.2):
 ///
 /// ```sh
 /// cd firmware/kernel-test
