@@ -8,11 +8,11 @@
 //! runs, the other threads spin for chunks instead of sleeping in rayon's idle loop, so a
 //! split product starts on them within a microsecond or so, not after a futex wake-up;
 //! they fall back to short sleeps when no chunk has come for 50 ms, and they do not spin
-//! at all when there are more threads than cores. (On the
-//! 2-core VM of docs/PERFORMANCE.md, "Thread scaling", this took the 2-thread whole token
-//! of the 1-layer `gemma2-2b` pair from 1.09 - 1.11x to 1.18 - 1.32x the one-thread
-//! token.) With one thread there is no pool: every product runs in the caller, exactly the
-//! single-threaded path. Any thread count gives the same bits (the chunks are fixed by
+//! at all when there are more threads than cores. (On the 2-core VM of
+//! docs/PERFORMANCE.md, "Thread scaling", this took the 2-thread whole token of the
+//! 1-layer `gemma2-2b` pair from 1.09 - 1.11x the one-thread token of the same run, two
+//! runs, to 1.27x, the median of 20.) With one thread there is no pool: every product runs
+//! in the caller, exactly the single-threaded path. Any thread count gives the same bits (the chunks are fixed by
 //! the shape and write disjoint outputs).
 //!
 //! Tested by the unit tests below (option parsing, every chunk once, `run`'s result and a
