@@ -53,8 +53,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub prefill: bool,
     /// Threads that run the timed calls and the read-bandwidth bound (1 to 256) [default: the
-    /// cores available]; `bench model` with more than one also times every variant on one
-    /// thread in the same rounds (the N-thread speedup).
+    /// cores available]; with more than one, every variant is also timed on one thread in
+    /// the same run (the N-thread speedup), and the read bound too.
     #[arg(long, value_parser = crate::threads::parse_threads, value_name = "N")]
     pub threads: Option<usize>,
     /// Timed iterations (medians are reported); `bench model`: timed decode steps per context.
