@@ -635,10 +635,10 @@ fn t_table(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut
 /// last 0-3 columns in plain code.
 ///
 /// Executed instructions per MAC on Cortex-M4, 64 listed rows of 256 / 512 / 1024 columns
-/// (`measure` in `firmware/kernel-test`, docs/PERFORMANCE.md): **1.612 / 1.599 / 1.592**,
-/// plain and strided alike, down from 2.184 / 2.123 / 2.092 for the three-rows-per-pass
-/// `smla<x><y>` loop this replaced (and 1.650 / 1.618 / 1.602 with the table built in
-/// Rust). The asm loop itself is 406 instructions per block of four columns and 64 rows
+/// (`measure` in `firmware/kernel-test`, docs/PERFORMANCE.md): **1.612 / 1.599 / 1.592**
+/// (strided, rows `2 * cols` apart: 1.613 / 1.599 / 1.592), down from 2.184 / 2.123 /
+/// 2.092 for the three-rows-per-pass `smla<x><y>` loop this replaced (and 1.650 / 1.618 /
+/// 1.602 with the table built in Rust). The asm loop itself is 406 instructions per block of four columns and 64 rows
 /// (1.586); the rest is the table (19 instructions per four rows) and the call. Produced
 /// by `test.sh`'s step "Cortex-M4 DSP kernels" (QEMU 7.2):
 ///
