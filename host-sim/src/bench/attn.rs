@@ -252,12 +252,9 @@ fn report_attn(
     let kmin = (ka as f64).min(nf);
     let ceiling = 2.0 * nf * dh as f64 / (nf * ra as f64 + kmin * (rb + dh) as f64);
     let twins = m.one.report(common.threads, &m.spark, &m.dense);
-    let mut extra = serde_json::json!({"ctx": n, "n_heads": nh, "n_kv_heads": nkv, "head_dim": dh, "ra": ra, "ka": ka,
+    let extra = serde_json::json!({"ctx": n, "n_heads": nh, "n_kv_heads": nkv, "head_dim": dh, "ra": ra, "ka": ka,
                                        "attended_mean": sel, "spark_v_rows_mean": vs, "dense_v_rows_mean": vd,
                                        "byte_ceiling": ceiling, "cache_offset": off});
-    if let (Some(o), Some((j, _))) = (extra.as_object_mut(), &twins) {
-        o.extend(j.as_object().into_iter().flatten().map(|(k, v)| (k.clone(), v.clone())));
-    }
     report(
         a,
         "attn",
@@ -276,9 +273,6 @@ fn report_attn(
         (sv, dv, paired_speedup(&m.spark, &m.dense)),
         ("Spark attention", "dense attention"),
         extra,
-    )?;
-    if let (false, Some((_, line))) = (a.json, &twins) {
-        println!("{line}");
-    }
-    Ok(())
+        twins,
+    )
 }

@@ -250,7 +250,7 @@ fn report_ffn(
     }
     let (n_spark, n_dense) = (w.spark.len(), w.dense.len());
     let twins = m.one.report(common.threads, &m.spark, &m.dense);
-    let mut extra = serde_json::json!({
+    let extra = serde_json::json!({
         "d": d, "f": f, "r": r, "k": k, "f_g": fg, "active_mean": act,
         "spark_v_rows_mean": v_rows, "dense_wd_rows_mean": wd_rows,
         "nominal_spark_macs": nominal_spark_macs, "nominal_mac_ratio": dv.macs / nominal_spark_macs,
@@ -258,9 +258,6 @@ fn report_ffn(
         "interleaved_read_gbs": read_gbs, "spark_of_interleaved_read": spark_of_read,
         "dense_of_interleaved_read": dense_of_read,
     });
-    if let (Some(o), Some((j, _))) = (extra.as_object_mut(), &twins) {
-        o.extend(j.as_object().into_iter().flatten().map(|(k, v)| (k.clone(), v.clone())));
-    }
     report(
         a,
         "ffn",
@@ -279,10 +276,8 @@ fn report_ffn(
         (sv, dv, paired_speedup(&m.spark, &m.dense)),
         ("Spark FFN", "dense GeGLU"),
         extra,
+        twins,
     )?;
-    if let (true, Some((_, line))) = (show, &twins) {
-        println!("{line}");
-    }
     if show {
         println!(
             "interleaved read (one page-prefetched pass over {} after every Spark/dense pair, same run): median {read_gbs:.2} GB/s; \

@@ -396,6 +396,8 @@ struct Row {
 
 /// The single-threaded twins of one context's runs, stepped in the same rounds.
 struct OneThread {
+    /// The JSON fields ([`super::report::thread_fields`]).
+    fields: serde_json::Value,
     spark_ms: f64,
     dense_ms: Option<f64>,
     /// Per-step (one-thread ms / N-thread ms): median, quartiles.
@@ -436,7 +438,9 @@ impl OneThread {
     fn new(r: &[Timed], n: usize) -> Option<OneThread> {
         let (multi, one) = (r.get(..n)?, r.get(n..2 * n)?);
         let ms = |t: &Timed| median(&t.times) * 1e3;
+        let twin = |i: usize| multi.get(i).map(|m| m.times.as_slice()).zip(one.get(i).map(|o| o.times.as_slice()));
         Some(OneThread {
+            fields: super::report::thread_fields(twin(0)?, twin(1)),
             spark_ms: ms(&one[0]),
             dense_ms: one.get(1).map(ms),
             spark_paired: paired_speedup(&multi[0].times, &one[0].times),
@@ -480,17 +484,9 @@ fn report_model(a: &BenchArgs, s: &Setup<'_, '_>, rows: &[Row]) -> CliResult {
                 "build_s": s.build_s, "load_s": s.load_s, "llc_bytes": c.llc,
             });
             super::report::add_one_thread_bound(&mut j, c);
-            // With more than one thread: the one-thread twins of the same steps (N-thread
-            // speedup = one-thread ms / N-thread ms; paired: the median per-step ratio).
-            if let Some(t) = &r.one_thread {
-                j["spark_ms_one_thread"] = t.spark_ms.into();
-                j["dense_ms_one_thread"] = t.dense_ms.into();
-                j["thread_speedup_spark"] = (t.spark_ms / r.spark.ms.max(1e-12)).into();
-                j["thread_speedup_spark_paired_median"] = t.spark_paired.0.into();
-                j["thread_speedup_spark_paired_q1"] = t.spark_paired.1.into();
-                j["thread_speedup_spark_paired_q3"] = t.spark_paired.2.into();
-                j["thread_speedup_dense"] = t.dense_ms.zip(r.dense).map(|(x, d)| x / d.ms.max(1e-12)).into();
-                j["thread_speedup_dense_paired_median"] = t.dense_paired.map(|p| p.0).into();
+            // With more than one thread: the one-thread twins of the same steps.
+            if let (Some(o), Some(t)) = (j.as_object_mut(), r.one_thread.as_ref().and_then(|t| t.fields.as_object())) {
+                o.extend(t.clone());
             }
             print_json(&j)?;
         }

@@ -76,6 +76,7 @@ pub(super) fn report(
     (sv, dv, paired): (Variant, Variant, (f64, f64, f64)),
     (sname, dname): (&str, &str),
     extra: serde_json::Value,
+    twins: Option<(serde_json::Value, String)>,
 ) -> CliResult {
     let WorkingSet { copies, capped, spark_total, dense_total } = ws;
     let bw_gbs = c.bw / 1e9;
@@ -93,8 +94,10 @@ pub(super) fn report(
             "cpu_model": c.cpu, "llc_bytes": c.llc, "llc_detected": c.llc_known, "weight_copies": copies, "copies_capped": capped,
             "spark_total_bytes": spark_total, "dense_total_bytes": dense_total,
         });
-        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
-            o.extend(e.clone());
+        for e in std::iter::once(&extra).chain(twins.as_ref().map(|t| &t.0)) {
+            if let (Some(o), Some(e)) = (v.as_object_mut(), e.as_object()) {
+                o.extend(e.clone());
+            }
         }
         add_one_thread_bound(&mut v, c);
         return print_json(&v);
@@ -155,6 +158,9 @@ pub(super) fn report(
         100.0 * dv.gbs / (c.bw_plain / 1e9)
     )?;
     one_thread_bound_line(&mut o, c)?;
+    if let Some((_, line)) = twins {
+        writeln!(o, "{line}")?;
+    }
     Ok(())
 }
 
@@ -204,13 +210,8 @@ impl OneThreadSamples {
         }
         let ms = |t: &[f64]| 1e3 * median(t);
         let (s1, d1, sn, dn) = (ms(&self.spark), ms(&self.dense), ms(spark), ms(dense));
-        // `paired_speedup(a, b)` is the median of b / a per iteration.
         let (ps, pd) = (paired_speedup(spark, &self.spark), paired_speedup(dense, &self.dense));
-        let json = serde_json::json!({
-            "spark_ms_one_thread": s1, "dense_ms_one_thread": d1, "speedup_one_thread": d1 / s1.max(1e-12),
-            "thread_speedup_spark": s1 / sn.max(1e-12), "thread_speedup_spark_paired_median": ps.0,
-            "thread_speedup_dense": d1 / dn.max(1e-12), "thread_speedup_dense_paired_median": pd.0,
-        });
+        let json = thread_fields((spark, &self.spark), Some((dense, &self.dense)));
         let text = format!(
             "one thread, same iterations (other copies): Spark {s1:.3} ms, dense {d1:.3} ms (dense / Spark {:.2}x); \
              {threads} threads against 1: Spark {:.2}x (pairs {:.2}x), dense {:.2}x (pairs {:.2}x)",
@@ -222,6 +223,31 @@ impl OneThreadSamples {
         );
         Some((json, text))
     }
+}
+
+/// The JSON fields of an N-thread run's one-thread twins, from the per-iteration seconds
+/// `(N threads, one thread)` of the Spark variant and, when there is one, the dense one:
+/// `spark_ms_one_thread`, `thread_speedup_spark` (one-thread median / N-thread median) and
+/// the per-iteration ratios' median and quartiles (`_paired_median`, `_q1`, `_q3`); the same
+/// for dense (`_paired_median` only) and `speedup_one_thread` (dense / Spark on one thread).
+pub(super) fn thread_fields(spark: (&[f64], &[f64]), dense: Option<(&[f64], &[f64])>) -> serde_json::Value {
+    let ms = |t: &[f64]| 1e3 * median(t);
+    // `paired_speedup(a, b)` is the median of b / a per iteration.
+    let ps = paired_speedup(spark.0, spark.1);
+    let s1 = ms(spark.1);
+    let mut j = serde_json::json!({
+        "spark_ms_one_thread": s1, "thread_speedup_spark": s1 / ms(spark.0).max(1e-12),
+        "thread_speedup_spark_paired_median": ps.0, "thread_speedup_spark_paired_q1": ps.1,
+        "thread_speedup_spark_paired_q3": ps.2,
+    });
+    if let Some((dn, d1)) = dense {
+        let d1ms = ms(d1);
+        j["dense_ms_one_thread"] = d1ms.into();
+        j["thread_speedup_dense"] = (d1ms / ms(dn).max(1e-12)).into();
+        j["thread_speedup_dense_paired_median"] = paired_speedup(dn, d1).0.into();
+        j["speedup_one_thread"] = (d1ms / s1.max(1e-12)).into();
+    }
+    j
 }
 
 #[cfg(test)]
