@@ -4,7 +4,9 @@
 //! `tests/golden/` gives the same token ids and digests with every thread count as with
 //! the sequential executor. The multi-threaded runs use `Grain::FINEST` (every product
 //! split into one-row chunks and the narrowest column ranges, so even these small models
-//! exercise every split path) and the default grain (the thresholds the CLI uses).
+//! exercise every split path) and the default grain (the thresholds the CLI uses), with
+//! arenas of one attention head slot per thread (heads run at once) and, with 2 threads
+//! at the finest grain, of one slot (heads one at a time, their products split).
 //!
 //! `test.sh` runs this file natively and on aarch64 under `qemu-aarch64` (user-mode QEMU
 //! runs the threads).
@@ -28,9 +30,9 @@ fn ids(v: &serde_json::Value) -> Vec<u32> {
 }
 
 /// Greedy decode of `n` tokens after `prompt` with `pool` (on one of its threads, as the
-/// CLI runs).
-fn greedy_on(model: &Model<'_>, pool: &Pool, prompt: &[u32], n: usize) -> (Vec<u32>, String) {
-    pool.run(|| greedy(model, pool, prompt, n))
+/// CLI runs) and an arena of `slots` attention head slots.
+fn greedy_on(model: &Model<'_>, pool: &Pool, slots: usize, prompt: &[u32], n: usize) -> (Vec<u32>, String) {
+    pool.run(|| common::greedy_digest_slots::<Native, _>(model, pool, slots, prompt, n))
 }
 
 /// Greedy decode on the native backend and executor `e` (tokens, digest of every step).
@@ -38,14 +40,17 @@ fn greedy<E: Executor>(model: &Model<'_>, e: E, prompt: &[u32], n: usize) -> (Ve
     common::greedy_digest::<Native, E>(model, e, prompt, n)
 }
 
-/// The pools every test compares: 2, 3 and 4 threads at the finest grain, and 2 threads
-/// at the default grain (which splits only the bundled model's logits here).
-fn pools() -> Vec<(String, Pool)> {
-    let mut v = Vec::new();
+/// The pools every test compares, with the head slots of their arenas: 2 threads at the
+/// finest grain with one slot, 2, 3 and 4 threads at the finest grain with one slot per
+/// thread, and 2 threads at the default grain (which splits only the bundled model's
+/// logits here).
+fn pools() -> Vec<(String, Pool, usize)> {
+    let finest = |t| Pool::new(Some(t)).unwrap().with_grain(Grain::FINEST);
+    let mut v = vec![("2 threads, finest grain, heads one at a time".to_string(), finest(2), 1)];
     for t in 2..=4 {
-        v.push((format!("{t} threads, finest grain"), Pool::new(Some(t)).unwrap().with_grain(Grain::FINEST)));
+        v.push((format!("{t} threads, finest grain, {t} heads at once"), finest(t), t));
     }
-    v.push(("2 threads".to_string(), Pool::new(Some(2)).unwrap()));
+    v.push(("2 threads".to_string(), Pool::new(Some(2)).unwrap(), 2));
     v
 }
 
@@ -64,8 +69,8 @@ fn bundled_model_is_the_committed_output_with_1_to_4_threads() {
         let want = (ids(&p["generated_ids"]), p["logits_digest"].as_str().unwrap().to_string());
         let one = greedy(&model, Pool::single(), &buf[..n], want.0.len());
         assert_eq!(one, want, "{prompt_text}: 1 thread differs from models/expected_int8.json");
-        for (name, pool) in &pools {
-            let got = greedy_on(&model, pool, &buf[..n], want.0.len());
+        for (name, pool, slots) in &pools {
+            let got = greedy_on(&model, pool, *slots, &buf[..n], want.0.len());
             assert_eq!(got, want, "{prompt_text}: {name} differs from models/expected_int8.json");
         }
         println!("{prompt_text:<24} 1-4 threads: {} tokens, digest {}", want.0.len(), want.1);
@@ -88,8 +93,8 @@ fn golden_models_decode_identically_with_1_to_4_threads() {
         let n = (max_seq - prompt.len()).min(72);
         let want = greedy(&model, spark_core::Sequential, &prompt, n);
         assert_eq!(greedy(&model, Pool::single(), &prompt, n), want, "{name}: 1 thread");
-        for (pname, pool) in &pools {
-            assert_eq!(greedy_on(&model, pool, &prompt, n), want, "{name}: {pname} differs from sequential");
+        for (pname, pool, slots) in &pools {
+            assert_eq!(greedy_on(&model, pool, *slots, &prompt, n), want, "{name}: {pname} differs from sequential");
         }
         println!("{name:<20} 1-4 threads: {n} tokens, digest {}", want.1);
     }

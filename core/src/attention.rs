@@ -3,13 +3,20 @@
 //! first key part, statistical top-`ka`, softmax times softplus of the second part, `K2`
 //! and `V` rows of the selected keys only).
 //!
+//! [`attend_heads_on`] runs every query head of a layer: one after the other (each
+//! head's integer products split for the executor), or, with more than one
+//! [`HeadSlot`] and a multi-threaded executor, several heads at once, each whole head one
+//! chunk (its own scratch, the same code as one head alone), reported in head order.
+//!
 //! [`AttnParams`] is the one place the per-step settings are derived (visible window,
 //! `z = Phi^-1(1 - ka/n)`, capacity); the session, `spark-sim bench` and the tests take
 //! them from here. The projections, RoPE and the cache append live in the session's
 //! decode loop; this module is the part a benchmark runs alone.
 //!
 //! Tested by the session tests (`tests/`: rows read per call with a recording backend,
-//! whole forward passes against the f32 oracle, every backend bit-exact).
+//! whole forward passes against the f32 oracle, every backend bit-exact), by
+//! `tests/threads.rs` (1 to 4 threads, heads split or not, the same bits) and by the unit
+//! tests below (every slot count and executor against one head at a time).
 
 use crate::config::{AttnKind, Config};
 use crate::exec::{self, Executor, Sequential};
@@ -17,6 +24,9 @@ use crate::ops::sparse_rows_out;
 use crate::topk::{stat_topk_with, topk_capacity, topk_z, Selection};
 use spark_hal::math::softplus_f32;
 use spark_hal::Kernels;
+
+/// Most query heads [`attend_heads_on`] runs at once (the slots a session carves at most).
+pub const MAX_HEAD_SLOTS: usize = 16;
 
 /// One kv head's slice of a layer's KV cache, rows indexed by position.
 ///
@@ -224,6 +234,104 @@ pub fn attend_head_on<K: Kernels, E: Executor>(
     AttnRun { len, sel, v_rows }
 }
 
+/// The scratch one query head runs in, and what it selected: a session has one slot per
+/// head it may run at once ([`attend_heads_on`]).
+pub struct HeadSlot<'s> {
+    /// The head's scratch (`scores` `[n]`, `acc` `[max(n, dh)]` at least).
+    pub scratch: AttnScratch<'s>,
+    /// What the slot's last head selected and read (its positions are
+    /// `scratch.idx[..run.len]`).
+    pub run: AttnRun,
+}
+
+impl<'s> HeadSlot<'s> {
+    /// A slot over `scratch`, with no head run yet.
+    pub fn new(scratch: AttnScratch<'s>) -> HeadSlot<'s> {
+        HeadSlot { scratch, run: AttnRun { len: 0, sel: None, v_rows: 0 } }
+    }
+}
+
+/// Every query head of a layer over the visible positions `start..=end`: head `hd` reads
+/// `q[hd * dh..(hd + 1) * dh]` and the cache `view(hd)` (its kv head) and writes
+/// `out[hd * dh..(hd + 1) * dh]` (`out` `[n_heads, dh]`, `dh = ra + rb` of the views);
+/// `done(hd, positions, run)` is called for every head in head order, after the head ran.
+///
+/// With one usable slot (`slots.len()`, the executor's threads and the head count, at
+/// most [`MAX_HEAD_SLOTS`]), or when the layer's key scores read fewer than the
+/// executor's [`crate::exec::Grain::min_bytes`], the heads run one after the other in
+/// `slots[0]`, each with its integer products split for `e` ([`attend_head_on`]).
+/// Otherwise they run in waves of that many heads, one whole head per chunk of
+/// [`Executor::for_each_chunk`] in its own slot, its products unsplit
+/// ([`Sequential`]); a wave is reported, in head order, before the next starts. Each head
+/// computes exactly what [`attend_head`] computes, so the bits are the same either way.
+#[allow(clippy::too_many_arguments)]
+pub fn attend_heads_on<'v, K: Kernels, E: Executor>(
+    e: &E,
+    q: &[f32],
+    view: impl Fn(usize) -> KvView<'v> + Sync,
+    start: usize,
+    end: usize,
+    p: &AttnParams,
+    slots: &mut [HeadSlot<'_>],
+    out: &mut [f32],
+    mut done: impl FnMut(usize, &[u32], &AttnRun),
+) {
+    assert!(!slots.is_empty(), "attend_heads_on: no head slot");
+    let v0 = view(0);
+    let (ra, dh) = (v0.ra, v0.ra + v0.rb);
+    let nh = out.len() / dh;
+    let n = end + 1 - start;
+    let par = slots.len().min(e.threads()).min(nh).min(MAX_HEAD_SLOTS);
+    if par < 2 || !exec::splits(e, nh * n * ra) {
+        let s = &mut slots[0];
+        for hd in 0..nh {
+            let (qh, oh) = (&q[hd * dh..(hd + 1) * dh], &mut out[hd * dh..(hd + 1) * dh]);
+            s.run = attend_head_on::<K, E>(e, qh, &view(hd), start, end, p, &mut s.scratch, oh);
+            done(hd, &s.scratch.idx[..s.run.len], &s.run);
+        }
+        return;
+    }
+    heads_in_waves::<K, E>(e, q, &view, start, end, p, &mut slots[..par], out, &mut done);
+}
+
+/// The heads of [`attend_heads_on`] in waves of `slots.len()`, one whole head per chunk
+/// (its own function, so that the sequential path's stack frame, the microcontroller's,
+/// does not hold the wave's list).
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn heads_in_waves<'v, K: Kernels, E: Executor>(
+    e: &E,
+    q: &[f32],
+    view: &(impl Fn(usize) -> KvView<'v> + Sync),
+    start: usize,
+    end: usize,
+    p: &AttnParams,
+    slots: &mut [HeadSlot<'_>],
+    out: &mut [f32],
+    done: &mut impl FnMut(usize, &[u32], &AttnRun),
+) {
+    let par = slots.len();
+    let v0 = view(0);
+    let dh = v0.ra + v0.rb;
+    let nh = out.len() / dh;
+    for h0 in (0..nh).step_by(par) {
+        let wave = par.min(nh - h0);
+        // [wave] (slot, head output) pairs: chunk i is head h0 + i.
+        let mut work: heapless::Vec<(&mut HeadSlot<'_>, &mut [f32]), MAX_HEAD_SLOTS> =
+            slots[..wave].iter_mut().zip(out[h0 * dh..(h0 + wave) * dh].chunks_mut(dh)).collect();
+        e.for_each_chunk(&mut work, 1, |i, w| {
+            let (s, oh) = &mut w[0];
+            let hd = h0 + i;
+            let qh = &q[hd * dh..(hd + 1) * dh];
+            s.run = attend_head_on::<K, Sequential>(&Sequential, qh, &view(hd), start, end, p, &mut s.scratch, oh);
+        });
+        drop(work);
+        for (i, s) in slots[..wave].iter().enumerate() {
+            done(h0 + i, &s.scratch.idx[..s.run.len], &s.run);
+        }
+    }
+}
+
 /// What one [`attend_head`] call selected and read.
 #[derive(Clone, Copy, Debug)]
 pub struct AttnRun {
@@ -234,4 +342,146 @@ pub struct AttnRun {
     /// `V` rows read: the attended positions whose int8 coefficient is not zero
     /// (`s.kept[..v_rows]`).
     pub v_rows: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::Grain;
+    use proptest::prelude::*;
+    use spark_hal::Scalar;
+    use std::sync::Mutex;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// Runs the chunks in reverse order (as threads might) and records each call's chunk
+    /// count.
+    struct Reversed(usize, Mutex<Vec<usize>>);
+    impl Executor for Reversed {
+        fn threads(&self) -> usize {
+            self.0
+        }
+        fn grain(&self) -> Grain {
+            Grain::FINEST
+        }
+        fn for_each_chunk<T: Send, F: Fn(usize, &mut [T]) + Sync>(&self, out: &mut [T], chunk_len: usize, f: F) {
+            let mut chunks: Vec<(usize, &mut [T])> = out.chunks_mut(chunk_len).enumerate().collect();
+            self.1.lock().unwrap().push(chunks.len());
+            chunks.reverse();
+            for (i, c) in chunks {
+                f(i, c);
+            }
+        }
+    }
+
+    fn bytes(seed: u64, n: usize) -> Vec<i8> {
+        let mut s = seed | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s as i8).max(-127)
+            })
+            .collect()
+    }
+
+    /// Per-slot scratch buffers for `n` keys, `dh`-wide heads.
+    struct Bufs {
+        scores: Vec<f32>,
+        idx: Vec<u32>,
+        w: Vec<f32>,
+        xq: Vec<i8>,
+        kept: Vec<u32>,
+        acc: Vec<i32>,
+    }
+    impl Bufs {
+        fn new(n: usize, dh: usize) -> Bufs {
+            let m = n.max(dh);
+            Bufs {
+                scores: vec![0.0; n],
+                idx: vec![0; n],
+                w: vec![0.0; n],
+                xq: vec![0; m],
+                kept: vec![0; n],
+                acc: vec![0; m],
+            }
+        }
+        fn slot(&mut self) -> HeadSlot<'_> {
+            HeadSlot::new(AttnScratch {
+                scores: &mut self.scores,
+                idx: &mut self.idx,
+                w: &mut self.w,
+                xq: &mut self.xq,
+                kept: &mut self.kept,
+                acc: &mut self.acc,
+            })
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 2 } else { 24 }))]
+        /// Every slot count and thread count gives each head exactly what one head alone
+        /// gives (outputs and positions), reported once per head in head order, and the
+        /// heads run in waves of `min(slots, threads, heads)` when that is at least 2.
+        #[test]
+        fn heads_at_once_equal_one_head_at_a_time(
+            nkv in 1usize..3, group in 1usize..4, n in 1usize..80, spark in any::<bool>(),
+            slots in 1usize..6, threads in 1usize..5, seed in any::<u64>(),
+        ) {
+            let (dh, ra) = (16, if spark { 8 } else { 16 });
+            let rb = dh - ra;
+            let nh = nkv * group;
+            let (k1, kv) = (bytes(seed, nkv * n * ra), bytes(seed ^ 1, nkv * n * (rb + dh)));
+            let k1s: Vec<f32> = (0..nkv * n).map(|i| 0.01 + (i % 7) as f32 * 0.003).collect();
+            let kvs: Vec<f32> = (0..nkv * n * 2).map(|i| 0.02 + (i % 5) as f32 * 0.002).collect();
+            let q: Vec<f32> = bytes(seed ^ 2, nh * dh).iter().map(|&b| b as f32 / 40.0).collect();
+            let view = |hd: usize| {
+                let h = hd / group;
+                KvView {
+                    k1: &k1[h * n * ra..(h + 1) * n * ra],
+                    kv: &kv[h * n * (rb + dh)..(h + 1) * n * (rb + dh)],
+                    k1_scale: &k1s[h * n..(h + 1) * n],
+                    kv_scale: &kvs[2 * h * n..2 * (h + 1) * n],
+                    ra,
+                    rb,
+                }
+            };
+            let p = AttnParams::from_parts(spark, 6, 2.0, dh as f32, 0.0, n);
+            // One head at a time, sequential.
+            let mut want_out = vec![0f32; nh * dh];
+            let mut want_pos = Vec::new();
+            let mut b = Bufs::new(n, dh);
+            for hd in 0..nh {
+                let mut s = b.slot();
+                let r = attend_head::<Scalar>(&q[hd * dh..(hd + 1) * dh], &view(hd), 0, n - 1, &p, &mut s.scratch,
+                    &mut want_out[hd * dh..(hd + 1) * dh]);
+                want_pos.push(s.scratch.idx[..r.len].to_vec());
+            }
+            // Through attend_heads_on.
+            let e = Reversed(threads, Mutex::new(Vec::new()));
+            let mut bufs: Vec<Bufs> = (0..slots).map(|_| Bufs::new(n, dh)).collect();
+            let mut ss: Vec<HeadSlot<'_>> = bufs.iter_mut().map(|b| b.slot()).collect();
+            let mut out = vec![0f32; nh * dh];
+            let mut got_pos = Vec::new();
+            let mut order = Vec::new();
+            attend_heads_on::<Scalar, _>(&e, &q, view, 0, n - 1, &p, &mut ss, &mut out, |hd, pos, r| {
+                order.push((hd, r.len));
+                got_pos.push(pos.to_vec());
+            });
+            prop_assert_eq!(order, want_pos.iter().enumerate().map(|(h, p)| (h, p.len())).collect::<Vec<_>>());
+            prop_assert_eq!(got_pos, want_pos);
+            prop_assert_eq!(out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want_out.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+            let par = slots.min(threads).min(nh);
+            let waves = e.1.into_inner().unwrap();
+            if par >= 2 {
+                // Waves of `par` heads (the last one shorter), nothing else split.
+                let want: Vec<usize> = (0..nh).step_by(par).map(|h0| par.min(nh - h0)).collect();
+                prop_assert_eq!(waves, want);
+            } else if threads == 1 {
+                prop_assert!(waves.is_empty(), "one thread: nothing handed to the executor");
+            }
+        }
+    }
 }

@@ -20,7 +20,7 @@
 //! every path, logits and active sets against the f32 oracle on the golden models, and
 //! the bundled model's token ids and logits digests on every backend.
 
-use crate::attention::{attend_head_on, AttnParams, AttnRun, AttnScratch, KvView};
+use crate::attention::{attend_heads_on, AttnParams, AttnRun, AttnScratch, HeadSlot, KvView, MAX_HEAD_SLOTS};
 use crate::config::{AttnKind, Config, FfnKind, MAX_LAYERS};
 use crate::error::RunError;
 use crate::exec::{Executor, Sequential};
@@ -66,10 +66,12 @@ struct Dims {
     cap_f: usize,
     /// Selected-key buffer capacity.
     cap_a: usize,
+    /// Attention heads the session may run at once (head slots, 1 ..= `MAX_HEAD_SLOTS`).
+    slots: usize,
 }
 
 impl Dims {
-    fn new(c: &Config, max_seq: usize) -> Dims {
+    fn new(c: &Config, max_seq: usize, slots: usize) -> Dims {
         let dh = c.head_dim as usize;
         let ra = if c.attn_kind == AttnKind::Spark { c.attn_r as usize } else { dh };
         let f = c.d_ff as usize;
@@ -88,6 +90,7 @@ impl Dims {
             max_seq,
             cap_f,
             cap_a,
+            slots,
         }
     }
     fn q_dim(&self) -> usize {
@@ -103,6 +106,18 @@ impl Dims {
     /// Longest integer accumulator.
     fn acc_len(&self) -> usize {
         self.d.max(self.q_dim()).max(self.f).max(self.vocab).max(self.max_seq).max(self.dh)
+    }
+    /// Head slots beyond the first (whose scratch is the shared buffers).
+    fn extra_slots(&self) -> usize {
+        self.slots - 1
+    }
+    /// Quantized vector of an extra head slot: the query parts, the value coefficients.
+    fn slot_xq_len(&self) -> usize {
+        self.dh.max(self.cap_a)
+    }
+    /// Accumulator of an extra head slot: key scores, `V` product (unsplit).
+    fn slot_acc_len(&self) -> usize {
+        self.max_seq.max(self.dh)
     }
 }
 
@@ -155,6 +170,16 @@ buffers! { s;
     att_kept: u32 = s.cap_a,
     /// Logits `[vocab]`.
     logits: f32 = s.vocab,
+    /// Scratch of the head slots beyond the first (heads run at once on several threads;
+    /// none with one slot): scores `[slots - 1, max_seq]`, selected positions, weights and
+    /// `V` rows read `[slots - 1, cap_a]`, quantized vectors `[slots - 1, max(dh, cap_a)]`,
+    /// accumulators `[slots - 1, max(max_seq, dh)]`.
+    slot_scores: f32 = s.extra_slots() * s.max_seq,
+    slot_idx: u32 = s.extra_slots() * s.cap_a,
+    slot_w: f32 = s.extra_slots() * s.cap_a,
+    slot_kept: u32 = s.extra_slots() * s.cap_a,
+    slot_xq: i8 = s.extra_slots() * s.slot_xq_len(),
+    slot_acc: i32 = s.extra_slots() * s.slot_acc_len(),
     /// RoPE inverse frequencies of part 1 `[ra / 2]` and part 2 `[rb / 2]`.
     inv_freq1: f32 = s.ra / 2,
     inv_freq2: f32 = s.rb / 2,
@@ -180,12 +205,30 @@ impl Model<'_> {
     pub fn arena_bytes(&self, max_seq: usize) -> usize {
         arena_bytes(self.config(), max_seq)
     }
+
+    /// The arena of a session that runs up to `threads` attention heads at once (one
+    /// head slot per thread, at most the head count and
+    /// [`crate::attention::MAX_HEAD_SLOTS`]): [`Model::arena_bytes`] plus the extra
+    /// slots' scratch. `threads <= 1`: exactly [`Model::arena_bytes`].
+    pub fn arena_bytes_threads(&self, max_seq: usize, threads: usize) -> usize {
+        arena_bytes_threads(self.config(), max_seq, threads)
+    }
 }
 
 /// [`Model::arena_bytes`] for a configuration that passes [`Config::validate`], without
 /// a model (for planning: what a variant of a model would need).
 pub fn arena_bytes(cfg: &Config, max_seq: usize) -> usize {
-    buffers_bytes(&Dims::new(cfg, max_seq)) + spark_hal::arena::ARENA_ALIGN - 1
+    arena_bytes_threads(cfg, max_seq, 1)
+}
+
+/// [`Model::arena_bytes_threads`] for a configuration that passes [`Config::validate`].
+pub fn arena_bytes_threads(cfg: &Config, max_seq: usize, threads: usize) -> usize {
+    buffers_bytes(&Dims::new(cfg, max_seq, head_slots(cfg, threads))) + spark_hal::arena::ARENA_ALIGN - 1
+}
+
+/// Head slots for `threads` threads: `1 ..= min(n_heads, MAX_HEAD_SLOTS)`.
+fn head_slots(cfg: &Config, threads: usize) -> usize {
+    threads.clamp(1, (cfg.n_heads as usize).min(MAX_HEAD_SLOTS))
 }
 
 /// A decoding session: the KV cache and scratch of one sequence, over a borrowed arena.
@@ -224,7 +267,10 @@ impl<'m, 'a, K: Kernels> Session<'m, 'a, K, Sequential> {
 
 impl<'m, 'a, K: Kernels, E: Executor> Session<'m, 'a, K, E> {
     /// A session with context `max_seq` whose integer products run on `exec` (the same
-    /// arena as any other session: the chunks write disjoint parts of its buffers).
+    /// arena as any other session: the chunks write disjoint parts of its buffers). An
+    /// arena of [`Model::arena_bytes_threads`]`(max_seq, t)` bytes or more also holds the
+    /// scratch of `t` attention head slots (the most that fit), so that up to `t` heads
+    /// run at once when the executor has the threads; the results are the same bits.
     pub fn with_executor(model: &'m Model<'m>, arena: &'a mut [u8], max_seq: usize, exec: E) -> Result<Self, RunError> {
         let cfg = *model.config();
         if max_seq == 0 || max_seq > cfg.max_seq_len as usize {
@@ -234,7 +280,12 @@ impl<'m, 'a, K: Kernels, E: Executor> Session<'m, 'a, K, E> {
         if arena.len() < needed {
             return Err(RunError::ArenaTooSmall { needed, available: arena.len() });
         }
-        let dims = Dims::new(&cfg, max_seq);
+        // The most head slots the arena holds (at least one: `needed` fits).
+        let mut slots = head_slots(&cfg, MAX_HEAD_SLOTS);
+        while slots > 1 && arena_bytes_threads(&cfg, max_seq, slots) > arena.len() {
+            slots -= 1;
+        }
+        let dims = Dims::new(&cfg, max_seq, slots);
         let available = arena.len();
         let mut a = Arena::new(arena);
         let b = carve(&mut a, &dims).ok_or(RunError::ArenaTooSmall { needed, available })?;
@@ -429,30 +480,51 @@ impl<'m, 'a, K: Kernels, E: Executor> Session<'m, 'a, K, E> {
         // Visible positions start..=p, and the top-k parameters shared by all heads.
         let (start, params) = AttnParams::for_step(&self.cfg, l, p);
         let group = d.n_heads / d.n_kv;
-        for hd in 0..d.n_heads {
-            let kvh = hd / group;
-            let base = (l * d.n_kv + kvh) * d.max_seq; // first cache slot of this [layer, kv head]
-            let kv = KvView {
-                k1: &b.k1_cache[base * d.ra..(base + d.max_seq) * d.ra],
-                kv: &b.kv_cache[base * rec..(base + d.max_seq) * rec],
-                k1_scale: &b.k1_scale[base..base + d.max_seq],
-                kv_scale: &b.kv_scale[2 * base..2 * (base + d.max_seq)],
+        let (k1_cache, kv_cache, k1_scale, kv_scale) = (&*b.k1_cache, &*b.kv_cache, &*b.k1_scale, &*b.kv_scale);
+        let view = |hd: usize| {
+            let base = (l * d.n_kv + hd / group) * d.max_seq; // first cache slot of this [layer, kv head]
+            KvView {
+                k1: &k1_cache[base * d.ra..(base + d.max_seq) * d.ra],
+                kv: &kv_cache[base * rec..(base + d.max_seq) * rec],
+                k1_scale: &k1_scale[base..base + d.max_seq],
+                kv_scale: &kv_scale[2 * base..2 * (base + d.max_seq)],
                 ra: d.ra,
                 rb: d.rb,
-            };
-            let mut scratch = AttnScratch {
-                scores: &mut *b.att_scores,
-                idx: &mut *b.att_idx,
-                w: &mut *b.att_w,
-                xq: &mut *b.xq,
-                kept: &mut *b.att_kept,
-                acc: &mut *b.acc,
-            };
-            let q = &b.q[hd * d.dh..(hd + 1) * d.dh];
-            let out = &mut b.att[hd * d.dh..(hd + 1) * d.dh];
-            let AttnRun { len, sel, .. } = attend_head_on::<K, E>(e, q, &kv, start, p, &params, &mut scratch, out);
-            obs.attn(l, hd, &b.att_idx[..len], sel.as_ref());
-            self.stats[l].attn(len, sel.as_ref());
+            }
+        };
+        // Slot 0 is the shared scratch; the others (with more than one) are carved per slot.
+        let mut slot0 = HeadSlot::new(AttnScratch {
+            scores: &mut *b.att_scores,
+            idx: &mut *b.att_idx,
+            w: &mut *b.att_w,
+            xq: &mut *b.xq,
+            kept: &mut *b.att_kept,
+            acc: &mut *b.acc,
+        });
+        let stats = &mut self.stats[l];
+        let done = |hd: usize, positions: &[u32], run: &AttnRun| {
+            obs.attn(l, hd, positions, run.sel.as_ref());
+            stats.attn(run.len, run.sel.as_ref());
+        };
+        if d.slots == 1 || e.threads() == 1 {
+            let slots = core::slice::from_mut(&mut slot0);
+            attend_heads_on::<K, E>(e, b.q, view, start, p, &params, slots, b.att, done);
+        } else {
+            let mut slots: heapless::Vec<HeadSlot<'_>, MAX_HEAD_SLOTS> = heapless::Vec::new();
+            let _ = slots.push(slot0);
+            let extra = b
+                .slot_scores
+                .chunks_mut(d.max_seq)
+                .zip(b.slot_idx.chunks_mut(d.cap_a.max(1)))
+                .zip(b.slot_w.chunks_mut(d.cap_a.max(1)))
+                .zip(b.slot_kept.chunks_mut(d.cap_a.max(1)))
+                .zip(b.slot_xq.chunks_mut(d.slot_xq_len()))
+                .zip(b.slot_acc.chunks_mut(d.slot_acc_len()));
+            for (((((scores, idx), w), kept), xq), acc) in extra {
+                // Cannot fail: at most MAX_HEAD_SLOTS - 1 extra slots (head_slots).
+                let _ = slots.push(HeadSlot::new(AttnScratch { scores, idx, w, xq, kept, acc }));
+            }
+            attend_heads_on::<K, E>(e, b.q, view, start, p, &params, &mut slots, b.att, done);
         }
         Self::matvec(e, &m.layer_matrix(l, T::Wo), b.att, b.xq, b.acc, b.y);
     }

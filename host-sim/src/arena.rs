@@ -7,9 +7,10 @@ use crate::hugemem::HugeBytes;
 use crate::ui::{fail, human_bytes, CliResult};
 use spark_core::Model;
 
-/// The arena of a session of `model` with a context of `max_seq` tokens.
-pub fn session_arena(model: &Model<'_>, max_seq: usize) -> CliResult<HugeBytes> {
-    let bytes = model.arena_bytes(max_seq);
+/// The arena of a session of `model` with a context of `max_seq` tokens that runs on
+/// `threads` threads (one attention head slot per thread: `Model::arena_bytes_threads`).
+pub fn session_arena(model: &Model<'_>, max_seq: usize, threads: usize) -> CliResult<HugeBytes> {
+    let bytes = model.arena_bytes_threads(max_seq, threads);
     HugeBytes::zeroed(bytes).map_err(|e| {
         fail(format!(
             "cannot allocate the session arena: {} ({bytes} bytes) for a context of {max_seq} tokens: {e}; \

@@ -96,7 +96,7 @@ fn evaluate<K: Kernels>(
     let cfg = *model.config();
     let n_layers = cfg.n_layers as usize;
     let max_seq = windows.iter().map(Vec::len).max().unwrap_or(1).max(1);
-    let mut arena = session_arena(model, max_seq)?;
+    let mut arena = session_arena(model, max_seq, spark_core::Executor::threads(pool))?;
     let mut sess = Session::<K, _>::with_executor(model, &mut arena, max_seq, pool).map_err(|e| fail(e.to_string()))?;
     let mut oracle = OracleSession::new(ck).map_err(|e| fail(e.to_string()))?;
     let mut r = EvalReport { int8_stats: vec![LayerStats::EMPTY; n_layers], ..Default::default() };

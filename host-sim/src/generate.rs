@@ -261,7 +261,7 @@ fn run<K: Kernels>(
     // `--tokens - 1` generated tokens, at most the model's context.
     let tokens = a.tokens as usize;
     let session_len = prompt.len().saturating_add(tokens - 1).min(max_seq);
-    let mut arena = session_arena(model, session_len)?;
+    let mut arena = session_arena(model, session_len, pool.threads())?;
     let mut sess =
         Session::<K, _>::with_executor(model, &mut arena, session_len, pool).map_err(|e| fail(e.to_string()))?;
     let mut sampler = Sampler::new(sampling, a.seed).map_err(|e| usage(e.to_string()))?;

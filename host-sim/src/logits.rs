@@ -56,7 +56,7 @@ pub struct LogitsArgs {
 }
 
 fn run_int8<K: Kernels>(model: &Model<'_>, ids: &[u32]) -> CliResult<Vec<Vec<f32>>> {
-    let mut arena = session_arena(model, ids.len())?;
+    let mut arena = session_arena(model, ids.len(), 1)?;
     let mut s = Session::<K>::with_max_seq(model, &mut arena, ids.len()).map_err(|e| fail(e.to_string()))?;
     let mut out = Vec::with_capacity(ids.len());
     for &t in ids {

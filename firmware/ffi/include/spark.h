@@ -387,6 +387,23 @@ spark_status_t spark_model_info(const spark_model_t *model, spark_model_info_t *
 spark_status_t spark_arena_size(const spark_model_t *model, size_t max_seq, size_t *bytes);
 
 /**
+ * The arena bytes a session with context `max_seq` (0 = the model's full `max_seq_len`)
+ * needs to run up to `threads` attention heads at once under an executor
+ * ([`spark_session_set_executor`]), written to `*bytes`: [`spark_arena_size`] plus the
+ * scratch of one head slot per thread beyond the first (at most the model's head count,
+ * and 16). A session whose arena holds that many slots runs the heads of a layer in
+ * waves, one head per chunk, when its executor has the threads; the logits are the same
+ * bits. `threads` 0 or 1: exactly [`spark_arena_size`].
+ *
+ * # Safety
+ * `model` is NULL or an opened-or-zeroed `spark_model_t`; `bytes` is NULL or writable.
+ */
+spark_status_t spark_arena_size_threads(const spark_model_t *model,
+                                        size_t max_seq,
+                                        uint32_t threads,
+                                        size_t *bytes);
+
+/**
  * Start a session over `model` with context `max_seq` (0 = the model's `max_seq_len`) in
  * `arena[0..arena_len]` (at least `spark_arena_size(model, max_seq)` bytes, any
  * alignment). The session object is stored in `*session`; the arena holds the KV cache,

@@ -18,9 +18,10 @@
 //!
 //! Multi-core decode (host builds, the `std` feature): [`spark_session_set_executor`]
 //! gives a session the caller's thread pool as a [`spark_executor_fn`]; the session then
-//! hands the chunks of its large integer products to it (`spark_core::exec`), with the
-//! same logits, bit for bit, as without. Bare-metal builds keep the sequential path and
-//! answer `SPARK_E_UNSUPPORTED`.
+//! hands the chunks of its large integer products to it (`spark_core::exec`), and, with an
+//! arena of [`spark_arena_size_threads`] bytes, whole attention heads too, with the same
+//! logits, bit for bit, as without. Bare-metal builds keep the sequential path and answer
+//! `SPARK_E_UNSUPPORTED`.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -687,12 +688,13 @@ fn max_seq_of(m: &ModelInner, max_seq: usize) -> Res<usize> {
     }
 }
 
-/// Arena bytes for a session of context `max_seq` (0 = the model's `max_seq_len`):
-/// the sampler's scratch (`4 * vocab_size` bytes + 3 for alignment) plus the KV cache and
-/// working vectors. Any alignment; exactly this many bytes or more.
-fn arena_total(m: &ModelInner, max_seq: usize) -> Res<usize> {
+/// Arena bytes for a session of context `max_seq` (0 = the model's `max_seq_len`) with
+/// `threads` attention head slots: the sampler's scratch (`4 * vocab_size` bytes + 3 for
+/// alignment) plus the KV cache and working vectors. Any alignment; exactly this many
+/// bytes or more.
+fn arena_total(m: &ModelInner, max_seq: usize, threads: usize) -> Res<usize> {
     let scratch = (m.model.config().vocab_size as usize).checked_mul(4).and_then(|b| b.checked_add(3));
-    scratch.and_then(|s| s.checked_add(m.model.arena_bytes(max_seq))).ok_or(SPARK_E_TOO_LARGE)
+    scratch.and_then(|s| s.checked_add(m.model.arena_bytes_threads(max_seq, threads))).ok_or(SPARK_E_TOO_LARGE)
 }
 
 /// The arena bytes a session with context `max_seq` needs (0 = the model's full
@@ -709,7 +711,33 @@ pub unsafe extern "C" fn spark_arena_size(
     status((|| {
         // SAFETY: caller contract.
         let m = unsafe { model_ref(model) }?;
-        let n = arena_total(m, max_seq_of(m, max_seq)?)?;
+        let n = arena_total(m, max_seq_of(m, max_seq)?, 1)?;
+        // SAFETY: caller contract.
+        unsafe { put(bytes, n) }
+    })())
+}
+
+/// The arena bytes a session with context `max_seq` (0 = the model's full `max_seq_len`)
+/// needs to run up to `threads` attention heads at once under an executor
+/// ([`spark_session_set_executor`]), written to `*bytes`: [`spark_arena_size`] plus the
+/// scratch of one head slot per thread beyond the first (at most the model's head count,
+/// and 16). A session whose arena holds that many slots runs the heads of a layer in
+/// waves, one head per chunk, when its executor has the threads; the logits are the same
+/// bits. `threads` 0 or 1: exactly [`spark_arena_size`].
+///
+/// # Safety
+/// `model` is NULL or an opened-or-zeroed `spark_model_t`; `bytes` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn spark_arena_size_threads(
+    model: *const spark_model_t,
+    max_seq: usize,
+    threads: u32,
+    bytes: *mut usize,
+) -> spark_status_t {
+    status((|| {
+        // SAFETY: caller contract.
+        let m = unsafe { model_ref(model) }?;
+        let n = arena_total(m, max_seq_of(m, max_seq)?, threads as usize)?;
         // SAFETY: caller contract.
         unsafe { put(bytes, n) }
     })())
@@ -753,7 +781,7 @@ pub unsafe extern "C" fn spark_session_init(
             return Err(SPARK_E_NULL);
         }
         let max_seq = max_seq_of(m, max_seq)?;
-        if arena_len < arena_total(m, max_seq)? {
+        if arena_len < arena_total(m, max_seq, 1)? {
             return Err(SPARK_E_ARENA_TOO_SMALL);
         }
         // SAFETY: caller contract: `arena_len` writable bytes, the session's alone until

@@ -107,6 +107,20 @@ static void test_session_init(void) {
     size_t need_full = need;
     EXPECT(spark_arena_size(&model, info.max_seq_len, &need), SPARK_OK);
     CHECK(need == need_full, "max_seq 0 means the full context");
+    /* spark_arena_size_threads: 0 and 1 thread are spark_arena_size; more threads, more
+     * head slots, up to the head count. */
+    size_t need_t = 0, prev = need_full;
+    EXPECT(spark_arena_size_threads(NULL, 0, 2, &need_t), SPARK_E_NULL);
+    EXPECT(spark_arena_size_threads(&model, 0, 2, NULL), SPARK_E_NULL);
+    EXPECT(spark_arena_size_threads(&model, info.max_seq_len + 1, 2, &need_t), SPARK_E_BAD_MAX_SEQ);
+    for (uint32_t t = 0; t <= 2; t++) {
+        EXPECT(spark_arena_size_threads(&model, 0, t, &need_t), SPARK_OK);
+        if (t <= 1) CHECK(need_t == need_full, "0 or 1 thread: spark_arena_size");
+        else CHECK(need_t > prev, "a second thread adds a head slot");
+        prev = need_t;
+    }
+    EXPECT(spark_arena_size_threads(&model, 0, 100000, &need_t), SPARK_OK);
+    CHECK(need_t >= prev, "slots are capped, never fewer");
     uint8_t *arena = malloc(need + 16);
     const float *logits = NULL;
     size_t n_logits = 0;
@@ -316,10 +330,11 @@ static void reverse_exec(void *ctx, size_t n_chunks, spark_run_chunk_fn run, voi
 }
 
 /* spark_session_set_executor: greedy decoding with 2, 3 and 4 threads, and with the
- * chunks in reverse order, gives spark-sim's digest. */
+ * chunks in reverse order, gives spark-sim's digest (over an arena with a head slot for
+ * each of 4 threads). */
 static void test_executor(const char *greedy_digest) {
     size_t need;
-    EXPECT(spark_arena_size(&model, 0, &need), SPARK_OK);
+    EXPECT(spark_arena_size_threads(&model, 0, 4, &need), SPARK_OK);
     uint8_t *arena = malloc(need);
     spark_session_t s = {0};
     EXPECT(spark_session_set_executor(NULL, pool_exec, NULL, 2), SPARK_E_NULL);

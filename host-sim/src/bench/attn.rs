@@ -10,7 +10,7 @@ use super::weights::Fill;
 use crate::hugemem::HugeBytes;
 use crate::threads::Pool;
 use crate::ui::{fail, human_bytes, progress, usage, CliResult};
-use spark_core::attention::{attend_head_on, AttnParams, AttnScratch, KvView};
+use spark_core::attention::{attend_heads_on, AttnParams, AttnScratch, HeadSlot, KvView, MAX_HEAD_SLOTS};
 use spark_core::exec::Executor;
 use spark_hal::Kernels;
 use std::hint::black_box;
@@ -114,6 +114,39 @@ fn attn_params(s: &BenchShape, n: usize) -> (AttnParams, AttnParams) {
     (sp, dp)
 }
 
+/// The scratch of one attention head slot over `n` keys (`dh`-wide heads).
+struct HeadBufs {
+    scores: Vec<f32>,
+    idx: Vec<u32>,
+    w: Vec<f32>,
+    xq: Vec<i8>,
+    kept: Vec<u32>,
+    acc: Vec<i32>,
+}
+
+impl HeadBufs {
+    fn new(n: usize, dh: usize) -> HeadBufs {
+        HeadBufs {
+            scores: vec![0.0; n],
+            idx: vec![0; n],
+            w: vec![0.0; n],
+            xq: vec![0; n.max(dh)],
+            kept: vec![0; n],
+            acc: vec![0; n.max(dh)],
+        }
+    }
+    fn slot(&mut self) -> HeadSlot<'_> {
+        HeadSlot::new(AttnScratch {
+            scores: &mut self.scores,
+            idx: &mut self.idx,
+            w: &mut self.w,
+            xq: &mut self.xq,
+            kept: &mut self.kept,
+            acc: &mut self.acc,
+        })
+    }
+}
+
 /// What the timed iterations measured (after the warm-up), one entry per iteration.
 #[derive(Default)]
 struct AttnSamples {
@@ -145,10 +178,9 @@ fn time_attn<K: Kernels>(
     let (nh, nkv, dh) = (s.n_heads, s.n_kv, s.dh);
     let copies = kv.spark.len();
     let (sp, dp) = attn_params(s, n);
-    let (mut scores, mut idx, mut w) = (vec![0f32; n], vec![0u32; n], vec![0f32; n]);
-    let mut xq = vec![0i8; n.max(dh)];
-    let mut kept = vec![0u32; n];
-    let mut acc = vec![0i32; n.max(dh)];
+    // One head slot per thread (as a session's arena has): the heads run at once.
+    let slots = pool.threads().min(nh).min(MAX_HEAD_SLOTS);
+    let mut bufs: Vec<HeadBufs> = (0..slots).map(|_| HeadBufs::new(n, dh)).collect();
     let mut out = vec![0f32; nh * dh];
     let group = nh / nkv;
     let warm = (a.iters as usize / 10).clamp(2, 10);
@@ -161,29 +193,12 @@ fn time_attn<K: Kernels>(
         let mut run = |pool: &Pool, kv: &KvCopy, p: &AttnParams| -> (f64, usize, usize) {
             let t0 = Instant::now();
             let (mut sel, mut v_rows) = (0, 0);
-            for hd in 0..nh {
-                let view = kv.view(hd / group);
-                let mut sc = AttnScratch {
-                    scores: &mut scores,
-                    idx: &mut idx,
-                    w: &mut w,
-                    xq: &mut xq,
-                    kept: &mut kept,
-                    acc: &mut acc,
-                };
-                let r = attend_head_on::<K, _>(
-                    pool,
-                    black_box(&q[hd * dh..(hd + 1) * dh]),
-                    &view,
-                    0,
-                    n - 1,
-                    p,
-                    &mut sc,
-                    &mut out[hd * dh..(hd + 1) * dh],
-                );
+            let mut ss: Vec<HeadSlot<'_>> = bufs.iter_mut().take(pool.threads()).map(HeadBufs::slot).collect();
+            let view = |hd: usize| kv.view(hd / group);
+            attend_heads_on::<K, _>(pool, black_box(q), view, 0, n - 1, p, &mut ss, &mut out, |_, _, r| {
                 sel += r.len;
                 v_rows += r.v_rows;
-            }
+            });
             black_box(&out);
             (t0.elapsed().as_secs_f64(), sel, v_rows)
         };

@@ -199,7 +199,8 @@ fn time_decode<K: Kernels>(
     if pool.threads() > 1 {
         runs.extend(models.iter().map(|&(n, m)| (n, m, &one)));
     }
-    let mut arenas = runs.iter().map(|(_, m, _)| session_arena(m, max_seq)).collect::<CliResult<Vec<_>>>()?;
+    let mut arenas =
+        runs.iter().map(|(_, m, p)| session_arena(m, max_seq, p.threads())).collect::<CliResult<Vec<_>>>()?;
     let mut sessions = Vec::new();
     for ((name, m, p), arena) in runs.iter().zip(arenas.iter_mut()) {
         sessions.push(Session::<K, _>::with_executor(m, arena, max_seq, *p).map_err(|e| fail(format!("{name}: {e}")))?);
