@@ -17,6 +17,10 @@
 //!   vector in spare accumulator space the caller already has, then added into `y` in part
 //!   order.
 //!
+//! Attention also splits across query heads ([`crate::attention::attend_heads_on`]): one
+//! whole head per chunk, in its own head slot's scratch, when the session's arena holds
+//! more than one slot.
+//!
 //! Every chunk computes exact `i32` sums of exactly the products the single call would
 //! (and the partial vectors add exactly: the same total as one call, which never
 //! overflows), so the results are bit-identical for every thread count, every chunk order

@@ -8,8 +8,10 @@
 //! 2. [`tokenizer`] turns text into token ids (byte-level BPE from the model file).
 //! 3. [`session`] decodes: a [`Session`] over a caller-provided arena (exactly
 //!    [`Model::arena_bytes`]) embeds a token and runs every layer:
-//!    - [`attention`]: projections, RoPE, the int8 KV cache, then [`attention::attend_head`]
-//!      per query head with [`attention::AttnParams`] (window, `ka`, `z`, capacity);
+//!    - [`attention`]: projections, RoPE, the int8 KV cache, then
+//!      [`attention::attend_heads_on`] runs [`attention::attend_head`] for every query head
+//!      (several at once on a multi-threaded executor) with [`attention::AttnParams`]
+//!      (window, `ka`, `z`, capacity);
 //!    - [`ffn`]: [`ffn::spark_ffn`] or [`ffn::geglu_ffn`] with [`ffn::FfnPlan`] (`k`,
 //!      `z`, capacity);
 //!    - both select with [`topk`], the statistical top-k operator (SPEC section 6), and
