@@ -24,7 +24,7 @@
 //! rows and four columns. It runs column-block major: four columns of `y` stay in
 //! registers over the whole row list, which the asm walks as a table of four-row groups,
 //! each loaded (with its continuation address, into `pc`) by one `ldm`, so the row loop has
-//! no counter: 25 instructions per 16 MACs (see `t_table`; 1.59 - 1.61 instructions per MAC
+//! no counter: 25 instructions per 16 MACs (see `t_table`; 1.583 - 1.600 instructions per MAC
 //! measured, against 2.09 - 2.18 for the earlier three-rows-per-pass `smla<x><y>` loop).
 //! There is no float SIMD on these cores, so `quantize_sym_i8` is the scalar oracle's. The gathers are the
 //! strided kernels (row `r` at `w[r * stride ..]`, the bundled layouts of
@@ -398,7 +398,8 @@ fn gemv_by<'w>(m: usize, row: impl Fn(usize) -> &'w [i8], contiguous: Option<&[i
 
 /// Rows per table group of [`t_table`] (two coefficient pairs).
 const T_GROUP: usize = 4;
-/// Table groups per [`t_table`] call (64 rows; 17 * 32 = 544 bytes of table on the stack).
+/// Table groups per [`t_table`] call (64 rows; 16 * 32 = 512 bytes of table on the stack;
+/// the asm's `#512` is this).
 const T_GROUPS: usize = 16;
 
 /// Two int8 coefficients as the int16 halves of a word (`a` low, `b` high): the `smlad`
@@ -409,14 +410,14 @@ fn pack_pair(a: i8, b: i8) -> u32 {
 }
 
 /// The asm text of one row pair of a [`t_table`] group: the words `A` (row a, columns
-/// 4b..4b+4) in `$a` and `B` in `$b`, coefficients `(c_a, c_b)` in `$c`; `r0` is scratch.
+/// 4b..4b+4) in `$a` and `B` in `$b`, coefficients `(c_a, c_b)` in `$c`; `r12` is scratch.
 /// `pkhbt` gives the bytes `[a0 a1 b0 b1]`, `pkhtb` `[a2 a3 b2 b3]`; `sxtb16` (and with
 /// `ror #8`) turns each into the int16 pairs `(a_k, b_k)`, and `smlad` adds
 /// `c_a * a_k + c_b * b_k` to `y_k` in `r8..r11`.
 macro_rules! t_pair {
     ($a:literal, $b:literal, $c:literal) => {
         concat!(
-            "pkhbt r0, ",
+            "pkhbt r12, ",
             $a,
             ", ",
             $b,
@@ -430,14 +431,14 @@ macro_rules! t_pair {
             ", asr #16\n",
             "sxtb16 ",
             $a,
-            ", r0\n",
+            ", r12\n",
             "smlad r8, ",
             $a,
             ", ",
             $c,
             ", r8\n",
-            "sxtb16 r0, r0, ror #8\n",
-            "smlad r9, r0, ",
+            "sxtb16 r12, r12, ror #8\n",
+            "smlad r9, r12, ",
             $c,
             ", r9\n",
             "sxtb16 ",
@@ -465,131 +466,155 @@ macro_rules! t_pair {
 }
 
 /// `y[k] += sum_j c[j] * r_j[k]` for the `k < y.len()` (a multiple of 4, at least 4) and
-/// the at most [`T_GROUPS`] `* 4` listed rows `r_j = check::row(w, stride, cols, rows[j])`.
+/// the listed rows `r_j` (at least one), row `r` at `base - y.len() + r * stride` (`base`
+/// is row 0's address plus `y.len()`), the rows `r < n_inside` inside the caller's slice.
 ///
-/// One asm block builds a table of row groups, then walks it once per block of four
-/// columns. A group is eight words, loaded by one `ldm r12!, {r0-r6, pc}`: `r0` unused,
-/// the addresses of its four rows `j .. j + 4` (`r1..r4`, pre-offset so that
+/// One asm block takes the rows in chunks of at most [`T_GROUPS`] groups of four, from
+/// the end of the list: the first chunk holds the ragged remainder (1 to 64 rows, a last
+/// partial group included), every later one 64 rows. For each chunk it builds a table of
+/// row groups on the stack, then walks it once per block of four columns (integer sums:
+/// the order of rows and chunks does not change them).
+///
+/// A group is a record of eight words, loaded by one `ldm r0, {r0-r6, pc}`: the address of
+/// the next record (`r0`, the chain the walk follows, so no table pointer is reset per
+/// block), the addresses of its four rows `j .. j + 4` (`r1..r4`, pre-offset so that
 /// `ldr rX, [rX, lr]` with the block offset in `lr` reads the block's word), the
 /// coefficient pairs `(c_j, c_{j+2})` (`r5`) and `(c_{j+1}, c_{j+3})` (`r6`), which pair
-/// the rows `(r1, r3)` and `(r2, r4)`, and the address to continue at, which `ldm`
-/// loads into `pc`: the group code for every group, the block end for the sentinel after
-/// the last. So the row loop costs no counter and no branch: per group of four rows and
-/// four columns one `ldm`, four `ldr`, four `pkh`, eight `sxtb16` and eight `smlad`, 25
-/// instructions per 16 MACs; per block `ldm`/`stm` of `y`, the table reset and the block
-/// count (6).
+/// the rows `(r1, r3)` and `(r2, r4)`, and the address to continue at, which `ldm` loads
+/// into `pc`: the group code for every record but the first. The chain is a cycle: the
+/// last record leads back to the first, whose continuation is the block end. So the row
+/// loop costs no counter and no branch (per group of four rows and four columns one `ldm`,
+/// four `ldr`, four `pkh`, eight `sxtb16` and eight `smlad`: 25 instructions per 16 MACs),
+/// and a block costs four more: the block end stores `y`'s four sums, steps the offset,
+/// leaves after the last block, loads the next four sums and falls into the group code
+/// with the first group, which the first record's `ldm` has just loaded.
 ///
-/// The table build (whole groups, in the asm): per group one `ldm` of four row indices,
-/// a compare and branch per row against the rows inside `w` (an index out of range leaves
-/// before anything is computed, and the caller panics), one `mla` per row address, one
-/// `ldr` of four coefficients and two `sxtb16` (bytes 0 and 2, then 1 and 3: the pairs
-/// above), one `stm` of the group: 19 instructions per four rows. A last partial group
-/// (its missing rows repeat the first under zero coefficients) is written in Rust first
-/// (the asm adds its continuation word); the asm writes the sentinel (its `r2` the table
-/// start) with one `stm`.
-/// `r6` and `r7` (not allowed as asm operands) are saved and restored on the stack.
-#[inline(never)]
-fn t_table(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
-    let body = y.len();
-    debug_assert!(body >= 4 && body % 4 == 0 && body <= cols && cols <= stride);
-    debug_assert!(!rows.is_empty() && rows.len() <= T_GROUP * T_GROUPS && rows.len() == c.len());
-    // Row `r` lies inside `w` exactly when `r * stride + cols <= w.len()`, i.e. when
-    // `r < n_inside` (one division per call instead of an overflow-checked multiply and a
-    // slice check per row; `stride >= cols >= 4`).
-    let n_inside = if w.len() >= cols { (w.len() - cols) / stride + 1 } else { 0 };
-    // Row start + `body` as the asm wants it (it adds the block offset `lr` in `-body..0`),
-    // after the bounds check; address arithmetic only, nothing is dereferenced here.
-    let base = (w.as_ptr() as usize).wrapping_add(body);
-    let at = |r: u32| -> u32 { base.wrapping_add(r as usize * stride) as u32 };
-    let m = rows.len();
-    let (nf, ng) = (m / T_GROUP, m.div_ceil(T_GROUP));
-    // Groups `0..ng` and the sentinel `ng` are written before the walk reads them (the
-    // asm writes groups `0..nf`, the sentinel and each continuation word); the rest is
-    // never read, so it stays uninitialized.
-    let mut tab = core::mem::MaybeUninit::<[[u32; 8]; T_GROUPS + 1]>::uninit();
-    let tp = tab.as_mut_ptr().cast::<[u32; 8]>();
-    let (r_rest, c_rest) = (&rows[nf * T_GROUP..], &c[nf * T_GROUP..]);
-    if !r_rest.is_empty() {
+/// The table build (last group first, downwards from the table's top to the stack
+/// pointer, which ends the loop): per group one `ldmdb` of four row indices, their bounds
+/// check against `n_inside` (a compare and three compares in one `it` block, then one
+/// branch: an index out of range leaves before anything is computed, and the caller
+/// panics), one `mla` per row address, one `ldr` of four coefficients and two `sxtb16`
+/// (bytes 0 and 2, then 1 and 3: the pairs above), one `stmdb` with the chain word (the
+/// record above), and the loop test: 18 instructions per four rows. A last partial group
+/// (its missing rows repeat the first under zero coefficients) is prepared in Rust and
+/// copied first, as the top record of the first chunk. `r6` and `r7` (not allowed as asm
+/// operands) are saved and restored on the stack.
+#[inline(always)]
+fn t_table(w: &[i8], stride: usize, n_inside: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+    // The asm's constants: 16 records of 32 bytes (`#512`), `ubfx ... #4` (mod 16) and
+    // `movs r3, #16` for the chunks after the first.
+    const { assert!(T_GROUPS == 16 && T_GROUP == 4) };
+    let (cols, m) = (y.len(), rows.len());
+    debug_assert!(cols >= 4 && cols <= stride && m >= 1 && c.len() == m);
+    let (nf, rest) = (m / T_GROUP, m % T_GROUP);
+    // The partial last group (null: none): its row addresses and coefficient pairs, as the
+    // asm copies them into the top record of the first chunk.
+    let mut part = core::mem::MaybeUninit::<[u32; 6]>::uninit();
+    let part_ptr: *const u32 = if rest == 0 {
+        core::ptr::null()
+    } else {
+        let (r_rest, c_rest) = (&rows[nf * T_GROUP..], &c[nf * T_GROUP..]);
         let max = r_rest.iter().fold(0, |a, &r| a.max(r));
         assert!((max as usize) < n_inside, "gemv_t_rows_strided_i8: row index out of range");
-        // The partial last group repeats its first row under zero coefficients.
+        // The missing rows repeat the first under zero coefficients.
         let (mut r, mut k) = ([r_rest[0]; 4], [0i8; 4]);
-        r[..r_rest.len()].copy_from_slice(r_rest);
-        k[..c_rest.len()].copy_from_slice(c_rest);
-        let g = [0, at(r[0]), at(r[1]), at(r[2]), at(r[3]), pack_pair(k[0], k[2]), pack_pair(k[1], k[3]), 0];
-        // SAFETY: `nf < ng <= T_GROUPS` is inside the table.
-        unsafe { tp.add(nf).write(g) };
-    }
-    let bad: u32;
-    // SAFETY: the build loop reads `rows` as `nf` groups of four `u32` (`ldm` from the
-    // slice start, 4-byte aligned, `4 nf <= rows.len()`) and `c` as `nf` words (`4 nf <=
-    // c.len()`; `ldr` handles unaligned addresses on Cortex-M3 and later), and writes
-    // groups `0..nf` of `tab` (`nf <= ng <= T_GROUPS`) through `r12`, then the continuation
-    // word of the partial group `nf` (if any, written above) and the sentinel `ng` whole.
-    // Every row index is compared with `n_inside` before its address is formed; one out of
-    // range branches to the exit with `r0 = 1` before anything is read through a row
-    // address or `y` is touched. Otherwise the walk reads only groups `0..=ng`, once per
-    // block, each holding four addresses of rows inside `w` (`r * stride + cols <=
-    // w.len()`, so each has `cols >= body` bytes) plus `body`; block `b < body / 4` reads
-    // the word at byte `4 b` of each (`lr = 4 b - body`), inside the row. `y` is read and
-    // written as `body / 4` blocks of four `i32` through `r7` (4-byte aligned, as
-    // `ldm`/`stm` need); `body >= 4`. The `pc` words are Thumb addresses (bit 0 set) of
-    // labels inside this block, so control never leaves it but through its end. The
-    // stack is balanced on both exits (`r6`, `r7` and the four spilled operands), every
-    // other register written is declared, and the flags are clobbered.
+        r[..rest].copy_from_slice(r_rest);
+        k[..rest].copy_from_slice(c_rest);
+        // Row start + `body` (`cols & !3`), as the asm forms its addresses.
+        let base = (w.as_ptr() as usize).wrapping_add(cols & !3);
+        let at = |r: u32| -> u32 { base.wrapping_add(r as usize * stride) as u32 };
+        part.write([at(r[0]), at(r[1]), at(r[2]), at(r[3]), pack_pair(k[0], k[2]), pack_pair(k[1], k[3])]);
+        part.as_ptr().cast()
+    };
+    let bad: usize;
+    // SAFETY: the asm pushes `r6`, `r7` and eight operands above a table of `T_GROUPS`
+    // records (512 bytes) it reserves below them, and frees all of it on every exit, so
+    // the stack is balanced. It works on `body = cols & !3 >= 4` columns of `y` (`cols =
+    // y.len()`) and `nf = m / 4` whole groups (`m = rows.len() = c.len()`). Each chunk's
+    // build reads `rows` as groups of four `u32` downwards from `rows[4 nf]` (`ldmdb`,
+    // 4-byte aligned) and `c` as words downwards from `c[4 nf]` (`ldr` handles unaligned
+    // addresses on Cortex-M3 and later): `nf` groups over all chunks and never below
+    // `rows[0]` (the chunks' group counts add up to `nf`; the last chunk ends at the list
+    // start, which ends the chunk loop); and `part` (six words, written above) when there
+    // is a partial group. It writes the chunk's records `ng - 1 .. 0` of the reserved
+    // table (`ng <= T_GROUPS`), the last at the stack pointer, which ends the build loop,
+    // then the first record's continuation word. Every row index is compared with
+    // `n_inside` before its address is formed; one out of range branches to the exit with
+    // `lr = 1` (0 when done) before anything is read through a row address or `y` is
+    // touched further (earlier chunks' sums stay in `y`; the caller panics). Otherwise the
+    // walk reads only the chunk's records (each chain word is the start of one of them),
+    // each holding four addresses of rows inside `w` (`r * stride + cols <= w.len()`, so
+    // each has `cols >= body` bytes) plus `body`; block `b < body / 4` reads the word at
+    // byte `4 b` of each (`lr = 4 b - body`), inside the row. `y` is read and written as
+    // `body / 4` blocks of four `i32` through `r7` (4-byte aligned, as `ldm`/`stm` need;
+    // the next block is loaded only when one remains). The `pc` words are Thumb addresses
+    // (bit 0 set) of labels inside this block, so control never leaves it but through its
+    // end. Every register written is declared or restored, and the flags are clobbered.
     unsafe {
         asm!(
             dsp_ext!(),
+            // body = cols & !3; base: row 0 + body (the rows' addresses are pre-offset by
+            // body); r8, r9: the rows and coefficients of the whole groups' end (4 nf
+            // entries); r3: groups of the first chunk, ((m - 1) / 4) % 16 + 1
+            "bic r2, r2, #3",
+            "add r10, r0, r2",
+            "rsb r2, r2, #0",
+            "bic r12, r3, #3",
+            "add r8, r5, r12, lsl #2",
+            "add r9, r9, r12",
+            "subs r3, r3, #1",
+            "ubfx r3, r3, #2, #4",
+            "adds r3, r3, #1",
             "push {{r6, r7}}",
-            "push {{r1, r2, r3, r12}}",
-            // continuation of every group: the group code (Thumb bit set)
-            "adr.w r7, 2f",
-            "orr r7, r7, #1",
-            "cmp r9, r8",
-            "beq 6f",
-            // build: one group of four rows per pass
+            // [sp + 512 ..]: y, -body, the list start, the rows and coefficient pointers
+            // between chunks, base, n_inside, stride (above the table)
+            "push {{r1, r2, r5, r8, r9, r10, r11, lr}}",
+            "sub sp, sp, #512",
+            // chunk: r3 records (r4: the partial group's words, or 0)
+            "10:",
+            // r12: the table's top; r0: the top record leads to the first, at sp
+            "add r12, sp, r3, lsl #5",
+            "mov r0, sp",
+            // continuation of every record but the first: the group code (Thumb bit set)
+            "adr.w r7, 2f + 1",
+            "cbz r4, 1f",
+            "ldm r4, {{r1-r6}}",
+            "stmdb r12!, {{r0-r7}}",
+            "mov r0, r12",
+            "cmp r12, sp",
+            "beq 7f",
+            // build: one group of four rows per pass, downwards
             "1:",
-            "ldm r9!, {{r1-r4}}",
+            "ldmdb r8!, {{r1-r4}}",
             "cmp r1, r11",
+            "ittt lo",
+            "cmplo r2, r11",
+            "cmplo r3, r11",
+            "cmplo r4, r11",
             "bhs 9f",
-            "cmp r2, r11",
-            "bhs 9f",
-            "cmp r3, r11",
-            "bhs 9f",
-            "cmp r4, r11",
-            "bhs 9f",
-            "mla r1, r1, lr, r0",
-            "mla r2, r2, lr, r0",
-            "mla r3, r3, lr, r0",
-            "mla r4, r4, lr, r0",
-            "ldr r5, [r10], #4",
+            "mla r1, r1, lr, r10",
+            "mla r2, r2, lr, r10",
+            "mla r3, r3, lr, r10",
+            "mla r4, r4, lr, r10",
+            "ldr r5, [r9, #-4]!",
             "sxtb16 r6, r5, ror #8",
             "sxtb16 r5, r5",
-            "stm r12!, {{r0-r7}}",
-            "cmp r9, r8",
+            "stmdb r12!, {{r0-r7}}",
+            "mov r0, r12",
+            "cmp r12, sp",
             "bne 1b",
-            "6:",
-            "pop {{r1, r2, r3, r4}}",
-            // the partial group's continuation, then the sentinel: `r2` the table start,
-            // continuation the block end (its other words are never used)
-            "cbz r3, 7f",
-            "str r7, [r12, #28]",
-            "adds r12, r12, #32",
             "7:",
-            "mov lr, r2",
-            "mov r2, r4",
-            "adr.w r7, 4f",
-            "orr r7, r7, #1",
-            "stm r12, {{r0-r7}}",
-            "mov r12, r2",
-            "mov r7, r1",
-            // per block of four columns
+            "strd r8, r9, [sp, #524]",
+            // the first record (at sp) continues at the block end
+            "adr.w r7, 4f + 1",
+            "str r7, [sp, #28]",
+            "ldrd r7, lr, [sp, #512]",
+            "ldm sp, {{r0-r6}}",
+            // per block of four columns: its four sums, then the groups
             "3:",
             "ldm r7, {{r8-r11}}",
-            "ldm r12!, {{r0-r6, pc}}",
-            // per group of four rows (reached only through `ldm ... pc`, so the alignment
-            // padding before it never runs; word-aligned labels keep any `adr` encoding exact)
-            ".p2align 2",
+            // per group of four rows (falls through at a block's start, then reached
+            // through `ldm ... pc`)
             "2:",
             "ldr r1, [r1, lr]",
             "ldr r2, [r2, lr]",
@@ -597,50 +622,54 @@ fn t_table(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut
             "ldr r4, [r4, lr]",
             t_pair!("r1", "r3", "r5"),
             t_pair!("r2", "r4", "r6"),
-            "ldm r12!, {{r0-r6, pc}}",
-            // block end (the sentinel's continuation; reached only through `ldm ... pc`)
+            "ldm r0, {{r0-r6, pc}}",
+            // block end (the first record's continuation; reached only through
+            // `ldm ... pc`, so the alignment padding before it never runs)
             ".p2align 2",
             "4:",
             "stm r7!, {{r8-r11}}",
-            "mov r12, r2",
             "adds lr, lr, #4",
             "bne 3b",
-            "movs r0, #0",
-            "b 8f",
-            // a row index out of range: nothing computed
+            // the chunk is done: the next 64 rows below, until the list start
+            "ldrd r1, r8, [sp, #520]",
+            "cmp r8, r1",
+            "beq 8f",
+            "add r12, sp, #524",
+            "ldm r12, {{r8-r11, lr}}",
+            "movs r3, #16",
+            "movs r4, #0",
+            "b 10b",
+            // a row index out of range: nothing more computed (`lr` = 1)
             "9:",
-            "pop {{r1, r2, r3, r4}}",
-            "movs r0, #1",
+            "mov lr, #1",
+            // done (`lr` = 0 when every chunk ran)
             "8:",
+            "add sp, sp, #544",
             "pop {{r6, r7}}",
-            inout("r0") base as u32 => bad,
+            inout("r0") w.as_ptr() => _,
             inout("r1") y.as_mut_ptr() => _,
-            inout("r2") body.wrapping_neg() => _,
-            inout("r3") usize::from(ng > nf) => _,
-            out("r4") _,
-            out("r5") _,
-            inout("r8") rows.as_ptr().wrapping_add(nf * T_GROUP) => _,
-            inout("r9") rows.as_ptr() => _,
-            inout("r10") c.as_ptr() => _,
+            inout("r2") cols => _,
+            inout("r3") m => _,
+            inout("r4") part_ptr => _,
+            inout("r5") rows.as_ptr() => _,
+            out("r8") _,
+            inout("r9") c.as_ptr() => _,
+            out("r10") _,
             inout("r11") n_inside => _,
-            inout("r12") tp => _,
-            inout("lr") stride => _,
+            out("r12") _,
+            inout("lr") stride => bad,
         );
     }
     assert!(bad == 0, "gemv_t_rows_strided_i8: row index out of range");
 }
 
 /// `y += sum_j c[j] * row rows[j]` over rows `stride` bytes apart (`cols = y.len() > 0`):
-/// [`t_table`] over the columns in whole groups of four, 64 listed rows per call, and the
-/// last 0-3 columns in plain code.
+/// the last 0-3 columns in plain code ([`t_tail`]), then [`t_table`] over the columns in
+/// whole groups of four.
 ///
 /// Executed instructions per MAC on Cortex-M4, 64 listed rows of 256 / 512 / 1024 columns
-/// (`measure` in `firmware/kernel-test`, docs/PERFORMANCE.md): **1.612 / 1.599 / 1.592**
-/// (strided, rows `2 * cols` apart: 1.613 / 1.599 / 1.592), down from 2.184 / 2.123 /
-/// 2.092 for the three-rows-per-pass `smla<x><y>` loop this replaced (and 1.650 / 1.618 /
-/// 1.602 with the table built in Rust). The asm loop itself is 406 instructions per block of four columns and 64 rows
-/// (1.586); the rest is the table (19 instructions per four rows) and the call. Produced
-/// by `test.sh`'s step "Cortex-M4 DSP kernels" (QEMU 7.2):
+/// (`measure` in `firmware/kernel-test`): docs/PERFORMANCE.md, "Cortex-M". Produced by
+/// `test.sh`'s step "Cortex-M4 DSP kernels" (QEMU 7.2):
 ///
 /// ```sh
 /// cd firmware/kernel-test
@@ -648,20 +677,37 @@ fn t_table(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut
 /// qemu-system-arm -machine mps2-an386 -cpu cortex-m4 -nographic -icount shift=0 \
 ///   -semihosting-config enable=on,target=native -kernel target/thumbv7em-none-eabihf/release/spark-kernel-test
 /// ```
-fn gemv_t_rows(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
-    let body = cols / 4 * 4;
-    if body > 0 {
-        let per = T_GROUP * T_GROUPS;
-        for (rc, cc) in rows.chunks(per).zip(c.chunks(per)) {
-            t_table(w, stride, cols, rc, cc, &mut y[..body]);
-        }
-    }
+///
+/// # Safety
+///
+/// `y.len() == cols`, `0 < cols <= stride` and `c.len() == rows.len()` (what
+/// `check::gemv_t_rows_strided` asserts): the asm reads `c` and `y` by these lengths.
+#[inline(never)]
+unsafe fn gemv_t_rows(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+    // SAFETY: the caller's contract.
+    unsafe { core::hint::assert_unchecked(y.len() == cols && cols > 0 && cols <= stride && c.len() == rows.len()) };
+    let body = cols & !3;
     if body < cols {
-        for (&r, &cj) in rows.iter().zip(c) {
-            let row = check::row(w, stride, cols, r);
-            for k in body..cols {
-                y[k] = y[k].wrapping_add(cj as i32 * row[k] as i32);
-            }
+        t_tail(w, stride, cols, body, rows, c, y);
+    }
+    if body > 0 && !rows.is_empty() {
+        // (`t_table` forms the addresses: row start + `body`, the asm adding the block
+        // offset in `-body..0`, each after the row's bounds check.)
+        // Row `r` lies inside `w` exactly when `r * stride + cols <= w.len()`, i.e. when
+        // `r < n_inside` (one division per call instead of an overflow-checked multiply and
+        // a slice check per row; `stride >= cols >= 4`).
+        let n_inside = if w.len() >= cols { (w.len() - cols) / stride + 1 } else { 0 };
+        t_table(w, stride, n_inside, rows, c, y);
+    }
+}
+
+/// The last `cols - body` (1 to 3) columns of [`gemv_t_rows`], in plain code.
+#[inline(never)]
+fn t_tail(w: &[i8], stride: usize, cols: usize, body: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+    for (&r, &cj) in rows.iter().zip(c) {
+        let row = check::row(w, stride, cols, r);
+        for k in body..cols {
+            y[k] = y[k].wrapping_add(cj as i32 * row[k] as i32);
         }
     }
 }
@@ -693,7 +739,9 @@ impl Kernels for Dsp {
 
     fn gemv_t_rows_strided_i8(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
         if check::gemv_t_rows_strided(stride, cols, rows, c, y) {
-            gemv_t_rows(w, stride, cols, rows, c, y);
+            // SAFETY: the check asserted `y.len() == cols <= stride`, `c.len() ==
+            // rows.len()`, and returned `cols != 0`.
+            unsafe { gemv_t_rows(w, stride, cols, rows, c, y) };
         }
     }
 
