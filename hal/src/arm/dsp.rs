@@ -465,6 +465,34 @@ macro_rules! t_pair {
     };
 }
 
+/// The asm text of one group of a [`t_table`] build: the four row indices below `r8`, their
+/// bounds check against `r11` (out of range: to `9f`), their addresses `r * stride + base`
+/// (`lr`, `r10`), the coefficient pairs from the word below `r9`, and the record with the
+/// chain word `r0` (the record above) and continuation `r7` stored below `r12`, whose
+/// address becomes the next chain word.
+macro_rules! t_build {
+    () => {
+        concat!(
+            "ldmdb r8!, {{r1-r4}}\n",
+            "cmp r1, r11\n",
+            "ittt lo\n",
+            "cmplo r2, r11\n",
+            "cmplo r3, r11\n",
+            "cmplo r4, r11\n",
+            "bhs 9f\n",
+            "mla r1, r1, lr, r10\n",
+            "mla r2, r2, lr, r10\n",
+            "mla r3, r3, lr, r10\n",
+            "mla r4, r4, lr, r10\n",
+            "ldr r5, [r9, #-4]!\n",
+            "sxtb16 r6, r5, ror #8\n",
+            "sxtb16 r5, r5\n",
+            "stmdb r12!, {{r0-r7}}\n",
+            "mov r0, r12\n"
+        )
+    };
+}
+
 /// `y[k] += sum_j c[j] * r_j[k]` for the `k < y.len()` (a multiple of 4, at least 4) and
 /// the listed rows `r_j` (at least one), row `r` at `base - y.len() + r * stride` (`base`
 /// is row 0's address plus `y.len()`), the rows `r < n_inside` inside the caller's slice.
@@ -556,53 +584,58 @@ fn t_table(w: &[i8], stride: usize, n_inside: usize, rows: &[u32], c: &[i8], y: 
             // body = cols & !3; base: row 0 + body (the rows' addresses are pre-offset by
             // body); r8, r9: the rows and coefficients of the whole groups' end (4 nf
             // entries); r3: groups of the first chunk, ((m - 1) / 4) % 16 + 1
-            "bic r2, r2, #3",
-            "add r10, r0, r2",
-            "rsb r2, r2, #0",
-            "bic r12, r3, #3",
-            "add r8, r5, r12, lsl #2",
+            "mov lr, r2",
+            "bic r12, r12, #3",
+            "add r10, r0, r12",
+            "rsb r2, r12, #0",
+            "bic r12, r5, #3",
+            "add r8, r3, r12, lsl #2",
             "add r9, r9, r12",
-            "subs r3, r3, #1",
-            "ubfx r3, r3, #2, #4",
-            "adds r3, r3, #1",
+            "subs r5, r5, #1",
+            "ubfx r5, r5, #2, #4",
+            "adds r5, r5, #1",
             "push {{r6, r7}}",
             // [sp + 512 ..]: y, -body, the list start, the rows and coefficient pointers
             // between chunks, base, n_inside, stride (above the table)
-            "push {{r1, r2, r5, r8, r9, r10, r11, lr}}",
+            "push {{r1, r2, r3, r8, r9, r10, r11, lr}}",
             "sub sp, sp, #512",
-            // chunk: r3 records (r4: the partial group's words, or 0)
+            // chunk: r5 records (r4: the partial group's words, or 0)
             "10:",
             // r12: the table's top; r0: the top record leads to the first, at sp
-            "add r12, sp, r3, lsl #5",
+            "add r12, sp, r5, lsl #5",
             "mov r0, sp",
             // continuation of every record but the first: the group code (Thumb bit set)
             "adr.w r7, 2f + 1",
-            "cbz r4, 1f",
+            "cbz r4, 15f",
             "ldm r4, {{r1-r6}}",
             "stmdb r12!, {{r0-r7}}",
             "mov r0, r12",
             "cmp r12, sp",
             "beq 7f",
-            // build: one group of four rows per pass, downwards
-            "1:",
-            "ldmdb r8!, {{r1-r4}}",
-            "cmp r1, r11",
-            "ittt lo",
-            "cmplo r2, r11",
-            "cmplo r3, r11",
-            "cmplo r4, r11",
-            "bhs 9f",
-            "mla r1, r1, lr, r10",
-            "mla r2, r2, lr, r10",
-            "mla r3, r3, lr, r10",
-            "mla r4, r4, lr, r10",
-            "ldr r5, [r9, #-4]!",
-            "sxtb16 r6, r5, ror #8",
-            "sxtb16 r5, r5",
-            "stmdb r12!, {{r0-r7}}",
-            "mov r0, r12",
+            // build, downwards, four groups of four rows per pass: the first pass enters
+            // at the group that leaves a multiple of four (r1: the groups to build mod 4)
+            "mov r1, sp",
+            "sub r1, r12, r1",
+            "ubfx r1, r1, #5, #2",
+            "b 16f",
+            "15:",
+            "and r1, r5, #3",
+            "16:",
+            "cbz r1, 11f",
+            "cmp r1, #2",
+            "beq 13f",
+            "bhi 12f",
+            "b 14f",
+            "11:",
+            t_build!(),
+            "12:",
+            t_build!(),
+            "13:",
+            t_build!(),
+            "14:",
+            t_build!(),
             "cmp r12, sp",
-            "bne 1b",
+            "bne 11b",
             "7:",
             "strd r8, r9, [sp, #524]",
             // the first record (at sp) continues at the block end
@@ -636,7 +669,7 @@ fn t_table(w: &[i8], stride: usize, n_inside: usize, rows: &[u32], c: &[i8], y: 
             "beq 8f",
             "add r12, sp, #524",
             "ldm r12, {{r8-r11, lr}}",
-            "movs r3, #16",
+            "movs r5, #16",
             "movs r4, #0",
             "b 10b",
             // a row index out of range: nothing more computed (`lr` = 1)
@@ -648,16 +681,16 @@ fn t_table(w: &[i8], stride: usize, n_inside: usize, rows: &[u32], c: &[i8], y: 
             "pop {{r6, r7}}",
             inout("r0") w.as_ptr() => _,
             inout("r1") y.as_mut_ptr() => _,
-            inout("r2") cols => _,
-            inout("r3") m => _,
+            inout("r2") stride => _,
+            inout("r3") rows.as_ptr() => _,
             inout("r4") part_ptr => _,
-            inout("r5") rows.as_ptr() => _,
+            inout("r5") m => _,
             out("r8") _,
             inout("r9") c.as_ptr() => _,
             out("r10") _,
             inout("r11") n_inside => _,
-            out("r12") _,
-            inout("lr") stride => bad,
+            inout("r12") cols => _,
+            out("lr") bad,
         );
     }
     assert!(bad == 0, "gemv_t_rows_strided_i8: row index out of range");
@@ -682,23 +715,38 @@ fn t_table(w: &[i8], stride: usize, n_inside: usize, rows: &[u32], c: &[i8], y: 
 ///
 /// `y.len() == cols`, `0 < cols <= stride` and `c.len() == rows.len()` (what
 /// `check::gemv_t_rows_strided` asserts): the asm reads `c` and `y` by these lengths.
-#[inline(never)]
+#[inline(always)]
 unsafe fn gemv_t_rows(w: &[i8], stride: usize, cols: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
+    if cols % 4 != 0 {
+        t_tail(w, stride, cols, cols & !3, rows, c, y);
+    }
+    if cols >= 4 && !rows.is_empty() {
+        // SAFETY: the caller's contract, and the two conditions just tested.
+        unsafe { t_body(w, stride, rows, c, y) };
+    }
+}
+
+/// The whole groups of four columns of [`gemv_t_rows`]: [`t_table`] with the bounds of
+/// the rows inside `w` (its own function: no call in it, so its operands stay where they
+/// arrive).
+///
+/// # Safety
+///
+/// `4 <= y.len() <= stride`, `c.len() == rows.len() >= 1`.
+#[inline(never)]
+unsafe fn t_body(w: &[i8], stride: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
     // SAFETY: the caller's contract.
-    unsafe { core::hint::assert_unchecked(y.len() == cols && cols > 0 && cols <= stride && c.len() == rows.len()) };
-    let body = cols & !3;
-    if body < cols {
-        t_tail(w, stride, cols, body, rows, c, y);
-    }
-    if body > 0 && !rows.is_empty() {
-        // (`t_table` forms the addresses: row start + `body`, the asm adding the block
-        // offset in `-body..0`, each after the row's bounds check.)
-        // Row `r` lies inside `w` exactly when `r * stride + cols <= w.len()`, i.e. when
-        // `r < n_inside` (one division per call instead of an overflow-checked multiply and
-        // a slice check per row; `stride >= cols >= 4`).
-        let n_inside = if w.len() >= cols { (w.len() - cols) / stride + 1 } else { 0 };
-        t_table(w, stride, n_inside, rows, c, y);
-    }
+    unsafe {
+        core::hint::assert_unchecked(y.len() >= 4 && y.len() <= stride && c.len() == rows.len() && !rows.is_empty())
+    };
+    let cols = y.len();
+    // Row `r` lies inside `w` exactly when `r * stride + cols <= w.len()`, i.e. when
+    // `r < n_inside` (one division per call instead of an overflow-checked multiply and a
+    // slice check per row; `stride >= cols >= 4`). `t_table` forms the addresses (row
+    // start + `body`, the asm adding the block offset in `-body..0`), each after the row's
+    // bounds check.
+    let n_inside = if w.len() >= cols { (w.len() - cols) / stride + 1 } else { 0 };
+    t_table(w, stride, n_inside, rows, c, y);
 }
 
 /// The last `cols - body` (1 to 3) columns of [`gemv_t_rows`], in plain code.
