@@ -523,10 +523,10 @@ macro_rules! t_build {
 /// branch: an index out of range leaves before anything is computed, and the caller
 /// panics), one `mla` per row address, one `ldr` of four coefficients and two `sxtb16`
 /// (bytes 0 and 2, then 1 and 3: the pairs above), one `stmdb` with the chain word (the
-/// record above): 16 instructions per four rows ([`t_build`]), four groups per pass (the
-/// first pass enters where a multiple of four groups is left), plus the loop test per pass. A last partial group
-/// (its missing rows repeat the first under zero coefficients) is prepared in Rust and
-/// copied first, as the top record of the first chunk. `r6` and `r7` (not allowed as asm
+/// record above): 16 instructions per four rows (`t_build!`), four groups per pass (the
+/// first pass enters where a multiple of four groups is left), plus the loop test per
+/// pass. A last partial group (its missing rows repeat the first under zero coefficients)
+/// is prepared in Rust and copied first, as the top record of the first chunk. `r6` and `r7` (not allowed as asm
 /// operands) are saved and restored on the stack.
 #[inline(always)]
 fn t_table(w: &[i8], stride: usize, n_inside: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
