@@ -22,6 +22,7 @@ use crate::config::{AttnKind, Config};
 use crate::exec::{self, Executor, Sequential};
 use crate::ops::sparse_rows_out;
 use crate::topk::{stat_topk_with, topk_capacity, topk_z, Selection};
+use spark_hal::arena::{arena_cost, Arena};
 use spark_hal::math::softplus_f32;
 use spark_hal::Kernels;
 
@@ -62,6 +63,33 @@ pub struct AttnScratch<'s> {
     pub kept: &'s mut [u32],
     /// Kernel outputs `[max(n, dh)]`.
     pub acc: &'s mut [i32],
+}
+
+impl<'s> AttnScratch<'s> {
+    /// Arena bytes [`AttnScratch::carve`] takes for a head over at most `n` keys with
+    /// `dh`-wide heads and at most `cap` selected keys (without the arena's start
+    /// alignment).
+    pub fn bytes(n: usize, dh: usize, cap: usize) -> usize {
+        arena_cost::<f32>(n)
+            + 2 * arena_cost::<u32>(cap)
+            + arena_cost::<f32>(cap)
+            + arena_cost::<i8>(dh.max(cap))
+            + arena_cost::<i32>(n.max(dh))
+    }
+
+    /// The scratch of one head over at most `n` keys (`dh`-wide heads, at most `cap`
+    /// selected keys), carved from `arena`; `None` when it has less than
+    /// [`AttnScratch::bytes`] left.
+    pub fn carve(arena: &mut Arena<'s>, n: usize, dh: usize, cap: usize) -> Option<AttnScratch<'s>> {
+        Some(AttnScratch {
+            scores: arena.take::<f32>(n).ok()?,
+            idx: arena.take::<u32>(cap).ok()?,
+            w: arena.take::<f32>(cap).ok()?,
+            xq: arena.take::<i8>(dh.max(cap)).ok()?,
+            kept: arena.take::<u32>(cap).ok()?,
+            acc: arena.take::<i32>(n.max(dh)).ok()?,
+        })
+    }
 }
 
 /// Per-step attention parameters shared by every head of a layer: the one place the
@@ -348,6 +376,7 @@ pub struct AttnRun {
 mod tests {
     use super::*;
     use crate::exec::Grain;
+    use crate::test_bytes as bytes;
     use proptest::prelude::*;
     use spark_hal::Scalar;
     use std::sync::Mutex;
@@ -374,49 +403,10 @@ mod tests {
         }
     }
 
-    fn bytes(seed: u64, n: usize) -> Vec<i8> {
-        let mut s = seed | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s as i8).max(-127)
-            })
-            .collect()
-    }
-
-    /// Per-slot scratch buffers for `n` keys, `dh`-wide heads.
-    struct Bufs {
-        scores: Vec<f32>,
-        idx: Vec<u32>,
-        w: Vec<f32>,
-        xq: Vec<i8>,
-        kept: Vec<u32>,
-        acc: Vec<i32>,
-    }
-    impl Bufs {
-        fn new(n: usize, dh: usize) -> Bufs {
-            let m = n.max(dh);
-            Bufs {
-                scores: vec![0.0; n],
-                idx: vec![0; n],
-                w: vec![0.0; n],
-                xq: vec![0; m],
-                kept: vec![0; n],
-                acc: vec![0; m],
-            }
-        }
-        fn slot(&mut self) -> HeadSlot<'_> {
-            HeadSlot::new(AttnScratch {
-                scores: &mut self.scores,
-                idx: &mut self.idx,
-                w: &mut self.w,
-                xq: &mut self.xq,
-                kept: &mut self.kept,
-                acc: &mut self.acc,
-            })
-        }
+    /// `k` head slots over `n` keys of `dh`-wide heads, carved from `mem`.
+    fn slots(mem: &mut [u8], k: usize, n: usize, dh: usize) -> Vec<HeadSlot<'_>> {
+        let mut arena = Arena::new(mem);
+        (0..k).map(|_| HeadSlot::new(AttnScratch::carve(&mut arena, n, dh, n).unwrap())).collect()
     }
 
     proptest! {
@@ -427,7 +417,7 @@ mod tests {
         #[test]
         fn heads_at_once_equal_one_head_at_a_time(
             nkv in 1usize..3, group in 1usize..4, n in 1usize..80, spark in any::<bool>(),
-            slots in 1usize..6, threads in 1usize..5, seed in any::<u64>(),
+            n_slots in 1usize..6, threads in 1usize..5, seed in any::<u64>(),
         ) {
             let (dh, ra) = (16, if spark { 8 } else { 16 });
             let rb = dh - ra;
@@ -451,17 +441,17 @@ mod tests {
             // One head at a time, sequential.
             let mut want_out = vec![0f32; nh * dh];
             let mut want_pos = Vec::new();
-            let mut b = Bufs::new(n, dh);
+            let mut mem = vec![0u8; AttnScratch::bytes(n, dh, n) + 16];
             for hd in 0..nh {
-                let mut s = b.slot();
+                let mut s = slots(&mut mem, 1, n, dh).pop().unwrap();
                 let r = attend_head::<Scalar>(&q[hd * dh..(hd + 1) * dh], &view(hd), 0, n - 1, &p, &mut s.scratch,
                     &mut want_out[hd * dh..(hd + 1) * dh]);
                 want_pos.push(s.scratch.idx[..r.len].to_vec());
             }
             // Through attend_heads_on.
             let e = Reversed(threads, Mutex::new(Vec::new()));
-            let mut bufs: Vec<Bufs> = (0..slots).map(|_| Bufs::new(n, dh)).collect();
-            let mut ss: Vec<HeadSlot<'_>> = bufs.iter_mut().map(|b| b.slot()).collect();
+            let mut mem = vec![0u8; n_slots * AttnScratch::bytes(n, dh, n) + 16];
+            let mut ss = slots(&mut mem, n_slots, n, dh);
             let mut out = vec![0f32; nh * dh];
             let mut got_pos = Vec::new();
             let mut order = Vec::new();
@@ -473,7 +463,7 @@ mod tests {
             prop_assert_eq!(got_pos, want_pos);
             prop_assert_eq!(out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                 want_out.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
-            let par = slots.min(threads).min(nh);
+            let par = n_slots.min(threads).min(nh);
             let waves = e.1.into_inner().unwrap();
             if par >= 2 {
                 // Waves of `par` heads (the last one shorter), nothing else split.

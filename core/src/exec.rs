@@ -209,6 +209,7 @@ pub fn gemv_t_rows<K: Kernels, E: Executor>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_bytes as bytes;
     use proptest::prelude::*;
     use spark_hal::Scalar;
     use std::sync::Mutex;
@@ -238,18 +239,6 @@ mod tests {
             s.sort();
             assert_eq!(s, (0..n).collect::<Vec<_>>());
         }
-    }
-
-    fn bytes(seed: u64, n: usize) -> Vec<i8> {
-        let mut s = seed | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                s as i8
-            })
-            .collect()
     }
 
     #[test]

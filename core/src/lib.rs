@@ -47,6 +47,20 @@ pub mod tokenizer;
 pub mod topk;
 
 pub use config::{AttnKind, Config, FfnKind};
+
+/// `n` pseudo-random bytes from `seed` (xorshift64), for the unit tests.
+#[cfg(test)]
+pub(crate) fn test_bytes(seed: u64, n: usize) -> std::vec::Vec<i8> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s as i8
+        })
+        .collect()
+}
 pub use error::{ModelError, RunError};
 pub use exec::{Executor, Sequential};
 pub use format::{Model, TokenizerKind, TokenizerMeta};

@@ -12,6 +12,7 @@ use crate::threads::Pool;
 use crate::ui::{fail, human_bytes, progress, usage, CliResult};
 use spark_core::attention::{attend_heads_on, AttnParams, AttnScratch, HeadSlot, KvView, MAX_HEAD_SLOTS};
 use spark_core::exec::Executor;
+use spark_hal::arena::Arena;
 use spark_hal::Kernels;
 use std::hint::black_box;
 use std::io;
@@ -114,39 +115,6 @@ fn attn_params(s: &BenchShape, n: usize) -> (AttnParams, AttnParams) {
     (sp, dp)
 }
 
-/// The scratch of one attention head slot over `n` keys (`dh`-wide heads).
-struct HeadBufs {
-    scores: Vec<f32>,
-    idx: Vec<u32>,
-    w: Vec<f32>,
-    xq: Vec<i8>,
-    kept: Vec<u32>,
-    acc: Vec<i32>,
-}
-
-impl HeadBufs {
-    fn new(n: usize, dh: usize) -> HeadBufs {
-        HeadBufs {
-            scores: vec![0.0; n],
-            idx: vec![0; n],
-            w: vec![0.0; n],
-            xq: vec![0; n.max(dh)],
-            kept: vec![0; n],
-            acc: vec![0; n.max(dh)],
-        }
-    }
-    fn slot(&mut self) -> HeadSlot<'_> {
-        HeadSlot::new(AttnScratch {
-            scores: &mut self.scores,
-            idx: &mut self.idx,
-            w: &mut self.w,
-            xq: &mut self.xq,
-            kept: &mut self.kept,
-            acc: &mut self.acc,
-        })
-    }
-}
-
 /// What the timed iterations measured (after the warm-up), one entry per iteration.
 #[derive(Default)]
 struct AttnSamples {
@@ -180,7 +148,7 @@ fn time_attn<K: Kernels>(
     let (sp, dp) = attn_params(s, n);
     // One head slot per thread (as a session's arena has): the heads run at once.
     let slots = pool.threads().min(nh).min(MAX_HEAD_SLOTS);
-    let mut bufs: Vec<HeadBufs> = (0..slots).map(|_| HeadBufs::new(n, dh)).collect();
+    let mut slot_mem = vec![0u8; slots * AttnScratch::bytes(n, dh, n) + spark_hal::arena::ARENA_ALIGN];
     let mut out = vec![0f32; nh * dh];
     let group = nh / nkv;
     let warm = (a.iters as usize / 10).clamp(2, 10);
@@ -193,7 +161,10 @@ fn time_attn<K: Kernels>(
         let mut run = |pool: &Pool, kv: &KvCopy, p: &AttnParams| -> (f64, usize, usize) {
             let t0 = Instant::now();
             let (mut sel, mut v_rows) = (0, 0);
-            let mut ss: Vec<HeadSlot<'_>> = bufs.iter_mut().take(pool.threads()).map(HeadBufs::slot).collect();
+            let mut arena = Arena::new(&mut slot_mem);
+            let mut ss: Vec<HeadSlot<'_>> = (0..slots.min(pool.threads()))
+                .map(|_| AttnScratch::carve(&mut arena, n, dh, n).map(HeadSlot::new).expect("sized for the slots"))
+                .collect();
             let view = |hd: usize| kv.view(hd / group);
             attend_heads_on::<K, _>(pool, black_box(q), view, 0, n - 1, p, &mut ss, &mut out, |_, _, r| {
                 sel += r.len;
