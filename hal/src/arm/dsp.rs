@@ -531,7 +531,7 @@ macro_rules! t_build {
 #[inline(always)]
 fn t_table(w: &[i8], stride: usize, n_inside: usize, rows: &[u32], c: &[i8], y: &mut [i32]) {
     // The asm's constants: 16 records of 32 bytes (`#512`), `ubfx ... #4` (mod 16) and
-    // `movs r3, #16` for the chunks after the first.
+    // `movs r5, #16` for the chunks after the first.
     const { assert!(T_GROUPS == 16 && T_GROUP == 4) };
     let (cols, m) = (y.len(), rows.len());
     debug_assert!(cols >= 4 && cols <= stride && m >= 1 && c.len() == m);
@@ -584,7 +584,7 @@ fn t_table(w: &[i8], stride: usize, n_inside: usize, rows: &[u32], c: &[i8], y: 
             dsp_ext!(),
             // body = cols & !3; base: row 0 + body (the rows' addresses are pre-offset by
             // body); r8, r9: the rows and coefficients of the whole groups' end (4 nf
-            // entries); r3: groups of the first chunk, ((m - 1) / 4) % 16 + 1
+            // entries); r5: groups of the first chunk, ((m - 1) / 4) % 16 + 1
             "mov lr, r2",
             "bic r12, r12, #3",
             "add r10, r0, r12",
