@@ -46,8 +46,8 @@ pub struct EvalArgs {
     /// Kernel backend of the int8 runtime.
     #[arg(long, value_enum, default_value_t)]
     pub backend: Backend,
-    /// Threads that run the int8 runtime's integer products (1 to 256) [default: the cores
-    /// available]. Any count gives the same tokens and logits.
+    /// Threads that run the int8 runtime's integer products and attention heads (1 to 256)
+    /// [default: the cores available]. Any count gives the same tokens and logits.
     #[arg(long, value_parser = crate::threads::parse_threads, value_name = "N")]
     pub threads: Option<usize>,
     /// Print machine-readable JSON.

@@ -47,8 +47,8 @@ pub struct GenerateArgs {
     /// Kernel backend: auto = fastest for this CPU, scalar = the portable oracle kernels.
     #[arg(long, value_enum, default_value_t)]
     pub backend: Backend,
-    /// Threads that run the int8 runtime's integer products (1 to 256) [default: the cores
-    /// available]. Any count gives the same tokens and logits.
+    /// Threads that run the int8 runtime's integer products and attention heads (1 to 256)
+    /// [default: the cores available]. Any count gives the same tokens and logits.
     #[arg(long, value_parser = crate::threads::parse_threads, value_name = "N")]
     pub threads: Option<usize>,
     /// Do not prepend the tokenizer's BOS token to a text prompt.
