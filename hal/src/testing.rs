@@ -285,11 +285,14 @@ pub fn check_case<B: Kernels>(case: Case, b: &mut Buffers<'_>) -> Result<u32, Mi
             fill_pattern(&mut b.x[..len], n);
             fill_pattern(&mut b.c[..len], 1000 + n);
             k.dot::<B>(&b.x[..len], &b.c[..len])?;
-            let rows = 5;
+            // 13 rows: a block of 8 rows reduced together and a ragged tail of 5.
+            let rows = 13;
             fill_pattern(&mut b.w[..rows * len], 2000 + n);
             let w = &b.w[..rows * len];
             k.gemv::<B>(w, len, &b.x[..len], rows, b.y0, b.y1)?;
+            k.gemv::<B>(&w[..5 * len], len, &b.x[..len], 5, b.y0, b.y1)?;
             k.gemv_rows::<B>(w, len, &[4, 0, 2, 2], &b.x[..len], b.y0, b.y1)?;
+            k.gemv_rows::<B>(w, len, &[12, 4, 0, 2, 2, 7, 8, 11, 1, 12, 3], &b.x[..len], b.y0, b.y1)?;
             k.gemv_rows::<B>(w, len, &[], &b.x[..len], b.y0, b.y1)?;
             let mut c = [0i8; 4];
             fill_pattern(&mut c, 3000 + n);
@@ -310,6 +313,14 @@ pub fn check_case<B: Kernels>(case: Case, b: &mut Buffers<'_>) -> Result<u32, Mi
             let w = &b.w[..3 * len];
             k.gemv::<B>(w, len, &b.c[..len], 3, b.y0, b.y1)?;
             k.gemv_rows::<B>(w, len, &[2, 1, 0], &b.x[..len], b.y0, b.y1)?;
+            // Eleven rows (a block of 8 reduced together and a tail), and a list as long.
+            for r in 0..11 {
+                b.w[r * len..(r + 1) * len].fill(if r % 3 == 1 { vb } else { a });
+            }
+            let w = &b.w[..11 * len];
+            k.gemv::<B>(w, len, &b.c[..len], 11, b.y0, b.y1)?;
+            k.gemv_rows::<B>(w, len, &[10, 1, 0, 4, 4, 7, 2, 9, 1, 3, 5], &b.x[..len], b.y0, b.y1)?;
+            // (rows 0, 1, 2 are a, b, a as above)
             k.gemv_t_rows::<B>(w, len, &[0, 1, 2], &[vb, a, -128], 0, b.y0, b.y1)?;
             // The same rows 17 bytes of other values apart, in a view at offset 5.
             let (off, stride) = (5, len + 17);

@@ -12,6 +12,10 @@
 //!   `x86::prefetch`. `gemv_rows` (the strided gather; `gemv_rows_i8` is it with
 //!   `stride = cols`) takes 8 listed rows at a time across their columns and prefetches,
 //!   line by line, the columns of the rows a few groups later.
+//! - Rows of 16 to 256 bytes in steps of 16 (`gemv_short`: attention's key part 1, its
+//!   `K2` gathers and the dense keys at `gemma2-2b`) keep the widened activations in
+//!   registers for the whole call and reduce the lane sums of 8 rows together, in `gemv`
+//!   and in the short-row path of `gemv_rows`.
 //! - `gemv_t_rows` pairs rows: the int16 words of rows `a` and `b` are interleaved so one
 //!   `vpmaddwd` against the broadcast pair `(c_a, c_b)` gives `c_a*W_a + c_b*W_b` per column;
 //!   up to four pairs are summed before `y` is read and written, and the next eight listed
@@ -196,9 +200,112 @@ unsafe fn gemv(w: &[i8], cols: usize, x: &[i8], y: &mut [i32]) {
         y.fill(0);
         return;
     }
+    if short_rows(cols) {
+        // SAFETY: AVX2 is enabled on this function; `check::gemv`: `w` holds `y.len()`
+        // rows of `cols` bytes (consecutive rows: one stream).
+        unsafe { gemv_short(x, y, |i| (&w[i * cols..(i + 1) * cols], cols)) };
+        return;
+    }
     for (yi, r) in y.iter_mut().zip(w.chunks_exact(cols)) {
         // SAFETY: AVX2 is enabled on this function. Consecutive rows form one stream.
         *yi = unsafe { dot(r, x, cols) };
+    }
+}
+
+/// Whether rows of `cols` bytes go to [`gemv_short`]: a multiple of 16, at most 256.
+#[inline(always)]
+fn short_rows(cols: usize) -> bool {
+    cols % 16 == 0 && (16..=256).contains(&cols)
+}
+
+/// `y[i] = row(i).0 . x` for rows of `x.len()` bytes, [`short_rows`] (Spark attention's
+/// key part 1 and its `K2` gathers and the dense keys of `gemma2-2b`, the demo model's
+/// projections): [`rows_short`] with its column count fixed at compile time.
+///
+/// # Safety
+/// The CPU supports AVX2; `short_rows(x.len())`; every `row(i)` for `i < y.len()` has
+/// `x.len()` bytes.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn gemv_short<'a>(x: &[i8], y: &mut [i32], row: impl Fn(usize) -> (&'a [i8], usize)) {
+    // SAFETY: (every arm) forwarded from this function's contract; `x.len() = 16 NC`.
+    unsafe {
+        match x.len() / 16 {
+            1 => rows_short::<1>(x, y, row),
+            2 => rows_short::<2>(x, y, row),
+            3 => rows_short::<3>(x, y, row),
+            4 => rows_short::<4>(x, y, row),
+            5 => rows_short::<5>(x, y, row),
+            6 => rows_short::<6>(x, y, row),
+            7 => rows_short::<7>(x, y, row),
+            8 => rows_short::<8>(x, y, row),
+            9 => rows_short::<9>(x, y, row),
+            10 => rows_short::<10>(x, y, row),
+            11 => rows_short::<11>(x, y, row),
+            12 => rows_short::<12>(x, y, row),
+            13 => rows_short::<13>(x, y, row),
+            14 => rows_short::<14>(x, y, row),
+            15 => rows_short::<15>(x, y, row),
+            _ => rows_short::<16>(x, y, row),
+        }
+    }
+}
+
+/// [`gemv_short`] for rows of `16 * NC` bytes (`NC` in 1..=16): the activations are
+/// widened to int16 once for the whole call (the general loops widen them again for every
+/// row), the rows are read one after the other (`row(i)` returns row `i` and its
+/// page-entry prefetch span, 0 for none, after issuing any gather prefetch of its own),
+/// and the lane sums of 8 rows are reduced together (two `vphaddd` levels and one
+/// cross-lane add instead of a horizontal sum per row).
+///
+/// # Safety
+/// The CPU supports AVX2; `x.len() == 16 * NC`; every `row(i)` for `i < y.len()` has
+/// `16 * NC` bytes.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn rows_short<'a, const NC: usize>(x: &[i8], y: &mut [i32], row: impl Fn(usize) -> (&'a [i8], usize)) {
+    let n = 16 * NC;
+    debug_assert_eq!(x.len(), n);
+    let xv: [__m256i; NC] = core::array::from_fn(|c| {
+        // SAFETY: chunk `c < NC` ends at `16 c + 16 <= n = x.len()`.
+        unsafe { widen16(x, 16 * c) }
+    });
+    // The eight int32 lanes of row `i . x` (two accumulators: two dependency chains).
+    let dot = |i: usize| -> __m256i {
+        let (r, page) = row(i);
+        assert_eq!(r.len(), n);
+        if page > 0 {
+            pages_ahead(r.as_ptr(), page);
+        }
+        let (mut a0, mut a1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        for (c, &xc) in xv.iter().enumerate() {
+            // SAFETY: `r` has `n = 16 NC` bytes and chunk `c < NC` ends inside it.
+            let p = _mm256_madd_epi16(unsafe { widen16(r, 16 * c) }, xc);
+            if c % 2 == 0 {
+                a0 = _mm256_add_epi32(a0, p);
+            } else {
+                a1 = _mm256_add_epi32(a1, p);
+            }
+        }
+        _mm256_add_epi32(a0, a1)
+    };
+    let m = y.len();
+    let mut i = 0;
+    while i + 8 <= m {
+        let a: [__m256i; 8] = core::array::from_fn(|t| dot(i + t));
+        // hadd(a, b) = [a0+a1, a2+a3, b0+b1, b2+b3 | the same for lanes 4..7]: after two
+        // levels lane t of each 128-bit half holds a sum of four lanes of row t (of 4).
+        let lo = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
+        let hi = _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]), _mm256_hadd_epi32(a[6], a[7]));
+        // [rows 0..3, low halves | rows 4..7, low halves] + [the same, high halves]
+        let s = _mm256_add_epi32(_mm256_permute2x128_si256::<0x20>(lo, hi), _mm256_permute2x128_si256::<0x31>(lo, hi));
+        // SAFETY: `i + 8 <= m = y.len()`: the 32 bytes at `y[i]` are inside `y`.
+        unsafe { _mm256_storeu_si256(y.as_mut_ptr().add(i).cast(), s) };
+        i += 8;
+    }
+    while i < m {
+        y[i] = hsum(dot(i));
+        i += 1;
     }
 }
 
@@ -216,6 +323,16 @@ unsafe fn gemv_rows(w: &[i8], stride: usize, cols: usize, rows: &[u32], x: &[i8]
     if cols < GROUP_MIN_COLS {
         // Short rows: row after row, prefetched 64 KiB ahead in the list.
         let gp = Gather::start(w, stride, cols, rows);
+        if short_rows(cols) {
+            let row = |j: usize| {
+                gp.at(j);
+                (check::row(w, stride, cols, rows[j]), if in_stream(rows, j) { stride } else { 0 })
+            };
+            // SAFETY: AVX2 is enabled on this function; every listed row has `cols =
+            // x.len()` bytes (`check::row`).
+            unsafe { gemv_short(x, y, row) };
+            return;
+        }
         for j in 0..rows.len() {
             gp.at(j);
             let page = if in_stream(rows, j) { stride } else { 0 };
