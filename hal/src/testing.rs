@@ -29,11 +29,12 @@ use crate::{Kernels, Scalar, MAX_ACC_TERMS};
 /// Named lengths every kernel is checked at (tile = 16 bytes: 0, 1, tile - 1, tile,
 /// tile + 1, 13 * tile; 64-byte vectors full, short and one over; the 128- and 256-byte
 /// steps of the AVX-512 row loops with every kind of remainder; the `gemma2-2b` predictor
-/// row and a long row with a ragged end).
+/// row and a long row with a ragged end; the AVX2 `gemv` row loops' bounds: short rows
+/// up to 256, rows of 64-byte steps from 320 to 4096, and 4160 just past them).
 #[rustfmt::skip]
 pub const EDGE_LENGTHS: &[usize] = &[
     0, 1, 2, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 191, 192,
-    13 * 16, 13 * 16 + 5, 255, 256, 257, 384 + 63, 1024, 2304 + 128 + 1,
+    13 * 16, 13 * 16 + 5, 255, 256, 257, 320, 384 + 63, 1024, 2304 + 128 + 1, 4096, 4096 + 64,
 ];
 
 /// Row lengths of [`Case::Strided`]: the [`EDGE_LENGTHS`] and two rows longer than 4096.

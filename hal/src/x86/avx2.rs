@@ -15,7 +15,9 @@
 //! - Rows of 16 to 256 bytes in steps of 16 (`gemv_short`: attention's key part 1, its
 //!   `K2` gathers and the dense keys at `gemma2-2b`) keep the widened activations in
 //!   registers for the whole call and reduce the lane sums of 8 rows together, in `gemv`
-//!   and in the short-row path of `gemv_rows`.
+//!   and in the short-row path of `gemv_rows`. Rows of 64-byte steps from 320 to 4096
+//!   bytes (`gemv_mid`: the FFN predictor, projections, logits) widen the activations
+//!   once per call into a stack buffer and reduce 8 rows together too.
 //! - `gemv_t_rows` pairs rows: the int16 words of rows `a` and `b` are interleaved so one
 //!   `vpmaddwd` against the broadcast pair `(c_a, c_b)` gives `c_a*W_a + c_b*W_b` per column;
 //!   up to four pairs are summed before `y` is read and written, and the next eight listed
@@ -185,7 +187,8 @@ unsafe fn dot(a: &[i8], b: &[i8], page: usize) -> i32 {
     hsum(s).wrapping_add(tail_dot(a, b, k))
 }
 
-// One row per pass: on the x86-64 machine measured (docs/performance-history.md), streaming one
+// One row per pass (also in `gemv_short` and `gemv_mid`, which only keep the widened
+// activations and defer the lane sums): on the x86-64 machine measured (docs/performance-history.md), streaming one
 // row at a time beat four rows per pass sharing each activation load (four interleaved
 // streams defeat part of the hardware prefetching); the activations stay in L1 either way.
 // What the hardware prefetchers miss is the start of every 4 KiB page: the page-entry
@@ -206,9 +209,62 @@ unsafe fn gemv(w: &[i8], cols: usize, x: &[i8], y: &mut [i32]) {
         unsafe { gemv_short(x, y, |i| (&w[i * cols..(i + 1) * cols], cols)) };
         return;
     }
+    if cols % 64 == 0 && cols <= MID_MAX_COLS {
+        // SAFETY: AVX2 is enabled on this function; shapes as `check::gemv`.
+        unsafe { gemv_mid(w, cols, x, y) };
+        return;
+    }
     for (yi, r) in y.iter_mut().zip(w.chunks_exact(cols)) {
         // SAFETY: AVX2 is enabled on this function. Consecutive rows form one stream.
         *yi = unsafe { dot(r, x, cols) };
+    }
+}
+
+/// The longest rows [`gemv_mid`] takes (its widened activations: 8 KiB on the stack).
+const MID_MAX_COLS: usize = 4096;
+
+/// [`gemv`] for rows of a multiple of 64 bytes up to [`MID_MAX_COLS`]: the activations
+/// are widened to int16 once per call into a stack buffer, each row then costs its own
+/// loads and widening only, and the lane sums of 8 rows are reduced together.
+///
+/// # Safety
+/// The CPU supports AVX2; `cols % 64 == 0`, `cols <= MID_MAX_COLS`, shapes as `check::gemv`.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn gemv_mid(w: &[i8], cols: usize, x: &[i8], y: &mut [i32]) {
+    let nc = cols / 16;
+    let mut xw = [_mm256_setzero_si256(); MID_MAX_COLS / 16];
+    for (c, v) in xw[..nc].iter_mut().enumerate() {
+        // SAFETY: chunk `c < cols / 16` ends inside `x` (`x.len() = cols`).
+        *v = unsafe { widen16(x, 16 * c) };
+    }
+    let xw = &xw[..nc];
+    let dot = |r: &[i8]| -> __m256i {
+        pages_ahead(r.as_ptr(), cols);
+        let mut acc = [_mm256_setzero_si256(); 4];
+        for (k, xq) in xw.chunks_exact(4).enumerate() {
+            for j in 0..4 {
+                // SAFETY: `r` has `cols` bytes; chunk `4k + j` ends at `64k + 16j + 16 <= cols`.
+                let p = _mm256_madd_epi16(unsafe { widen16(r, 64 * k + 16 * j) }, xq[j]);
+                acc[j] = _mm256_add_epi32(acc[j], p);
+            }
+        }
+        _mm256_add_epi32(_mm256_add_epi32(acc[0], acc[1]), _mm256_add_epi32(acc[2], acc[3]))
+    };
+    let m = y.len();
+    let mut i = 0;
+    while i + 8 <= m {
+        let a: [__m256i; 8] = core::array::from_fn(|t| dot(&w[(i + t) * cols..(i + t + 1) * cols]));
+        let lo = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
+        let hi = _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]), _mm256_hadd_epi32(a[6], a[7]));
+        let s = _mm256_add_epi32(_mm256_permute2x128_si256::<0x20>(lo, hi), _mm256_permute2x128_si256::<0x31>(lo, hi));
+        // SAFETY: `i + 8 <= m = y.len()`.
+        unsafe { _mm256_storeu_si256(y.as_mut_ptr().add(i).cast(), s) };
+        i += 8;
+    }
+    while i < m {
+        y[i] = hsum(dot(&w[i * cols..(i + 1) * cols]));
+        i += 1;
     }
 }
 
