@@ -71,17 +71,17 @@ pub fn exp_f32(x: f32) -> f32 {
 }
 
 /// Below this `|x|`, `tanh` is its odd Taylor series; above, `1 - 2 / (e^{2|x|} + 1)`.
-const TANH_SMALL: f32 = 0.4;
+pub(crate) const TANH_SMALL: f32 = 0.4;
 /// `tanh(x)` rounds to `+-1` in `f32` for `|x| >= 9.011`; clamping at 10 keeps `e^{2|x|}`
 /// finite.
 const TANH_CLAMP: f32 = 10.0;
 /// Taylor coefficients of `tanh x = x + T3 x^3 + T5 x^5 + ...` (`2^2n (2^2n - 1) B_2n / (2n)!`).
-const T3: f32 = -1.0 / 3.0;
-const T5: f32 = 2.0 / 15.0;
-const T7: f32 = -17.0 / 315.0;
-const T9: f32 = 62.0 / 2835.0;
-const T11: f32 = -1382.0 / 155_925.0;
-const T13: f32 = 21_844.0 / 6_081_075.0;
+pub(crate) const T3: f32 = -1.0 / 3.0;
+pub(crate) const T5: f32 = 2.0 / 15.0;
+pub(crate) const T7: f32 = -17.0 / 315.0;
+pub(crate) const T9: f32 = 62.0 / 2835.0;
+pub(crate) const T11: f32 = -1382.0 / 155_925.0;
+pub(crate) const T13: f32 = 21_844.0 / 6_081_075.0;
 
 /// `tanh(x)`, branch-free. For `|x| < 0.4` the series to `x^13` (truncation below `5e-9`
 /// relative); above, `1 - 2 / (e^{2|x|} + 1)` with [`exp_f32`]; the sign is copied from

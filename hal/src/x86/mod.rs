@@ -46,8 +46,13 @@ macro_rules! elementwise_methods {
                 $crate::math::scores_in_place(acc, a, row_scale, c, softcap, out)
             }
             Self::require();
-            // SAFETY: the CPU supports `$feature` (checked just above).
-            unsafe { wide(acc, a, row_scale, c, softcap, out) }
+            if softcap > 0.0 {
+                // SAFETY: the CPU supports AVX2 (every x86 backend's `require` implies it).
+                unsafe { super::scores_softcap_avx2(acc, a, row_scale, c, softcap, out) }
+            } else {
+                // SAFETY: the CPU supports `$feature` (checked just above).
+                unsafe { wide(acc, a, row_scale, c, softcap, out) }
+            }
         }
 
         fn prefetch_rows<T>(w: &[T], cols: usize, rows: &[u32]) {
@@ -63,6 +68,63 @@ macro_rules! elementwise_methods {
 }
 #[cfg(any(feature = "std", target_feature = "avx2"))]
 pub(crate) use elementwise_methods;
+
+/// [`crate::math::scores_in_place`] with a soft-cap (`softcap > 0`), 8 scores per AVX2
+/// vector: each group's arguments `acc * a * scale * c / softcap` (the oracle's operations
+/// in its order); when all 8 are below `TANH_SMALL` in magnitude (no NaN), `tanh` is the
+/// odd series that `tanh_f32` selects for them, computed with the same operations, so the
+/// `exp` and the division are skipped (attention logits under Gemma-2's cap of 50 mostly
+/// are); otherwise, and for the last `n % 8` scores, `tanh_f32` of each. Same bits as the
+/// oracle either way.
+///
+/// # Safety
+/// The CPU supports AVX2.
+#[cfg(any(feature = "std", target_feature = "avx2"))]
+#[target_feature(enable = "avx2")]
+unsafe fn scores_softcap_avx2(acc: &[i32], a: f32, row_scale: &[f32], c: f32, softcap: f32, out: &mut [f32]) {
+    use crate::math::{tanh_f32, T11, T13, T3, T5, T7, T9, TANH_SMALL};
+    use core::arch::x86_64::*;
+    let inv = 1.0 / softcap;
+    let n = out.len().min(acc.len()).min(row_scale.len());
+    let (va, vc, vinv, vcap) = (_mm256_set1_ps(a), _mm256_set1_ps(c), _mm256_set1_ps(inv), _mm256_set1_ps(softcap));
+    let small = _mm256_set1_ps(TANH_SMALL);
+    let sign = _mm256_set1_ps(-0.0);
+    let k = |v: f32| _mm256_set1_ps(v);
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: `i + 8 <= n`, the length of all three slices' prefixes; `loadu` and
+        // `storeu` need no alignment.
+        let (x, r) =
+            unsafe { (_mm256_loadu_si256(acc.as_ptr().add(i).cast()), _mm256_loadu_ps(row_scale.as_ptr().add(i))) };
+        let u = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(x), va), r), vc), vinv);
+        let ab = _mm256_andnot_ps(sign, u);
+        if _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(ab, small)) == 0xff {
+            let a2 = _mm256_mul_ps(ab, ab);
+            let p = k(T13);
+            let p = _mm256_add_ps(_mm256_mul_ps(p, a2), k(T11));
+            let p = _mm256_add_ps(_mm256_mul_ps(p, a2), k(T9));
+            let p = _mm256_add_ps(_mm256_mul_ps(p, a2), k(T7));
+            let p = _mm256_add_ps(_mm256_mul_ps(p, a2), k(T5));
+            let p = _mm256_add_ps(_mm256_mul_ps(p, a2), k(T3));
+            let t = _mm256_add_ps(ab, _mm256_mul_ps(_mm256_mul_ps(ab, a2), p));
+            // copysign(t, u)
+            let t = _mm256_or_ps(_mm256_andnot_ps(sign, t), _mm256_and_ps(sign, u));
+            // SAFETY: as above.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(i), _mm256_mul_ps(vcap, t)) };
+        } else {
+            let mut lanes = [0.0f32; 8];
+            // SAFETY: `lanes` holds 8 floats.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), u) };
+            for (o, &v) in out[i..i + 8].iter_mut().zip(&lanes) {
+                *o = softcap * tanh_f32(v);
+            }
+        }
+        i += 8;
+    }
+    for j in i..n {
+        out[j] = softcap * tanh_f32(acc[j] as f32 * a * row_scale[j] * c * inv);
+    }
+}
 
 /// [`crate::math::above_masks`] with AVX2: eight ordered comparisons per instruction
 /// (`_CMP_GT_OQ` and `_CMP_LT_OQ` are false for NaN, like the scalar `>` and `<`), their
