@@ -46,8 +46,10 @@ macro_rules! elementwise_methods {
                 $crate::math::scores_in_place(acc, a, row_scale, c, softcap, out)
             }
             Self::require();
-            if softcap > 0.0 {
-                // SAFETY: the CPU supports AVX2 (every x86 backend's `require` implies it).
+            // The AVX2 backend only: the AVX-512 one keeps the compiled loop (no AVX-512
+            // machine was at hand to measure the explicit path against it).
+            if softcap > 0.0 && $feature == "avx2" {
+                // SAFETY: the CPU supports AVX2 (checked just above).
                 unsafe { super::scores_softcap_avx2(acc, a, row_scale, c, softcap, out) }
             } else {
                 // SAFETY: the CPU supports `$feature` (checked just above).
