@@ -93,7 +93,7 @@ enum Cmd {
         spark-sim logits --model m.spark --ids 1,2,3 --out logits.npy\n  \
         spark-sim logits --model m.spark --ids 1,2,3 --oracle f32 --json")]
     Logits(LogitsArgs),
-    /// Time Spark vs its dense twin (FFN, attention or whole decode), single thread, with the bandwidth bound.
+    /// Time Spark vs its dense twin (FFN, attention or whole decode) on --threads N, with the bandwidth bound.
     #[command(after_help = "Examples:\n  \
         spark-sim bench ffn --shape gemma2-2b\n  \
         spark-sim bench attn --ctx 8192 --json\n  \
