@@ -251,19 +251,31 @@ unsafe fn gemv_mid(w: &[i8], cols: usize, x: &[i8], y: &mut [i32]) {
         }
         _mm256_add_epi32(_mm256_add_epi32(acc[0], acc[1]), _mm256_add_epi32(acc[2], acc[3]))
     };
+    rows_by_8(y, |i| dot(&w[i * cols..(i + 1) * cols]));
+}
+
+/// `y[i] = ` the lane sum of `lanes(i)` for every `i`, the lanes of 8 rows reduced
+/// together (two `vphaddd` levels and one cross-lane add instead of a horizontal sum per
+/// row); rows are taken in order.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn rows_by_8(y: &mut [i32], lanes: impl Fn(usize) -> __m256i) {
     let m = y.len();
     let mut i = 0;
     while i + 8 <= m {
-        let a: [__m256i; 8] = core::array::from_fn(|t| dot(&w[(i + t) * cols..(i + t + 1) * cols]));
+        let a: [__m256i; 8] = core::array::from_fn(|t| lanes(i + t));
+        // hadd(a, b) = [a0+a1, a2+a3, b0+b1, b2+b3 | the same for lanes 4..7]: after two
+        // levels lane t of each 128-bit half holds a sum of four lanes of row t (of 4).
         let lo = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
         let hi = _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]), _mm256_hadd_epi32(a[6], a[7]));
+        // [rows 0..3, low halves | rows 4..7, low halves] + [the same, high halves]
         let s = _mm256_add_epi32(_mm256_permute2x128_si256::<0x20>(lo, hi), _mm256_permute2x128_si256::<0x31>(lo, hi));
-        // SAFETY: `i + 8 <= m = y.len()`.
+        // SAFETY: `i + 8 <= m = y.len()`: the 32 bytes at `y[i]` are inside `y`.
         unsafe { _mm256_storeu_si256(y.as_mut_ptr().add(i).cast(), s) };
         i += 8;
     }
     while i < m {
-        y[i] = hsum(dot(&w[i * cols..(i + 1) * cols]));
+        y[i] = hsum(lanes(i));
         i += 1;
     }
 }
@@ -345,24 +357,7 @@ unsafe fn rows_short<'a, const NC: usize>(x: &[i8], y: &mut [i32], row: impl Fn(
         }
         _mm256_add_epi32(a0, a1)
     };
-    let m = y.len();
-    let mut i = 0;
-    while i + 8 <= m {
-        let a: [__m256i; 8] = core::array::from_fn(|t| dot(i + t));
-        // hadd(a, b) = [a0+a1, a2+a3, b0+b1, b2+b3 | the same for lanes 4..7]: after two
-        // levels lane t of each 128-bit half holds a sum of four lanes of row t (of 4).
-        let lo = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
-        let hi = _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]), _mm256_hadd_epi32(a[6], a[7]));
-        // [rows 0..3, low halves | rows 4..7, low halves] + [the same, high halves]
-        let s = _mm256_add_epi32(_mm256_permute2x128_si256::<0x20>(lo, hi), _mm256_permute2x128_si256::<0x31>(lo, hi));
-        // SAFETY: `i + 8 <= m = y.len()`: the 32 bytes at `y[i]` are inside `y`.
-        unsafe { _mm256_storeu_si256(y.as_mut_ptr().add(i).cast(), s) };
-        i += 8;
-    }
-    while i < m {
-        y[i] = hsum(dot(i));
-        i += 1;
-    }
+    rows_by_8(y, dot);
 }
 
 /// `y[j] = row rows[j] . x`, a gather of rows `stride` bytes apart. Rows of
