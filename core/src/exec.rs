@@ -89,33 +89,44 @@ pub struct Grain {
     /// Weight bytes a product must read before it is split (below: one kernel call in the
     /// caller, as a pool's hand-off would cost more than it saves).
     pub min_bytes: usize,
-    /// Weight bytes per chunk of a row-split product (rows are never split): rows per
-    /// chunk `max(1, chunk_bytes / cols)`.
+    /// Weight bytes per chunk of a row-split product (rows are never split): see
+    /// [`Grain::row_block`].
     pub chunk_bytes: usize,
     /// Most partial output vectors a sparse output product is split into.
     pub max_parts: usize,
 }
 
 impl Grain {
-    /// Splits products of 96 KiB and more into chunks of 32 KiB, sparse output products
-    /// into at most 8 parts (measured in `docs/PERFORMANCE.md`).
-    pub const DEFAULT: Grain = Grain { min_bytes: 96 * 1024, chunk_bytes: 32 * 1024, max_parts: 8 };
+    /// Splits products of 96 KiB and more into chunks of about 128 KiB (at least 4),
+    /// sparse output products into at most 8 parts (measured in `docs/PERFORMANCE.md`,
+    /// "Thread scaling").
+    pub const DEFAULT: Grain = Grain { min_bytes: 96 * 1024, chunk_bytes: 128 * 1024, max_parts: 8 };
     /// Splits everything as finely as possible: one row per chunk (for tests on small
     /// models; slow).
     pub const FINEST: Grain = Grain { min_bytes: 0, chunk_bytes: 1, max_parts: 8 };
 
-    /// Rows (or selected rows) per chunk for rows of `cols` bytes.
-    pub fn row_block(&self, cols: usize) -> usize {
+    /// Rows (or selected rows) per chunk of a product over `rows` rows of `cols` bytes:
+    /// the rows cut into `ceil(rows * cols / chunk_bytes)` blocks rounded up to a multiple
+    /// of 4, of equal size (the last one shorter by less than a block). So 2 or 4 threads
+    /// get the same share of a product of a few chunks (5 chunks on 2 threads: 3 and 2).
+    pub fn row_block(&self, rows: usize, cols: usize) -> usize {
+        let blocks = (rows * cols).div_ceil(self.chunk_bytes.max(1)).next_multiple_of(4).clamp(1, rows.max(1));
+        rows.div_ceil(blocks).max(1)
+    }
+
+    /// The fewest rows of `cols` bytes that make one chunk's worth: `chunk_bytes / cols`,
+    /// at least 1.
+    pub fn chunk_rows(&self, cols: usize) -> usize {
         (self.chunk_bytes / cols.max(1)).max(1)
     }
 
     /// Parts of a sparse output product over `m` listed rows of `cols` bytes with room
     /// for `room` partial vectors: the largest of 8, 6, 4, 3, 2 that is at most
-    /// `max_parts` and `room` and leaves every part at least [`Grain::row_block`] rows;
+    /// `max_parts` and `room` and leaves every part at least [`Grain::chunk_rows`] rows;
     /// else 1 (not split). Depends only on the shape and the selection's size.
     pub fn parts(&self, m: usize, cols: usize, room: usize) -> usize {
         for p in [8, 6, 4, 3, 2] {
-            if p <= self.max_parts && p <= room && m / p >= self.row_block(cols) {
+            if p <= self.max_parts && p <= room && m / p >= self.chunk_rows(cols) {
                 return p;
             }
         }
@@ -136,7 +147,7 @@ pub fn gemv<K: Kernels, E: Executor>(e: &E, w: &[i8], cols: usize, x: &[i8], y: 
         K::gemv_i8(w, cols, x, y);
         return;
     }
-    let rb = e.grain().row_block(cols);
+    let rb = e.grain().row_block(y.len(), cols);
     e.for_each_chunk(y, rb, |c, yc| {
         let r0 = c * rb; // first row of this block
         K::gemv_i8(&w[r0 * cols..(r0 + yc.len()) * cols], cols, x, yc);
@@ -159,7 +170,7 @@ pub fn gemv_rows<K: Kernels, E: Executor>(
         K::gemv_rows_strided_i8(w, stride, cols, rows, x, y);
         return;
     }
-    let rb = e.grain().row_block(cols);
+    let rb = e.grain().row_block(rows.len(), cols);
     e.for_each_chunk(y, rb, |c, yc| {
         let j0 = c * rb; // first list entry of this block
         K::gemv_rows_strided_i8(w, stride, cols, &rows[j0..j0 + yc.len()], x, yc);
@@ -244,13 +255,21 @@ mod tests {
     #[test]
     fn shapes_give_fixed_chunks() {
         let g = Grain::DEFAULT;
-        assert_eq!(g.row_block(2304), 14);
-        assert_eq!(g.row_block(1 << 20), 1);
+        assert_eq!(g.chunk_rows(2304), 56);
+        assert_eq!(g.chunk_rows(1 << 20), 1);
+        // 9216 rows of 2304 bytes (162 x 128 KiB, rounded up to 164 blocks): blocks of 57
+        // rows (162 chunks, the last 39 rows); 1024 rows of 160 bytes (160 KiB): 4 chunks
+        // of 256 rows (with 2 threads 2 each), not 819 + 205.
+        assert_eq!(g.row_block(9216, 2304), 57);
+        assert_eq!(g.row_block(1024, 160), 256);
+        assert_eq!(g.row_block(1001, 160), 251); // 3 x 251 + 248
+        assert_eq!(g.row_block(3, 1 << 20), 1);
+        assert_eq!(g.row_block(0, 100), 1);
         assert_eq!(g.parts(1106, 2304, 5), 4); // Spark FFN V: 4 parts in acc[d..f]
         assert_eq!(g.parts(4096, 256, 15), 8); // dense attention values at ctx 4096
         assert_eq!(g.parts(20, 2304, 5), 1); // too few rows per part
         assert_eq!(g.parts(1106, 2304, 0), 1); // no room
-        assert_eq!(Grain::FINEST.row_block(40), 1);
+        assert_eq!(Grain::FINEST.row_block(500, 40), 1);
         assert_eq!(Grain::FINEST.parts(3, 40, 100), 3);
     }
 

@@ -233,12 +233,16 @@ const MID_MAX_COLS: usize = 4096;
 #[target_feature(enable = "avx2")]
 unsafe fn gemv_mid(w: &[i8], cols: usize, x: &[i8], y: &mut [i32]) {
     let nc = cols / 16;
-    let mut xw = [_mm256_setzero_si256(); MID_MAX_COLS / 16];
-    for (c, v) in xw[..nc].iter_mut().enumerate() {
+    // Only the `nc` chunks used are written: zeroing the whole 8 KiB buffer cost as much
+    // as a few rows of a short call (the threaded products call this once per chunk).
+    let mut buf = [core::mem::MaybeUninit::<__m256i>::uninit(); MID_MAX_COLS / 16];
+    for (c, v) in buf[..nc].iter_mut().enumerate() {
         // SAFETY: chunk `c < cols / 16` ends inside `x` (`x.len() = cols`).
-        *v = unsafe { widen16(x, 16 * c) };
+        v.write(unsafe { widen16(x, 16 * c) });
     }
-    let xw = &xw[..nc];
+    // SAFETY: the first `nc <= MID_MAX_COLS / 16` elements were written just above, and
+    // `MaybeUninit<T>` has the layout of `T`.
+    let xw: &[__m256i] = unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<__m256i>(), nc) };
     let dot = |r: &[i8]| -> __m256i {
         pages_ahead(r.as_ptr(), cols);
         let mut acc = [_mm256_setzero_si256(); 4];
