@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step prints the minutes and seconds since the start (where the time goes, in CI logs).
+step() { printf '\n==> [%d:%02d] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
 
 # Disk: a clean run builds about a dozen target directories (host, Miri, fuzz, MSRV, armv7,
 # aarch64, three firmware projects). Where the disk is short (under 20 GiB free at the
@@ -448,4 +449,4 @@ timeout 300 qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu "$FFI_C/test_api_aar
 echo "C API section: $((SECONDS - FFI_T0)) s"
 
 echo
-echo "test.sh: all checks passed"
+echo "test.sh: all checks passed in $((SECONDS / 60)) min $((SECONDS % 60)) s"
