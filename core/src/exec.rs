@@ -99,7 +99,7 @@ pub struct Grain {
 impl Grain {
     /// Splits products of 96 KiB and more into chunks of about 128 KiB (at least 4),
     /// sparse output products into at most 8 parts (measured in `docs/PERFORMANCE.md`,
-    /// "Thread scaling").
+    /// "Chunks of 128 KiB, in multiples of 4" and "Thread scaling").
     pub const DEFAULT: Grain = Grain { min_bytes: 96 * 1024, chunk_bytes: 128 * 1024, max_parts: 8 };
     /// Splits everything as finely as possible: one row per chunk (for tests on small
     /// models; slow).
